@@ -1,0 +1,306 @@
+//! Packet builders and checkers for tests, benchmarks and fuzz seeds. Not
+//! used by the daemon. Checksums here are computed with a deliberately
+//! naive word-by-word sum, independent of `wire::checksum`, so tests check
+//! the translator against a second implementation.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Naive RFC 1071 sum of byte slices, folded, not complemented.
+pub fn naive_sum(parts: &[&[u8]]) -> u16 {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(p);
+    }
+    if all.len() % 2 == 1 {
+        all.push(0);
+    }
+    let mut s: u64 = 0;
+    for w in all.chunks(2) {
+        s += u16::from_be_bytes([w[0], w[1]]) as u64;
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+fn pseudo4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(len as u16).to_be_bytes());
+    p
+}
+
+fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(40);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&(len as u32).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, proto]);
+    p
+}
+
+/// An IPv4 packet under construction; `build` writes lengths and checksums.
+#[derive(Debug, Clone)]
+pub struct V4 {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub tos: u8,
+    pub ident: u16,
+    pub df: bool,
+    pub mf: bool,
+    pub frag_offset: u16,
+    pub ttl: u8,
+    pub proto: u8,
+    pub options: Vec<u8>,
+    /// Transport header and data; its checksum is filled by `build` unless `raw_l4`.
+    pub l4: Vec<u8>,
+    pub raw_l4: bool,
+}
+
+impl V4 {
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Self {
+        V4 {
+            src,
+            dst,
+            tos: 0,
+            ident: 0x1234,
+            df: true,
+            mf: false,
+            frag_offset: 0,
+            ttl: 64,
+            proto,
+            options: vec![],
+            l4,
+            raw_l4: false,
+        }
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut l4 = self.l4.clone();
+        if !self.raw_l4 && self.frag_offset == 0 {
+            match self.proto {
+                6 if l4.len() >= 20 => {
+                    l4[16] = 0;
+                    l4[17] = 0;
+                    let c = !naive_sum(&[&pseudo4(self.src, self.dst, 6, l4.len()), &l4]);
+                    l4[16..18].copy_from_slice(&c.to_be_bytes());
+                }
+                17 if l4.len() >= 8 => {
+                    let n = l4.len() as u16;
+                    l4[4..6].copy_from_slice(&n.to_be_bytes());
+                    l4[6] = 0;
+                    l4[7] = 0;
+                    let mut c = !naive_sum(&[&pseudo4(self.src, self.dst, 17, l4.len()), &l4]);
+                    if c == 0 {
+                        c = 0xffff;
+                    }
+                    l4[6..8].copy_from_slice(&c.to_be_bytes());
+                }
+                1 if l4.len() >= 4 => {
+                    l4[2] = 0;
+                    l4[3] = 0;
+                    let c = !naive_sum(&[&l4]);
+                    l4[2..4].copy_from_slice(&c.to_be_bytes());
+                }
+                _ => {}
+            }
+        }
+        let hl = 20 + self.options.len();
+        assert!(hl % 4 == 0 && hl <= 60);
+        let total = hl + l4.len();
+        let mut b = vec![0u8; 20];
+        b[0] = 0x40 | (hl / 4) as u8;
+        b[1] = self.tos;
+        b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        b[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        let flags = (self.df as u16) << 14 | (self.mf as u16) << 13 | self.frag_offset;
+        b[6..8].copy_from_slice(&flags.to_be_bytes());
+        b[8] = self.ttl;
+        b[9] = self.proto;
+        b[12..16].copy_from_slice(&self.src.octets());
+        b[16..20].copy_from_slice(&self.dst.octets());
+        b.extend_from_slice(&self.options);
+        let c = !naive_sum(&[&b]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&l4);
+        b
+    }
+}
+
+/// An IPv6 packet under construction.
+#[derive(Debug, Clone)]
+pub struct V6 {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub tc: u8,
+    pub flow: u32,
+    pub hop: u8,
+    pub proto: u8,
+    /// Extension headers as (type, bytes); the next-header byte of each is filled in.
+    pub ext: Vec<(u8, Vec<u8>)>,
+    pub l4: Vec<u8>,
+    pub raw_l4: bool,
+}
+
+impl V6 {
+    pub fn new(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4: Vec<u8>) -> Self {
+        V6 {
+            src,
+            dst,
+            tc: 0,
+            flow: 0,
+            hop: 64,
+            proto,
+            ext: vec![],
+            l4,
+            raw_l4: false,
+        }
+    }
+
+    /// Add a Fragment header (offset in 8-byte units).
+    pub fn fragment(mut self, offset: u16, more: bool, ident: u32) -> Self {
+        let mut f = vec![0u8; 8];
+        f[2..4].copy_from_slice(&((offset << 3) | more as u16).to_be_bytes());
+        f[4..8].copy_from_slice(&ident.to_be_bytes());
+        self.ext.push((44, f));
+        self
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut l4 = self.l4.clone();
+        let non_first = self
+            .ext
+            .iter()
+            .any(|(t, f)| *t == 44 && u16::from_be_bytes([f[2], f[3]]) >> 3 != 0);
+        if !self.raw_l4 && !non_first {
+            let ck_off = match self.proto {
+                6 if l4.len() >= 20 => Some(16),
+                17 if l4.len() >= 8 => {
+                    let n = l4.len() as u16;
+                    l4[4..6].copy_from_slice(&n.to_be_bytes());
+                    Some(6)
+                }
+                58 if l4.len() >= 4 => Some(2),
+                _ => None,
+            };
+            if let Some(o) = ck_off {
+                l4[o] = 0;
+                l4[o + 1] = 0;
+                let mut c = !naive_sum(&[&pseudo6(self.src, self.dst, self.proto, l4.len()), &l4]);
+                if self.proto == 17 && c == 0 {
+                    c = 0xffff;
+                }
+                l4[o..o + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        let mut exts = Vec::new();
+        for (i, (_, bytes)) in self.ext.iter().enumerate() {
+            let mut e = bytes.clone();
+            e[0] = self.ext.get(i + 1).map_or(self.proto, |n| n.0);
+            exts.extend_from_slice(&e);
+        }
+        let first_nh = self.ext.first().map_or(self.proto, |e| e.0);
+        let plen = exts.len() + l4.len();
+        let mut b = vec![0u8; 40];
+        let w = 6u32 << 28 | (self.tc as u32) << 20 | (self.flow & 0xfffff);
+        b[0..4].copy_from_slice(&w.to_be_bytes());
+        b[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
+        b[6] = first_nh;
+        b[7] = self.hop;
+        b[8..24].copy_from_slice(&self.src.octets());
+        b[24..40].copy_from_slice(&self.dst.octets());
+        b.extend_from_slice(&exts);
+        b.extend_from_slice(&l4);
+        b
+    }
+}
+
+/// A UDP header and data (checksum filled in by the packet builder).
+pub fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(data);
+    u
+}
+
+/// A 20-byte TCP header with `flags`, then data.
+pub fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t.extend_from_slice(data);
+    t
+}
+
+/// An ICMP / ICMPv6 message: type, code, checksum placeholder, 4 bytes of `rest`, then data.
+pub fn icmp(ty: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(data);
+    m
+}
+
+/// An echo request/reply body with identifier and sequence.
+pub fn echo(ty: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let mut r = [0u8; 4];
+    r[0..2].copy_from_slice(&id.to_be_bytes());
+    r[2..4].copy_from_slice(&seq.to_be_bytes());
+    icmp(ty, 0, r, data)
+}
+
+/// True when the IPv4 header checksum and the transport checksum (TCP, UDP
+/// unless zero, ICMP) of a whole, unfragmented IPv4 packet verify.
+pub fn v4_checksums_ok(p: &[u8]) -> bool {
+    if p.len() < 20 {
+        return false;
+    }
+    let hl = ((p[0] & 0xf) as usize) * 4;
+    let total = u16::from_be_bytes([p[2], p[3]]) as usize;
+    if naive_sum(&[&p[..hl]]) != 0xffff || total > p.len() {
+        return false;
+    }
+    let frag = u16::from_be_bytes([p[6], p[7]]);
+    if frag & 0x3fff != 0 {
+        return true; // a fragment: the transport checksum covers the reassembled datagram
+    }
+    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+    let l4 = &p[hl..total];
+    match p[9] {
+        6 | 17 => {
+            if p[9] == 17 && l4.len() >= 8 && l4[6] == 0 && l4[7] == 0 {
+                return true;
+            }
+            naive_sum(&[&pseudo4(src, dst, p[9], l4.len()), l4]) == 0xffff
+        }
+        1 => naive_sum(&[l4]) == 0xffff,
+        _ => true,
+    }
+}
+
+/// True when the transport checksum (TCP, UDP, ICMPv6) of a whole,
+/// unfragmented IPv6 packet with no extension headers verifies.
+pub fn v6_checksums_ok(p: &[u8]) -> bool {
+    if p.len() < 40 {
+        return false;
+    }
+    let plen = u16::from_be_bytes([p[4], p[5]]) as usize;
+    if 40 + plen > p.len() {
+        return false;
+    }
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap());
+    let l4 = &p[40..40 + plen];
+    match p[6] {
+        6 | 17 | 58 => naive_sum(&[&pseudo6(src, dst, p[6], l4.len()), l4]) == 0xffff,
+        _ => true,
+    }
+}

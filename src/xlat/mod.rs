@@ -1,0 +1,311 @@
+//! RFC 7915 IP/ICMP translation, both directions, as a pure function of
+//! packet bytes: `Translator::translate(packet, out, mapper)` writes the
+//! translated packet (or fragments, or an ICMP error for the sender) into a
+//! caller-owned buffer and returns a [`Verdict`]. Addresses and ports come
+//! from a [`Mapper`]: RFC 6052 embedding for a stateless translator
+//! ([`Rfc6052Mapper`]), the BIB and sessions for stateful NAT64.
+
+mod errors;
+mod frag;
+mod icmp;
+mod stats;
+mod v4to6;
+mod v6to4;
+
+pub use stats::{proto_index, DropReason, ProtoCounts, Stats, PROTO_LABELS};
+
+use crate::addr::{is_global_v4, Prefix6052};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Size of the output buffer the translator needs: the largest IPv4 packet
+/// grown by the IPv6 header, fragmented at the minimum IPv6 MTU.
+pub const OUT_BUF_LEN: usize = 72 * 1024;
+
+/// Address family of an output packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// Where the bytes of a verdict lie in the output buffer: `count()` packets,
+/// each `stride` bytes long except the last, ending at `len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub family: Family,
+    pub len: usize,
+    pub stride: usize,
+}
+
+impl Output {
+    fn single(family: Family, len: usize) -> Self {
+        Output {
+            family,
+            len,
+            stride: len,
+        }
+    }
+
+    /// Number of packets.
+    pub fn count(&self) -> usize {
+        if self.stride == 0 {
+            0
+        } else {
+            self.len.div_ceil(self.stride)
+        }
+    }
+
+    /// The packets, in order, as slices of `out`.
+    pub fn packets<'a>(&self, out: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        let len = self.len.min(out.len());
+        out[..len].chunks(self.stride.max(1))
+    }
+}
+
+/// What to do with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the translated packet(s) on, towards the other family.
+    Forward(Output),
+    /// The packet was dropped for `reason`; the output holds an ICMP error for its sender.
+    Reply { reason: DropReason, out: Output },
+    /// The packet was dropped for this reason; nothing to send.
+    Drop(DropReason),
+}
+
+/// Transport identifiers of a packet: addresses, protocol and ports (for
+/// ICMP queries both ports hold the identifier; for other protocols and
+/// non-first fragments both are zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tuple<A> {
+    pub src: A,
+    pub dst: A,
+    /// IPv4 protocol numbering on both sides: 6 TCP, 17 UDP, 1 ICMP (queries).
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+pub type Tuple4 = Tuple<Ipv4Addr>;
+pub type Tuple6 = Tuple<Ipv6Addr>;
+
+/// Why the mapper is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A packet travelling from its source to its destination.
+    Packet,
+    /// The packet quoted inside an ICMP error: it travelled the other way
+    /// (out of this side), so its state must exist already; look it up, never create.
+    ErrorInner,
+}
+
+/// What the mapper may need besides the tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowMeta {
+    pub role: Role,
+    /// TCP flags byte (SYN 0x02, FIN 0x01, RST 0x04), zero for other protocols.
+    pub tcp_flags: u8,
+    /// True when the packet is a fragment; `first_fragment` when it carries the transport header.
+    pub fragment: bool,
+    pub first_fragment: bool,
+    /// The packet's total length as it arrived, for accounting.
+    pub len: usize,
+}
+
+/// Supplies the translated addresses and ports. A stateless translator embeds
+/// and extracts with RFC 6052; stateful NAT64 consults its BIB and sessions.
+pub trait Mapper {
+    /// Map the tuple of an IPv6 packet to the tuple its IPv4 form carries.
+    fn map_6to4(&mut self, t: &Tuple6, meta: &FlowMeta) -> Result<Tuple4, DropReason>;
+    /// Map the tuple of an IPv4 packet to the tuple its IPv6 form carries.
+    fn map_4to6(&mut self, t: &Tuple4, meta: &FlowMeta) -> Result<Tuple6, DropReason>;
+    /// The IPv6 form of an IPv4 address outside any flow: the source of an
+    /// ICMPv4 error (a router on the path).
+    fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason>;
+}
+
+/// The translator's settings (RFC 7915's configuration functions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlatConfig {
+    /// RFC 7915 4.1 / 5.1: `None` copies Traffic Class ↔ TOS; `Some(v)` writes v instead.
+    pub tos_override: Option<u8>,
+    /// Next-hop MTU on the IPv6 side, also "lowest-ipv6-mtu" (RFC 7915 4.1). At least 1280.
+    pub ipv6_mtu: u16,
+    /// Next-hop MTU on the IPv4 side. At least 68.
+    pub ipv4_mtu: u16,
+    /// Send ICMP errors for dropped packets (RFC 7915 4.4 / 5.4 ask for a switch).
+    pub icmp_errors: bool,
+    /// Source of the ICMPv6 errors the translator itself makes; `None` uses
+    /// the dropped packet's destination (an address routed through us).
+    pub own_v6: Option<Ipv6Addr>,
+    /// Source of the ICMPv4 errors the translator itself makes; `None` uses
+    /// the dropped packet's destination.
+    pub own_v4: Option<Ipv4Addr>,
+}
+
+impl Default for XlatConfig {
+    fn default() -> Self {
+        XlatConfig {
+            tos_override: None,
+            ipv6_mtu: 1280,
+            ipv4_mtu: 1500,
+            icmp_errors: true,
+            own_v6: None,
+            own_v4: None,
+        }
+    }
+}
+
+/// The stateless RFC 6052 mapping (SIIT-style): IPv6 addresses under the
+/// prefix carry their IPv4 address; IPv4 addresses are embedded under it.
+/// Ports pass unchanged. Under the well-known prefix, non-global IPv4
+/// addresses are refused unless `allow_non_global` (RFC 6052 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc6052Mapper {
+    pub prefix: Prefix6052,
+    pub allow_non_global: bool,
+}
+
+impl Rfc6052Mapper {
+    pub fn new(prefix: Prefix6052) -> Self {
+        Rfc6052Mapper {
+            prefix,
+            allow_non_global: false,
+        }
+    }
+
+    /// Extract the IPv4 address from `a`, applying RFC 6052 3.1.
+    #[inline]
+    pub fn to_v4(&self, a: &Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
+        let v4 = self.prefix.extract(a).ok_or(DropReason::NotInPrefix)?;
+        self.check_global(v4)?;
+        Ok(v4)
+    }
+
+    /// Embed `a` under the prefix, applying RFC 6052 3.1.
+    #[inline]
+    pub fn to_v6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        self.check_global(a)?;
+        Ok(self.prefix.embed(a))
+    }
+
+    #[inline]
+    fn check_global(&self, a: Ipv4Addr) -> Result<(), DropReason> {
+        if self.prefix.is_well_known() && !self.allow_non_global && !is_global_v4(a) {
+            return Err(DropReason::NonGlobalV4);
+        }
+        Ok(())
+    }
+}
+
+impl Mapper for Rfc6052Mapper {
+    fn map_6to4(&mut self, t: &Tuple6, _: &FlowMeta) -> Result<Tuple4, DropReason> {
+        Ok(Tuple {
+            src: self.to_v4(&t.src)?,
+            dst: self.to_v4(&t.dst)?,
+            proto: t.proto,
+            sport: t.sport,
+            dport: t.dport,
+        })
+    }
+    fn map_4to6(&mut self, t: &Tuple4, _: &FlowMeta) -> Result<Tuple6, DropReason> {
+        Ok(Tuple {
+            src: self.to_v6(t.src)?,
+            dst: self.to_v6(t.dst)?,
+            proto: t.proto,
+            sport: t.sport,
+            dport: t.dport,
+        })
+    }
+    fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        // RFC 7915 4.1: the "illegal" source of an ICMPv4 error is still
+        // translated, for troubleshooting; so no 3.1 check here.
+        Ok(self.prefix.embed(a))
+    }
+}
+
+/// One translator per worker thread: its settings, its IPv4 Identification
+/// generator and its counters. `translate` never allocates and never panics.
+#[derive(Debug, Clone)]
+pub struct Translator {
+    cfg: XlatConfig,
+    next_ident: u16,
+    pub stats: Stats,
+}
+
+impl Translator {
+    pub fn new(mut cfg: XlatConfig) -> Self {
+        cfg.ipv6_mtu = cfg.ipv6_mtu.max(1280);
+        cfg.ipv4_mtu = cfg.ipv4_mtu.max(68);
+        Translator {
+            cfg,
+            next_ident: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &XlatConfig {
+        &self.cfg
+    }
+
+    /// Translate one packet of either family (by its version nibble).
+    #[inline]
+    pub fn translate<M: Mapper>(&mut self, pkt: &[u8], out: &mut [u8], map: &mut M) -> Verdict {
+        match pkt.first().map(|b| b >> 4) {
+            Some(6) => self.v6_to_v4(pkt, out, map),
+            Some(4) => self.v4_to_v6(pkt, out, map),
+            _ => self.count(
+                Verdict::Drop(DropReason::BadVersion),
+                Family::V4,
+                0,
+                pkt.len(),
+            ),
+        }
+    }
+
+    /// Translate an IPv6 packet to IPv4 (RFC 7915 section 5).
+    #[inline]
+    pub fn v6_to_v4<M: Mapper>(&mut self, pkt: &[u8], out: &mut [u8], map: &mut M) -> Verdict {
+        let (v, proto) = if out.len() < OUT_BUF_LEN {
+            (Verdict::Drop(DropReason::OutputBuffer), 0)
+        } else {
+            v6to4::translate(self, pkt, out, map)
+        };
+        self.count(v, Family::V4, proto, pkt.len())
+    }
+
+    /// Translate an IPv4 packet to IPv6 (RFC 7915 section 4).
+    #[inline]
+    pub fn v4_to_v6<M: Mapper>(&mut self, pkt: &[u8], out: &mut [u8], map: &mut M) -> Verdict {
+        let (v, proto) = if out.len() < OUT_BUF_LEN {
+            (Verdict::Drop(DropReason::OutputBuffer), 0)
+        } else {
+            v4to6::translate(self, pkt, out, map)
+        };
+        self.count(v, Family::V6, proto, pkt.len())
+    }
+
+    #[inline]
+    fn count(&mut self, v: Verdict, to: Family, proto: u8, in_len: usize) -> Verdict {
+        match v {
+            Verdict::Forward(o) => self.stats.forwarded(to, proto, in_len, o.count()),
+            Verdict::Reply { reason, .. } => {
+                self.stats.drop(reason);
+                self.stats.icmp_errors_sent += 1;
+            }
+            Verdict::Drop(reason) => self.stats.drop(reason),
+        }
+        v
+    }
+
+    /// The next IPv4 Identification value (RFC 7915 5.1: "set according to a
+    /// Fragment Identification generator at the translator").
+    #[inline]
+    fn ident(&mut self) -> u16 {
+        self.next_ident = self.next_ident.wrapping_add(1);
+        self.next_ident
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,455 @@
+//! RFC 7915 section 4: IPv4 → IPv6. Header (4.1), ICMPv4 (4.2), ICMPv4
+//! errors and the packet they quote (4.3), errors we send (4.4), transport
+//! checksums including zero-checksum UDP (4.5).
+
+use super::errors::{self, Offending4};
+use super::icmp::{self, Rest};
+use super::{
+    frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict,
+};
+use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
+use crate::wire::ipv4::{Ipv4Error, Ipv4Header};
+use crate::wire::{be16, ipv6, proto, put16};
+
+/// Translate one IPv4 packet. Returns the verdict and the IPv4 protocol number (for counters).
+pub(super) fn translate<M: Mapper>(
+    x: &mut Translator,
+    pkt: &[u8],
+    out: &mut [u8],
+    map: &mut M,
+) -> (Verdict, u8) {
+    let h = match Ipv4Header::parse(pkt) {
+        Ok(h) => h,
+        Err(Ipv4Error::Truncated) => return (Verdict::Drop(DropReason::Ipv4Truncated), 0),
+        Err(Ipv4Error::Malformed) => return (Verdict::Drop(DropReason::Ipv4Malformed), 0),
+        Err(Ipv4Error::Checksum) => return (Verdict::Drop(DropReason::Ipv4Checksum), 0),
+    };
+    let pkt = &pkt[..h.total_len];
+    let body = &pkt[h.header_len..];
+    let first = h.frag_offset == 0;
+    let fragment = h.is_fragment();
+    let p = h.protocol;
+    let is_icmp_error =
+        p == proto::ICMP && first && body.first().is_some_and(|&t| icmp::is_v4_error(t));
+    let offending = Offending4 {
+        pkt,
+        src: h.src,
+        dst: h.dst,
+        no_reply: is_icmp_error || !first,
+    };
+
+    // RFC 7915 4.1: an unexpired source route is not translated: ICMPv4 3/5.
+    if Ipv4Header::unexpired_source_route(pkt, h.header_len).is_some() {
+        return (
+            errors::reply4(x, offending, out, 3, 5, 0, DropReason::SourceRoute),
+            p,
+        );
+    }
+    // RFC 7915 4.1: TTL decremented; zero gives ICMPv4 Time Exceeded (11/0).
+    if h.ttl <= 1 {
+        return (
+            errors::reply4(x, offending, out, 11, 0, 0, DropReason::HopLimitExceeded),
+            p,
+        );
+    }
+
+    let mut sport = 0;
+    let mut dport = 0;
+    let mut tcp_flags = 0;
+    let mut udp_zero = false;
+    match p {
+        proto::TCP if first => {
+            if body.len() < 20 {
+                return (Verdict::Drop(DropReason::L4Truncated), p);
+            }
+            (sport, dport, tcp_flags) = (be16(body, 0), be16(body, 2), body[13]);
+        }
+        proto::UDP if first => {
+            if body.len() < 8 {
+                return (Verdict::Drop(DropReason::L4Truncated), p);
+            }
+            if be16(body, 6) == 0 {
+                // RFC 7915 4.5: a zero checksum is computed when the datagram
+                // is whole, and the packet dropped when it is fragmented.
+                if fragment {
+                    return (Verdict::Drop(DropReason::UdpZeroChecksumFragment), p);
+                }
+                udp_zero = true;
+            }
+            (sport, dport) = (be16(body, 0), be16(body, 2));
+        }
+        proto::ICMP => {
+            // RFC 7915 1.2: fragmented ICMP is not translated.
+            if fragment {
+                return (Verdict::Drop(DropReason::FragmentedIcmp), p);
+            }
+            if body.len() < 8 {
+                return (Verdict::Drop(DropReason::L4Truncated), p);
+            }
+            match body[0] {
+                8 | 0 => (sport, dport) = (be16(body, 4), be16(body, 4)),
+                3 | 11 | 12 => return (icmp_error(x, pkt, &h, out, map), p),
+                // RFC 7915 4.2: everything else is silently dropped.
+                _ => return (Verdict::Drop(DropReason::IcmpUntranslatable), p),
+            }
+        }
+        // ICMPv6 carried over IPv4 would be taken for ICMPv6 on the IPv6 side.
+        proto::ICMPV6 => return (Verdict::Drop(DropReason::IcmpUntranslatable), p),
+        _ => {}
+    }
+
+    let t4 = Tuple4 {
+        src: h.src,
+        dst: h.dst,
+        proto: p,
+        sport,
+        dport,
+    };
+    let meta = FlowMeta {
+        role: Role::Packet,
+        tcp_flags,
+        fragment,
+        first_fragment: fragment && first,
+        len: pkt.len(),
+    };
+    let t6 = match map.map_4to6(&t4, &meta) {
+        Ok(t) => t,
+        Err(r) => {
+            return match r.icmp4_reply() {
+                Some((ty, code)) => (errors::reply4(x, offending, out, ty, code, 0, r), p),
+                None => (Verdict::Drop(r), p),
+            }
+        }
+    };
+
+    let mtu = x.cfg.ipv6_mtu as usize;
+    let frag_hdr = if fragment { 8 } else { 0 };
+    let len6 = 40 + frag_hdr + body.len();
+    if len6 > mtu && h.dont_frag && !fragment {
+        // RFC 7915 4.1: DF set and too big: Fragmentation Needed with the
+        // MTU the IPv6 side allows, less the header growth.
+        let next_hop = (mtu as u32 - 20) & 0xffff;
+        return (
+            errors::reply4(x, offending, out, 3, 4, next_hop, DropReason::PacketTooBig),
+            p,
+        );
+    }
+
+    let hdr = 40 + frag_hdr;
+    out[hdr..hdr + body.len()].copy_from_slice(body);
+    if first {
+        let l4 = &mut out[hdr..hdr + body.len()];
+        if udp_zero {
+            // RFC 7915 4.5: compute the checksum the IPv4 sender left out.
+            put16(l4, 0, t6.sport);
+            put16(l4, 2, t6.dport);
+            let ck = checksum::finish(checksum::sum(
+                pseudo_v6(t6.src, t6.dst, proto::UDP, l4.len() as u32),
+                l4,
+            ));
+            put16(l4, 6, if ck == 0 { 0xffff } else { ck });
+        } else {
+            patch_l4(l4, p, &t4, &t6, l4.len() as u32, Role::Packet);
+        }
+    }
+    let tc = x.cfg.tos_override.unwrap_or(h.tos);
+    let next = if p == proto::ICMP { proto::ICMPV6 } else { p };
+    let hop = h.ttl - 1;
+    if len6 <= mtu {
+        let payload_len = (frag_hdr + body.len()) as u16;
+        if fragment {
+            ipv6::emit(out, tc, payload_len, proto::FRAGMENT, hop, t6.src, t6.dst);
+            // RFC 7915 4.1: ID = IPv4 ID (high 16 bits zero), offset and M copied.
+            ipv6::emit_frag(
+                &mut out[40..48],
+                next,
+                h.frag_offset,
+                h.more_frags,
+                h.ident as u32,
+            );
+        } else {
+            ipv6::emit(out, tc, payload_len, next, hop, t6.src, t6.dst);
+        }
+        return (Verdict::Forward(Output::single(Family::V6, len6)), p);
+    }
+    // DF clear (or already a fragment) and too big: IPv6 fragments of at
+    // most lowest-ipv6-mtu bytes (RFC 7915 4.1), payloads in 8-byte units.
+    let chunk = (mtu - 48) & !7;
+    let payload = body.len();
+    let Some((count, total)) = frag::spread(out, hdr, 48, payload, chunk) else {
+        return (Verdict::Drop(DropReason::OutputBuffer), p);
+    };
+    for k in 0..count {
+        let n = chunk.min(payload - k * chunk);
+        let at = k * (48 + chunk);
+        let more = k + 1 < count || h.more_frags;
+        ipv6::emit(
+            &mut out[at..],
+            tc,
+            (8 + n) as u16,
+            proto::FRAGMENT,
+            hop,
+            t6.src,
+            t6.dst,
+        );
+        ipv6::emit_frag(
+            &mut out[at + 40..at + 48],
+            next,
+            h.frag_offset + (k * chunk / 8) as u16,
+            more,
+            h.ident as u32,
+        );
+    }
+    (
+        Verdict::Forward(Output {
+            family: Family::V6,
+            len: total,
+            stride: 48 + chunk,
+        }),
+        p,
+    )
+}
+
+/// Rewrite ports / ICMP identifier and update the transport checksum of a
+/// transport header (possibly cut short, inside an ICMP error) translated
+/// from IPv4 to IPv6 (RFC 1624 incremental update). `icmp_len` is the ICMP
+/// message length, for the pseudo-header ICMPv6 adds (RFC 7915 4.2).
+pub(super) fn patch_l4(l4: &mut [u8], p: u8, t4: &Tuple4, t6: &Tuple6, icmp_len: u32, role: Role) {
+    match p {
+        proto::TCP | proto::UDP => {
+            let ck_off = if p == proto::TCP { 16 } else { 6 };
+            let mut removed = sum_addr4(t4.src) + sum_addr4(t4.dst);
+            let mut added = sum_addr6(t6.src) + sum_addr6(t6.dst);
+            if l4.len() >= 4 {
+                removed += be16(l4, 0) as u32 + be16(l4, 2) as u32;
+                added += t6.sport as u32 + t6.dport as u32;
+                put16(l4, 0, t6.sport);
+                put16(l4, 2, t6.dport);
+            }
+            if l4.len() >= ck_off + 2 {
+                let old = be16(l4, ck_off);
+                if p == proto::UDP && old == 0 {
+                    return; // quoted in an error, cannot be computed from a partial datagram
+                }
+                let mut new = checksum::update(old, removed, added);
+                if p == proto::UDP && new == 0 {
+                    new = 0xffff;
+                }
+                put16(l4, ck_off, new);
+            }
+        }
+        proto::ICMP if l4.len() >= 4 => {
+            let (ty4, code) = (l4[0], l4[1]);
+            let ty6 = match ty4 {
+                8 => 128,
+                0 => 129,
+                _ => return,
+            };
+            let mut removed = (ty4 as u32) << 8 | code as u32;
+            let mut added = pseudo_v6(t6.src, t6.dst, proto::ICMPV6, icmp_len)
+                + ((ty6 as u32) << 8 | code as u32);
+            l4[0] = ty6;
+            if l4.len() >= 6 {
+                // The identifier is the IPv6-side endpoint's "port": the
+                // destination of a packet coming in, the source of one quoted.
+                let id = if role == Role::Packet {
+                    t6.dport
+                } else {
+                    t6.sport
+                };
+                removed += be16(l4, 4) as u32;
+                added += id as u32;
+                put16(l4, 4, id);
+            }
+            let ck = checksum::update(be16(l4, 2), removed, added);
+            put16(l4, 2, ck);
+        }
+        _ => {}
+    }
+}
+
+/// Translate the IPv4 packet quoted in an ICMPv4 error into `out` (IPv6),
+/// TTL copied as Hop Limit (RFC 7915 4.3), options dropped, a Fragment
+/// header added when it was a fragment. Returns the bytes written.
+fn quoted(inner: &[u8], ih: &Ipv4Header, t4: &Tuple4, t6: &Tuple6, out: &mut [u8]) -> usize {
+    let fragment = ih.is_fragment();
+    let hdr = if fragment { 48 } else { 40 };
+    let avail_end = inner.len().min(ih.total_len);
+    let l4 = &inner[ih.header_len.min(avail_end)..avail_end];
+    let n = hdr + l4.len();
+    out[hdr..n].copy_from_slice(l4);
+    let declared = ih.total_len - ih.header_len;
+    if ih.frag_offset == 0 {
+        patch_l4(
+            &mut out[hdr..n],
+            ih.protocol,
+            t4,
+            t6,
+            declared as u32,
+            Role::ErrorInner,
+        );
+    }
+    let next = if ih.protocol == proto::ICMP {
+        proto::ICMPV6
+    } else {
+        ih.protocol
+    };
+    let payload_len = (declared + hdr - 40) as u16;
+    if fragment {
+        ipv6::emit(
+            out,
+            ih.tos,
+            payload_len,
+            proto::FRAGMENT,
+            ih.ttl,
+            t6.src,
+            t6.dst,
+        );
+        ipv6::emit_frag(
+            &mut out[40..48],
+            next,
+            ih.frag_offset,
+            ih.more_frags,
+            ih.ident as u32,
+        );
+    } else {
+        ipv6::emit(out, ih.tos, payload_len, next, ih.ttl, t6.src, t6.dst);
+    }
+    n
+}
+
+/// RFC 7915 4.2 / 4.3: an ICMPv4 error becomes an ICMPv6 error, its quoted
+/// packet translated through the same mapping (looked up, never created).
+fn icmp_error<M: Mapper>(
+    x: &mut Translator,
+    pkt: &[u8],
+    h: &Ipv4Header,
+    out: &mut [u8],
+    map: &mut M,
+) -> Verdict {
+    let body = &pkt[h.header_len..];
+    let (ty, code) = (body[0], body[1]);
+    let m = match icmp::error_4to6(ty, code, body[4]) {
+        Ok(m) => m,
+        Err(r) => return Verdict::Drop(r),
+    };
+    // RFC 4884: Destination Unreachable, Time Exceeded and Parameter Problem
+    // may carry extensions; the quoted packet's length (32-bit words) is byte 5.
+    let ext_words = body[5] as usize;
+    let mut inner = &body[8..];
+    let mut ext: &[u8] = &[];
+    if ext_words != 0 {
+        let orig = ext_words * 4;
+        if orig > inner.len() {
+            return Verdict::Drop(DropReason::IcmpInnerMalformed);
+        }
+        ext = &inner[orig..];
+        inner = &inner[..orig];
+    }
+    let ih = match Ipv4Header::parse_lenient(inner) {
+        Ok(ih) => ih,
+        Err(_) => return Verdict::Drop(DropReason::IcmpInnerMalformed),
+    };
+    let il4 = inner.get(ih.header_len..).unwrap_or(&[]);
+    let inner_first = ih.frag_offset == 0;
+    // RFC 7915 4.3: only one level of embedding is translated.
+    if ih.protocol == proto::ICMP
+        && inner_first
+        && il4.first().is_some_and(|&t| icmp::is_v4_error(t))
+    {
+        return Verdict::Drop(DropReason::IcmpNestedError);
+    }
+    let (sport, dport) = match ih.protocol {
+        proto::TCP | proto::UDP if inner_first && il4.len() >= 4 => (be16(il4, 0), be16(il4, 2)),
+        proto::ICMP if inner_first && il4.len() >= 6 && matches!(il4[0], 8 | 0) => {
+            (be16(il4, 4), be16(il4, 4))
+        }
+        proto::TCP | proto::UDP | proto::ICMP => {
+            return Verdict::Drop(DropReason::IcmpInnerMalformed)
+        }
+        _ => (0, 0),
+    };
+    let t4 = Tuple4 {
+        src: ih.src,
+        dst: ih.dst,
+        proto: ih.protocol,
+        sport,
+        dport,
+    };
+    let meta = FlowMeta {
+        role: Role::ErrorInner,
+        tcp_flags: 0,
+        fragment: ih.is_fragment(),
+        first_fragment: ih.is_fragment() && inner_first,
+        len: inner.len(),
+    };
+    let t6 = match map.map_4to6(&t4, &meta) {
+        Ok(t) => t,
+        Err(r) => return Verdict::Drop(r),
+    };
+    // RFC 7915 4.1: the source of the error (often a router) is translated
+    // even when it would not be for a flow, for troubleshooting.
+    let src6 = match map.host_4to6(h.src) {
+        Ok(a) => a,
+        Err(r) => return Verdict::Drop(r),
+    };
+    let dst6 = t6.src;
+
+    // Layout: IPv6 header, ICMPv6 header, quoted packet (padded when extended), extension.
+    let mut n = 48 + quoted(inner, &ih, &t4, &t6, &mut out[48..]);
+    let mut len_byte = 0u8;
+    if !ext.is_empty() && matches!(m.ty, 1 | 3) {
+        // RFC 4884 5: the original datagram is zero-padded to 64-bit words
+        // and at least 128 bytes; the length is adjusted (RFC 7915 4.2).
+        let padded = (n - 48).max(128).next_multiple_of(8);
+        if 48 + padded < errors::MAX_ICMP6 {
+            out[n..48 + padded].fill(0);
+            n = 48 + padded;
+            let e = ext.len().min(errors::MAX_ICMP6 - n);
+            out[n..n + e].copy_from_slice(&ext[..e]); // "SHOULD be simply truncated"
+            n += e;
+            len_byte = (padded / 8) as u8;
+        }
+    }
+    let n = n.min(errors::MAX_ICMP6);
+    let mut rest = [0u8; 4];
+    match m.rest {
+        Rest::Unused => rest[0] = len_byte,
+        Rest::Pointer(p) => rest[3] = p,
+        Rest::Mtu => {
+            // RFC 7915 4.2: min(reported + 20, IPv6 next-hop MTU, IPv4 next-hop MTU + 20),
+            // never below 1280 (section 5); reported 0 → RFC 1191 plateau.
+            let mut reported = be16(body, 6);
+            if reported == 0 {
+                reported = icmp::plateau_below(ih.total_len as u16);
+            }
+            let mtu = (reported as u32 + 20)
+                .min(x.cfg.ipv6_mtu as u32)
+                .min(x.cfg.ipv4_mtu as u32 + 20)
+                .max(1280);
+            rest = mtu.to_be_bytes();
+        }
+    }
+    let msg = &mut out[40..n];
+    msg[0] = m.ty;
+    msg[1] = m.code;
+    msg[2] = 0;
+    msg[3] = 0;
+    msg[4..8].copy_from_slice(&rest);
+    let ck = checksum::finish(checksum::sum(
+        pseudo_v6(src6, dst6, proto::ICMPV6, msg.len() as u32),
+        msg,
+    ));
+    put16(msg, 2, ck);
+    let tc = x.cfg.tos_override.unwrap_or(h.tos);
+    ipv6::emit(
+        out,
+        tc,
+        (n - 40) as u16,
+        proto::ICMPV6,
+        h.ttl - 1,
+        src6,
+        dst6,
+    );
+    Verdict::Forward(Output::single(Family::V6, n))
+}

@@ -1,0 +1,479 @@
+//! RFC 7915 section 5: IPv6 → IPv4. Header (5.1, 5.1.1), ICMPv6 (5.2),
+//! ICMPv6 errors and the packet they quote (5.3), errors we send (5.4),
+//! transport checksums (5.5).
+
+use super::errors::{self, Offending6};
+use super::icmp::{self, Rest};
+use super::{
+    frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict,
+};
+use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
+use crate::wire::ipv6::{Ipv6Error, Ipv6Header};
+use crate::wire::{be16, ipv4, proto, put16};
+
+/// The largest IPv4 packet sent with DF clear (RFC 7915 5.1).
+const DF_THRESHOLD: usize = 1260;
+
+/// Translate one IPv6 packet. Returns the verdict and the IPv4 protocol number (for counters).
+pub(super) fn translate<M: Mapper>(
+    x: &mut Translator,
+    pkt: &[u8],
+    out: &mut [u8],
+    map: &mut M,
+) -> (Verdict, u8) {
+    let h = match Ipv6Header::parse(pkt) {
+        Ok(h) => h,
+        Err(e) => return (header_error(x, pkt, out, e), 0),
+    };
+    let pkt = &pkt[..h.end()];
+    let body = &pkt[h.upper_off..];
+    let first = h.frag.is_none_or(|f| f.offset == 0);
+    let fragment = h.is_fragment();
+    let is_icmp_error =
+        h.upper == proto::ICMPV6 && first && body.first().is_some_and(|&t| icmp::is_v6_error(t));
+    let p4 = if h.upper == proto::ICMPV6 {
+        proto::ICMP
+    } else {
+        h.upper
+    };
+    let offending = Offending6 {
+        pkt,
+        src: h.src,
+        dst: h.dst,
+        is_error: is_icmp_error,
+    };
+
+    // RFC 7915 5.1: Hop Limit decremented; reaching zero gives ICMPv6 Time Exceeded (3/0).
+    if h.hop_limit <= 1 {
+        return (
+            errors::reply6(x, offending, out, 3, 0, 0, DropReason::HopLimitExceeded),
+            p4,
+        );
+    }
+
+    // Transport identifiers (only a first fragment carries them).
+    let mut sport = 0;
+    let mut dport = 0;
+    let mut tcp_flags = 0;
+    match h.upper {
+        proto::TCP if first => {
+            if body.len() < 20 {
+                return (Verdict::Drop(DropReason::L4Truncated), p4);
+            }
+            (sport, dport, tcp_flags) = (be16(body, 0), be16(body, 2), body[13]);
+        }
+        proto::UDP if first => {
+            if body.len() < 8 {
+                return (Verdict::Drop(DropReason::L4Truncated), p4);
+            }
+            if be16(body, 6) == 0 {
+                return (Verdict::Drop(DropReason::Udp6ZeroChecksum), p4);
+            }
+            (sport, dport) = (be16(body, 0), be16(body, 2));
+        }
+        proto::ICMPV6 => {
+            // RFC 7915 1.2: fragmented ICMPv6 is not translated.
+            if fragment {
+                return (Verdict::Drop(DropReason::FragmentedIcmp), p4);
+            }
+            if body.len() < 8 {
+                return (Verdict::Drop(DropReason::L4Truncated), p4);
+            }
+            match body[0] {
+                128 | 129 => (sport, dport) = (be16(body, 4), be16(body, 4)),
+                t if icmp::is_v6_error(t) => return (icmp_error(x, pkt, &h, out, map), p4),
+                // RFC 7915 5.2: MLD, ND and unknown informational messages are silently dropped.
+                _ => return (Verdict::Drop(DropReason::IcmpUntranslatable), p4),
+            }
+        }
+        // ICMPv4 carried over IPv6 would be taken for ICMP on the IPv4 side.
+        proto::ICMP => return (Verdict::Drop(DropReason::IcmpUntranslatable), p4),
+        _ => {}
+    }
+
+    let t6 = Tuple6 {
+        src: h.src,
+        dst: h.dst,
+        proto: p4,
+        sport,
+        dport,
+    };
+    let meta = FlowMeta {
+        role: Role::Packet,
+        tcp_flags,
+        fragment,
+        first_fragment: fragment && first,
+        len: pkt.len(),
+    };
+    let t4 = match map.map_6to4(&t6, &meta) {
+        Ok(t) => t,
+        Err(r) => {
+            return match r.icmp6_reply() {
+                Some((ty, code)) => (errors::reply6(x, offending, out, ty, code, 0, r), p4),
+                None => (Verdict::Drop(r), p4),
+            }
+        }
+    };
+
+    let len4 = 20 + body.len();
+    let mtu = x.cfg.ipv4_mtu as usize;
+    if len4 > mtu && h.frag.is_none() && len4 > DF_THRESHOLD {
+        // RFC 7915 5.1: too big for the IPv4 next hop and DF will be set:
+        // Packet Too Big, MTU = IPv4 MTU + 20, never below the IPv6 minimum.
+        let ptb = (mtu as u32 + 20).max(1280);
+        return (
+            errors::reply6(x, offending, out, 2, 0, ptb, DropReason::PacketTooBig),
+            p4,
+        );
+    }
+
+    out[20..len4].copy_from_slice(body);
+    if first {
+        patch_l4(
+            &mut out[20..len4],
+            h.upper,
+            &t6,
+            &t4,
+            body.len() as u32,
+            Role::Packet,
+        );
+    }
+    let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
+    let (ident, df, mf, off) = match h.frag {
+        // RFC 7915 5.1.1: ID from the low 16 bits, MF from M, DF clear, offset copied.
+        Some(f) => (f.ident as u16, false, f.more, f.offset),
+        // RFC 7915 5.1: DF clear when the IPv4 packet is at most 1260 bytes.
+        None => (x.ident(), len4 > DF_THRESHOLD, false, 0),
+    };
+    let ttl = h.hop_limit - 1;
+    if len4 <= mtu {
+        ipv4::emit(
+            out,
+            tos,
+            len4 as u16,
+            ident,
+            df,
+            mf,
+            off,
+            ttl,
+            p4,
+            t4.src,
+            t4.dst,
+        );
+        return (Verdict::Forward(Output::single(Family::V4, len4)), p4);
+    }
+    // Larger than the IPv4 MTU, DF clear: fragment in IPv4 (RFC 791 2.3).
+    let chunk = (mtu - 20) & !7;
+    let payload = body.len();
+    let Some((count, total)) = frag::spread(out, 20, 20, payload, chunk) else {
+        return (Verdict::Drop(DropReason::OutputBuffer), p4);
+    };
+    for k in 0..count {
+        let n = chunk.min(payload - k * chunk);
+        let more = k + 1 < count || mf;
+        let at = k * (20 + chunk);
+        ipv4::emit(
+            &mut out[at..],
+            tos,
+            (20 + n) as u16,
+            ident,
+            false,
+            more,
+            off + (k * chunk / 8) as u16,
+            ttl,
+            p4,
+            t4.src,
+            t4.dst,
+        );
+    }
+    (
+        Verdict::Forward(Output {
+            family: Family::V4,
+            len: total,
+            stride: 20 + chunk,
+        }),
+        p4,
+    )
+}
+
+/// A header that failed to parse: a counted drop, or ICMPv6 Parameter
+/// Problem for a Routing header with Segments Left non-zero (RFC 7915 5.1).
+fn header_error(x: &mut Translator, pkt: &[u8], out: &mut [u8], e: Ipv6Error) -> Verdict {
+    match e {
+        Ipv6Error::Truncated => Verdict::Drop(DropReason::Ipv6Truncated),
+        Ipv6Error::Malformed => Verdict::Drop(DropReason::Ipv6Malformed),
+        Ipv6Error::ExtAfterFragment => Verdict::Drop(DropReason::ExtAfterFragment),
+        Ipv6Error::SegmentsLeft(ptr) => {
+            // The fixed header parsed, so these bytes exist; quote at most the packet's declared length.
+            let end = (40 + be16(pkt, 4) as usize).min(pkt.len());
+            let src = addr_at(pkt, 8);
+            let dst = addr_at(pkt, 24);
+            let o = Offending6 {
+                pkt: &pkt[..end],
+                src,
+                dst,
+                is_error: false,
+            };
+            errors::reply6(x, o, out, 4, 0, ptr as u32, DropReason::SegmentsLeft)
+        }
+    }
+}
+
+fn addr_at(b: &[u8], off: usize) -> std::net::Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[off..off + 16]);
+    a.into()
+}
+
+/// Rewrite ports / ICMP identifier and update the transport checksum of a
+/// transport header (possibly cut short, inside an ICMP error) translated
+/// from IPv6 to IPv4. RFC 1624 incremental update: a wrong checksum stays
+/// wrong by the same amount. `icmp_len` is the ICMPv6 message length for
+/// the pseudo-header ICMPv6 has and ICMPv4 has not (RFC 7915 5.2).
+pub(super) fn patch_l4(
+    l4: &mut [u8],
+    upper: u8,
+    t6: &Tuple6,
+    t4: &Tuple4,
+    icmp_len: u32,
+    role: Role,
+) {
+    match upper {
+        proto::TCP | proto::UDP => {
+            let ck_off = if upper == proto::TCP { 16 } else { 6 };
+            let mut removed = sum_addr6(t6.src) + sum_addr6(t6.dst);
+            let mut added = sum_addr4(t4.src) + sum_addr4(t4.dst);
+            if l4.len() >= 4 {
+                removed += be16(l4, 0) as u32 + be16(l4, 2) as u32;
+                added += t4.sport as u32 + t4.dport as u32;
+                put16(l4, 0, t4.sport);
+                put16(l4, 2, t4.dport);
+            }
+            if l4.len() >= ck_off + 2 {
+                let old = be16(l4, ck_off);
+                if upper == proto::UDP && old == 0 {
+                    return; // only possible inside an ICMP error: IPv4 allows no checksum
+                }
+                let mut new = checksum::update(old, removed, added);
+                if upper == proto::UDP && new == 0 {
+                    new = 0xffff;
+                }
+                put16(l4, ck_off, new);
+            }
+        }
+        proto::ICMPV6 if l4.len() >= 4 => {
+            let (ty6, code) = (l4[0], l4[1]);
+            let ty4 = match ty6 {
+                128 => 8,
+                129 => 0,
+                _ => return,
+            };
+            let mut removed = pseudo_v6(t6.src, t6.dst, proto::ICMPV6, icmp_len)
+                + ((ty6 as u32) << 8 | code as u32);
+            let mut added = (ty4 as u32) << 8 | code as u32;
+            l4[0] = ty4;
+            if l4.len() >= 6 {
+                // The identifier is the IPv6-side endpoint's "port": the
+                // source of a packet going out, the destination of one quoted.
+                let id = if role == Role::Packet {
+                    t4.sport
+                } else {
+                    t4.dport
+                };
+                removed += be16(l4, 4) as u32;
+                added += id as u32;
+                put16(l4, 4, id);
+            }
+            let ck = checksum::update(be16(l4, 2), removed, added);
+            put16(l4, 2, ck);
+        }
+        _ => {}
+    }
+}
+
+/// Translate the IPv6 packet quoted in an ICMPv6 error into `out` (IPv4),
+/// with its Hop Limit copied (RFC 7915 5.3). Returns the bytes written.
+fn quoted(inner: &[u8], ih: &Ipv6Header, t6: &Tuple6, t4: &Tuple4, out: &mut [u8]) -> usize {
+    let avail_end = inner.len().min(ih.end());
+    let l4 = &inner[ih.upper_off.min(avail_end)..avail_end];
+    let n = 20 + l4.len();
+    out[20..n].copy_from_slice(l4);
+    let first = ih.frag.is_none_or(|f| f.offset == 0);
+    if first {
+        patch_l4(
+            &mut out[20..n],
+            ih.upper,
+            t6,
+            t4,
+            (ih.end() - ih.upper_off) as u32,
+            Role::ErrorInner,
+        );
+    }
+    let total = 20 + ih.end() - ih.upper_off;
+    let (ident, df, mf, off) = match ih.frag {
+        Some(f) => (f.ident as u16, false, f.more, f.offset),
+        None => (0, total > DF_THRESHOLD, false, 0),
+    };
+    let p4 = if ih.upper == proto::ICMPV6 {
+        proto::ICMP
+    } else {
+        ih.upper
+    };
+    ipv4::emit(
+        out,
+        ih.traffic_class,
+        total.min(0xffff) as u16,
+        ident,
+        df,
+        mf,
+        off,
+        ih.hop_limit,
+        p4,
+        t4.src,
+        t4.dst,
+    );
+    n
+}
+
+/// RFC 7915 5.2 / 5.3: an ICMPv6 error becomes an ICMPv4 error, its quoted
+/// packet translated through the same mapping (looked up, never created).
+fn icmp_error<M: Mapper>(
+    x: &mut Translator,
+    pkt: &[u8],
+    h: &Ipv6Header,
+    out: &mut [u8],
+    map: &mut M,
+) -> Verdict {
+    let body = &pkt[h.upper_off..];
+    let (ty, code) = (body[0], body[1]);
+    let m = match icmp::error_6to4(
+        ty,
+        code,
+        u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+    ) {
+        Ok(m) => m,
+        Err(r) => return Verdict::Drop(r),
+    };
+    // RFC 4884: Destination Unreachable and Time Exceeded may carry extensions,
+    // the quoted packet's length (64-bit words) in byte 4.
+    let ext_words = if matches!(ty, 1 | 3) {
+        body[4] as usize
+    } else {
+        0
+    };
+    let mut inner = &body[8..];
+    let mut ext: &[u8] = &[];
+    if ext_words != 0 {
+        let orig = ext_words * 8;
+        if orig > inner.len() {
+            return Verdict::Drop(DropReason::IcmpInnerMalformed);
+        }
+        ext = &inner[orig..];
+        inner = &inner[..orig];
+    }
+    let ih = match Ipv6Header::parse_lenient(inner) {
+        Ok(ih) => ih,
+        Err(_) => return Verdict::Drop(DropReason::IcmpInnerMalformed),
+    };
+    let inner_first = ih.frag.is_none_or(|f| f.offset == 0);
+    let il4 = inner.get(ih.upper_off..).unwrap_or(&[]);
+    // RFC 7915 5.3: only one level of embedding is translated.
+    if ih.upper == proto::ICMPV6
+        && inner_first
+        && il4.first().is_some_and(|&t| icmp::is_v6_error(t))
+    {
+        return Verdict::Drop(DropReason::IcmpNestedError);
+    }
+    let ip4 = if ih.upper == proto::ICMPV6 {
+        proto::ICMP
+    } else {
+        ih.upper
+    };
+    let (sport, dport) = match ih.upper {
+        proto::TCP | proto::UDP if inner_first && il4.len() >= 4 => (be16(il4, 0), be16(il4, 2)),
+        proto::ICMPV6 if inner_first && il4.len() >= 6 && matches!(il4[0], 128 | 129) => {
+            (be16(il4, 4), be16(il4, 4))
+        }
+        proto::TCP | proto::UDP | proto::ICMPV6 => {
+            return Verdict::Drop(DropReason::IcmpInnerMalformed)
+        }
+        _ => (0, 0),
+    };
+    let t6 = Tuple6 {
+        src: ih.src,
+        dst: ih.dst,
+        proto: ip4,
+        sport,
+        dport,
+    };
+    let meta = FlowMeta {
+        role: Role::ErrorInner,
+        tcp_flags: 0,
+        fragment: ih.is_fragment(),
+        first_fragment: ih.is_fragment() && inner_first,
+        len: inner.len(),
+    };
+    let t4 = match map.map_6to4(&t6, &meta) {
+        Ok(t) => t,
+        Err(r) => return Verdict::Drop(r),
+    };
+
+    // Layout: IPv4 header, ICMPv4 header, quoted packet (padded when extended), extension.
+    let mut n = 28 + quoted(inner, &ih, &t6, &t4, &mut out[28..]);
+    let mut len_byte = 0u8;
+    if !ext.is_empty() {
+        // RFC 4884 5: the original datagram is zero-padded to 32-bit words and at least 128 bytes.
+        let padded = (n - 28).max(128).next_multiple_of(4);
+        if 28 + padded + ext.len() <= errors::MAX_ICMP4 {
+            out[n..28 + padded].fill(0);
+            n = 28 + padded;
+            out[n..n + ext.len()].copy_from_slice(ext);
+            n += ext.len();
+            len_byte = (padded / 4) as u8;
+        }
+        // Otherwise the extension does not fit in a 576-byte ICMPv4 error: left out, length zero.
+    }
+    let n = n.min(errors::MAX_ICMP4);
+    let mut rest = [0u8; 4];
+    match m.rest {
+        Rest::Unused => rest[1] = len_byte,
+        Rest::Pointer(p) => {
+            rest[0] = p;
+            rest[1] = len_byte;
+        }
+        Rest::Mtu => {
+            // RFC 7915 5.2: min(advertised − 20, IPv4 next-hop MTU, IPv6 next-hop MTU − 20).
+            let adv = u32::from_be_bytes([body[4], body[5], body[6], body[7]]).saturating_sub(20);
+            let mtu = adv
+                .min(x.cfg.ipv4_mtu as u32)
+                .min(x.cfg.ipv6_mtu as u32 - 20)
+                .max(68);
+            rest[2..4].copy_from_slice(&(mtu as u16).to_be_bytes());
+        }
+    }
+    let msg = &mut out[20..n];
+    msg[0] = m.ty;
+    msg[1] = m.code;
+    msg[2] = 0;
+    msg[3] = 0;
+    msg[4..8].copy_from_slice(&rest);
+    let ck = checksum::checksum(msg);
+    put16(msg, 2, ck);
+    // Outer addresses follow the quoted packet's mapping (it travelled the other way).
+    let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
+    let id = x.ident();
+    ipv4::emit(
+        out,
+        tos,
+        n as u16,
+        id,
+        false,
+        false,
+        0,
+        h.hop_limit - 1,
+        proto::ICMP,
+        t4.dst,
+        t4.src,
+    );
+    Verdict::Forward(Output::single(Family::V4, n))
+}
