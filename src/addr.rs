@@ -54,6 +54,25 @@ impl Prefix6052 {
         Ok(Prefix6052 { bytes, len })
     }
 
+    /// `new` for constants: None where `new` would return an error.
+    pub const fn new_const(addr: Ipv6Addr, len: u8) -> Option<Self> {
+        if !matches!(len, 32 | 40 | 48 | 56 | 64 | 96) {
+            return None;
+        }
+        let bytes = addr.octets();
+        let mut i = len as usize / 8;
+        while i < 16 {
+            if bytes[i] != 0 {
+                return None;
+            }
+            i += 1;
+        }
+        if len == 96 && bytes[8] != 0 {
+            return None;
+        }
+        Some(Prefix6052 { bytes, len })
+    }
+
     pub fn addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.bytes)
     }

@@ -264,7 +264,7 @@ pub fn v4_checksums_ok(p: &[u8]) -> bool {
     }
     let hl = ((p[0] & 0xf) as usize) * 4;
     let total = u16::from_be_bytes([p[2], p[3]]) as usize;
-    if naive_sum(&[&p[..hl]]) != 0xffff || total > p.len() {
+    if hl < 20 || hl > total || total > p.len() || naive_sum(&[&p[..hl]]) != 0xffff {
         return false;
     }
     let frag = u16::from_be_bytes([p[6], p[7]]);
@@ -302,5 +302,145 @@ pub fn v6_checksums_ok(p: &[u8]) -> bool {
     match p[6] {
         6 | 17 | 58 => naive_sum(&[&pseudo6(src, dst, p[6], l4.len()), l4]) == 0xffff,
         _ => true,
+    }
+}
+
+/// A mapper for fuzzing that accepts every address, so arbitrary input
+/// reaches the deepest paths: IPv6 → IPv4 takes each address's last four
+/// bytes; IPv4 → IPv6 embeds under 2001:db8:64::/96. Ports and identifiers
+/// are changed (xor 0x5a5a) so checksum updates are exercised.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyMapper;
+
+const FUZZ_PREFIX: crate::Prefix6052 =
+    match crate::Prefix6052::new_const(Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0, 0), 96) {
+        Some(p) => p,
+        None => panic!(),
+    };
+
+impl crate::Mapper for AnyMapper {
+    fn map_6to4(
+        &mut self,
+        t: &crate::Tuple6,
+        _: &crate::FlowMeta,
+    ) -> Result<crate::Tuple4, crate::DropReason> {
+        let l = |a: Ipv6Addr| {
+            let o = a.octets();
+            Ipv4Addr::new(o[12], o[13], o[14], o[15])
+        };
+        Ok(crate::Tuple4 {
+            src: l(t.src),
+            dst: l(t.dst),
+            proto: t.proto,
+            sport: t.sport ^ 0x5a5a,
+            dport: t.dport ^ 0x5a5a,
+        })
+    }
+    fn map_4to6(
+        &mut self,
+        t: &crate::Tuple4,
+        _: &crate::FlowMeta,
+    ) -> Result<crate::Tuple6, crate::DropReason> {
+        Ok(crate::Tuple6 {
+            src: FUZZ_PREFIX.embed(t.src),
+            dst: FUZZ_PREFIX.embed(t.dst),
+            proto: t.proto,
+            sport: t.sport ^ 0x5a5a,
+            dport: t.dport ^ 0x5a5a,
+        })
+    }
+    fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, crate::DropReason> {
+        Ok(FUZZ_PREFIX.embed(a))
+    }
+}
+
+/// True when `p` is an IPv6 packet with no extension headers whose
+/// transport checksum verifies, or a whole IPv4 packet whose checksums
+/// verify: the inputs after which every output checksum must verify too.
+pub fn input_checksums_ok(p: &[u8]) -> bool {
+    match p.first().map(|b| b >> 4) {
+        Some(6) => p.len() >= 40 && matches!(p[6], 6 | 17 | 58) && v6_checksums_ok(p),
+        Some(4) => {
+            v4_checksums_ok(p) && p.len() >= 20 && u16::from_be_bytes([p[6], p[7]]) & 0x3fff == 0
+        }
+        _ => false,
+    }
+}
+
+/// Translate `input` and check the invariants every verdict must keep;
+/// panics (for the fuzzer to report) when one is broken:
+/// - the output lies within the buffer, and every packet within its MTU
+///   (ICMP errors within 576 / 1280 bytes);
+/// - every IPv4 output header checksum verifies, and lengths match the bytes;
+/// - when the input's checksums verified, every unfragmented output's do.
+pub fn check_invariants(x: &mut crate::Translator, input: &[u8], out: &mut [u8]) -> crate::Verdict {
+    use crate::{Family, Verdict};
+    let v = x.translate(input, out, &mut AnyMapper);
+    let valid_in = input_checksums_ok(input);
+    let (o, limit4, limit6, reply) = match v {
+        Verdict::Drop(_) => return v,
+        Verdict::Forward(o) => (
+            o,
+            x.config().ipv4_mtu as usize,
+            x.config().ipv6_mtu as usize,
+            false,
+        ),
+        Verdict::Reply { out: o, .. } => (o, 576, 1280, true),
+    };
+    assert!(o.len <= out.len() && o.len > 0 && o.stride > 0, "{v:?}");
+    for p in o.packets(out) {
+        match o.family {
+            Family::V4 => {
+                assert!(p.len() <= limit4, "IPv4 packet of {} > {limit4}", p.len());
+                assert_eq!(
+                    u16::from_be_bytes([p[2], p[3]]) as usize,
+                    p.len(),
+                    "IPv4 Total Length"
+                );
+                assert_eq!(naive_sum(&[&p[..20]]), 0xffff, "IPv4 header checksum");
+                if valid_in || reply {
+                    assert!(
+                        v4_checksums_ok(p),
+                        "IPv4 transport checksum after valid input"
+                    );
+                }
+            }
+            Family::V6 => {
+                assert!(p.len() <= limit6, "IPv6 packet of {} > {limit6}", p.len());
+                assert_eq!(
+                    u16::from_be_bytes([p[4], p[5]]) as usize + 40,
+                    p.len(),
+                    "IPv6 Payload Length"
+                );
+                if valid_in || reply {
+                    assert!(
+                        v6_checksums_ok(p),
+                        "IPv6 transport checksum after valid input"
+                    );
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Wrap `quoted` in an ICMP error of the given family, type and code, with
+/// valid outer checksums: lets a fuzzer aim straight at ICMP error translation.
+pub fn wrap_in_icmp_error(v6: bool, ty: u8, code: u8, rest: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    let quoted = &quoted[..quoted.len().min(1400)];
+    if v6 {
+        let src: Ipv6Addr = "2001:db8::1".parse().unwrap_or(Ipv6Addr::LOCALHOST);
+        let dst: Ipv6Addr = "2001:db8:64::c633:6407"
+            .parse()
+            .unwrap_or(Ipv6Addr::LOCALHOST);
+        V6::new(src, dst, 58, icmp(ty, code, rest, quoted)).build()
+    } else {
+        V4::new(
+            Ipv4Addr::new(198, 51, 100, 254),
+            Ipv4Addr::new(203, 0, 113, 1),
+            1,
+            icmp(ty, code, rest, quoted),
+        )
+        .build()
     }
 }
