@@ -24,31 +24,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let q4 = V4::new(a4, b4, 17, udp(5000, 53, &[0u8; 64])).build();
     vec![
         // Payload sizes are the transport payload: "UDP 64 B" carries 64 bytes of data.
-        (
-            "udp_64",
-            v6(17, udp(5000, 53, &[0u8; 64])),
-            v4(17, udp(53, 5000, &[0u8; 64])),
-        ),
-        (
-            "udp_1400",
-            v6(17, udp(5000, 53, &[0u8; 1400])),
-            v4(17, udp(53, 5000, &[0u8; 1400])),
-        ),
-        (
-            "tcp_1400",
-            v6(6, tcp(40000, 80, 1, 0x10, &[0u8; 1400])),
-            v4(6, tcp(80, 40000, 1, 0x10, &[0u8; 1400])),
-        ),
-        (
-            "tcp_ack",
-            v6(6, tcp(40000, 80, 1, 0x10, b"")),
-            v4(6, tcp(80, 40000, 1, 0x10, b"")),
-        ),
-        (
-            "echo_64",
-            v6(58, echo(128, 7, 1, &[0u8; 56])),
-            v4(1, echo(0, 7, 1, &[0u8; 56])),
-        ),
+        ("udp_64", v6(17, udp(5000, 53, &[0u8; 64])), v4(17, udp(53, 5000, &[0u8; 64]))),
+        ("udp_1400", v6(17, udp(5000, 53, &[0u8; 1400])), v4(17, udp(53, 5000, &[0u8; 1400]))),
+        ("tcp_1400", v6(6, tcp(40000, 80, 1, 0x10, &[0u8; 1400])), v4(6, tcp(80, 40000, 1, 0x10, &[0u8; 1400]))),
+        ("tcp_ack", v6(6, tcp(40000, 80, 1, 0x10, b"")), v4(6, tcp(80, 40000, 1, 0x10, b""))),
+        ("echo_64", v6(58, echo(128, 7, 1, &[0u8; 56])), v4(1, echo(0, 7, 1, &[0u8; 56]))),
         (
             "icmp_error",
             V6::new(a6, b6, 58, icmp(1, 4, [0; 4], &q6)).build(),
@@ -59,28 +39,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
 
 fn bench(c: &mut Criterion) {
     let mut m = Rfc6052Mapper::new("2001:db8:64::/96".parse().unwrap());
-    let mut x = Translator::new(XlatConfig {
-        ipv6_mtu: 1500,
-        ipv4_mtu: 1500,
-        ..XlatConfig::default()
-    });
+    let mut x = Translator::new(XlatConfig { ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() });
     let mut out = vec![0u8; OUT_BUF_LEN];
     for (name, p6, p4) in cases() {
         // Every case must translate, or the figure measures a drop.
-        assert!(
-            matches!(
-                x.translate(&p6, &mut out, &mut m),
-                nat64d::Verdict::Forward(_)
-            ),
-            "{name} 6to4"
-        );
-        assert!(
-            matches!(
-                x.translate(&p4, &mut out, &mut m),
-                nat64d::Verdict::Forward(_)
-            ),
-            "{name} 4to6"
-        );
+        assert!(matches!(x.translate(&p6, &mut out, &mut m), nat64d::Verdict::Forward(_)), "{name} 6to4");
+        assert!(matches!(x.translate(&p4, &mut out, &mut m), nat64d::Verdict::Forward(_)), "{name} 4to6");
         let mut g = c.benchmark_group("xlat");
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("6to4", name), &p6, |b, p| {

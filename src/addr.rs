@@ -14,9 +14,7 @@ pub const WELL_KNOWN: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 pub enum PrefixError {
     #[error("'{0}' is not of the form ADDRESS/LENGTH, e.g. 64:ff9b::/96")]
     Syntax(String),
-    #[error(
-        "prefix length /{0} is not one RFC 6052 section 2.2 allows (32, 40, 48, 56, 64 or 96)"
-    )]
+    #[error("prefix length /{0} is not one RFC 6052 section 2.2 allows (32, 40, 48, 56, 64 or 96)")]
     Length(u8),
     #[error("bits 64 to 71 (the u octet) of {0} must be zero (RFC 6052 section 2.2)")]
     UOctet(Ipv6Addr),
@@ -33,10 +31,7 @@ pub struct Prefix6052 {
 
 impl Prefix6052 {
     /// The well-known prefix 64:ff9b::/96.
-    pub const WKP: Prefix6052 = Prefix6052 {
-        bytes: WELL_KNOWN.octets(),
-        len: 96,
-    };
+    pub const WKP: Prefix6052 = Prefix6052 { bytes: WELL_KNOWN.octets(), len: 96 };
 
     /// Validate `addr/len` as an RFC 6052 prefix.
     pub fn new(addr: Ipv6Addr, len: u8) -> Result<Self, PrefixError> {
@@ -86,37 +81,28 @@ impl Prefix6052 {
         *self == Self::WKP
     }
 
-    /// Byte positions (in the IPv6 address) of the four IPv4 octets.
-    #[inline]
-    fn slots(&self) -> [usize; 4] {
-        // Section 2.2: the IPv4 octets fill the bytes after the prefix,
-        // skipping byte 8 (bits 64-71, the u octet).
-        match self.len {
-            32 => [4, 5, 6, 7],
-            40 => [5, 6, 7, 9],
-            48 => [6, 7, 9, 10],
-            56 => [7, 9, 10, 11],
-            64 => [9, 10, 11, 12],
-            _ => [12, 13, 14, 15],
-        }
-    }
-
     /// Embed `v4` under this prefix (suffix zero).
     #[inline]
     pub fn embed(&self, v4: Ipv4Addr) -> Ipv6Addr {
-        let mut b = self.bytes;
-        for (slot, octet) in self.slots().into_iter().zip(v4.octets()) {
-            b[slot] = octet;
-        }
-        Ipv6Addr::from(b)
+        let v = u32::from(v4) as u128;
+        // Section 2.2: the IPv4 bits fill the bits after the prefix, skipping
+        // bits 64-71 (the u octet). Counting bit positions from the right of
+        // the 128-bit address: the u octet is bits 56..64.
+        let placed = match self.len {
+            32 => v << 64,
+            40 => ((v >> 8) << 64) | ((v & 0xff) << 48),
+            48 => ((v >> 16) << 64) | ((v & 0xffff) << 40),
+            56 => ((v >> 24) << 64) | ((v & 0xff_ffff) << 32),
+            64 => v << 24,
+            _ => v,
+        };
+        Ipv6Addr::from(u128::from_be_bytes(self.bytes) | placed)
     }
 
     /// True when `a` lies under this prefix.
     #[inline]
     pub fn contains(&self, a: &Ipv6Addr) -> bool {
-        let o = a.octets();
-        let n = self.len as usize / 8;
-        o[..n] == self.bytes[..n]
+        (u128::from(*a) ^ u128::from_be_bytes(self.bytes)) >> (128 - self.len as u32) == 0
     }
 
     /// Extract the embedded IPv4 address, or None when `a` is not under the
@@ -127,9 +113,17 @@ impl Prefix6052 {
         if !self.contains(a) {
             return None;
         }
-        let o = a.octets();
-        let s = self.slots();
-        Some(Ipv4Addr::new(o[s[0]], o[s[1]], o[s[2]], o[s[3]]))
+        let a = u128::from(*a);
+        let hi = |bits: u32| ((a >> 64) as u32) & ((1u32 << bits) - 1);
+        let v = match self.len {
+            32 => (a >> 64) as u32,
+            40 => (hi(24) << 8) | ((a >> 48) as u32 & 0xff),
+            48 => (hi(16) << 16) | ((a >> 40) as u32 & 0xffff),
+            56 => (hi(8) << 24) | ((a >> 32) as u32 & 0xff_ffff),
+            64 => (a >> 24) as u32,
+            _ => a as u32,
+        };
+        Some(Ipv4Addr::from(v))
     }
 }
 
@@ -142,17 +136,9 @@ impl fmt::Display for Prefix6052 {
 impl FromStr for Prefix6052 {
     type Err = PrefixError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| PrefixError::Syntax(s.to_string()))?;
-        let addr: Ipv6Addr = a
-            .trim()
-            .parse()
-            .map_err(|_| PrefixError::Syntax(s.to_string()))?;
-        let len: u8 = l
-            .trim()
-            .parse()
-            .map_err(|_| PrefixError::Syntax(s.to_string()))?;
+        let (a, l) = s.split_once('/').ok_or_else(|| PrefixError::Syntax(s.to_string()))?;
+        let addr: Ipv6Addr = a.trim().parse().map_err(|_| PrefixError::Syntax(s.to_string()))?;
+        let len: u8 = l.trim().parse().map_err(|_| PrefixError::Syntax(s.to_string()))?;
         Prefix6052::new(addr, len)
     }
 }
@@ -215,10 +201,7 @@ mod tests {
     #[test]
     fn rfc6052_2_2_rejects_other_lengths() {
         for len in [0u8, 8, 31, 33, 72, 80, 95, 97, 128] {
-            assert_eq!(
-                Prefix6052::new("2001:db8::".parse().unwrap(), len),
-                Err(PrefixError::Length(len))
-            );
+            assert_eq!(Prefix6052::new("2001:db8::".parse().unwrap(), len), Err(PrefixError::Length(len)));
         }
     }
 
@@ -232,18 +215,9 @@ mod tests {
 
     #[test]
     fn rejects_host_bits_and_bad_syntax() {
-        assert!(matches!(
-            "2001:db8::1/64".parse::<Prefix6052>(),
-            Err(PrefixError::HostBits { .. })
-        ));
-        assert!(matches!(
-            "2001:db8::".parse::<Prefix6052>(),
-            Err(PrefixError::Syntax(_))
-        ));
-        assert!(matches!(
-            "2001:db8::/x".parse::<Prefix6052>(),
-            Err(PrefixError::Syntax(_))
-        ));
+        assert!(matches!("2001:db8::1/64".parse::<Prefix6052>(), Err(PrefixError::HostBits { .. })));
+        assert!(matches!("2001:db8::".parse::<Prefix6052>(), Err(PrefixError::Syntax(_))));
+        assert!(matches!("2001:db8::/x".parse::<Prefix6052>(), Err(PrefixError::Syntax(_))));
     }
 
     // RFC 6052 section 2.2: the u octet and suffix are ignored when extracting.
@@ -255,10 +229,7 @@ mod tests {
 
     #[test]
     fn extract_outside_prefix_is_none() {
-        assert_eq!(
-            Prefix6052::WKP.extract(&"2001:db8::1".parse().unwrap()),
-            None
-        );
+        assert_eq!(Prefix6052::WKP.extract(&"2001:db8::1".parse().unwrap()), None);
     }
 
     // RFC 6052 section 3.1: non-global IPv4 addresses are not global.
@@ -280,13 +251,7 @@ mod tests {
         ] {
             assert!(!is_global_v4(a.parse().unwrap()), "{a}");
         }
-        for a in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.32.0.1",
-            "100.128.0.1",
-            "198.20.0.1",
-        ] {
+        for a in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "198.20.0.1"] {
             assert!(is_global_v4(a.parse().unwrap()), "{a}");
         }
     }

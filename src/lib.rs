@@ -13,6 +13,6 @@ pub mod testpkt;
 
 pub use addr::Prefix6052;
 pub use xlat::{
-    DropReason, Family, FlowMeta, Mapper, Output, Rfc6052Mapper, Role, Stats, Translator, Tuple4,
-    Tuple6, Verdict, XlatConfig, OUT_BUF_LEN,
+    DropReason, Family, FlowMeta, Mapper, Output, Rfc6052Mapper, Role, Stats, Translator, Tuple4, Tuple6, Verdict,
+    XlatConfig, OUT_BUF_LEN,
 };

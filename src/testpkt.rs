@@ -147,17 +147,7 @@ pub struct V6 {
 
 impl V6 {
     pub fn new(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4: Vec<u8>) -> Self {
-        V6 {
-            src,
-            dst,
-            tc: 0,
-            flow: 0,
-            hop: 64,
-            proto,
-            ext: vec![],
-            l4,
-            raw_l4: false,
-        }
+        V6 { src, dst, tc: 0, flow: 0, hop: 64, proto, ext: vec![], l4, raw_l4: false }
     }
 
     /// Add a Fragment header (offset in 8-byte units).
@@ -171,10 +161,7 @@ impl V6 {
 
     pub fn build(&self) -> Vec<u8> {
         let mut l4 = self.l4.clone();
-        let non_first = self
-            .ext
-            .iter()
-            .any(|(t, f)| *t == 44 && u16::from_be_bytes([f[2], f[3]]) >> 3 != 0);
+        let non_first = self.ext.iter().any(|(t, f)| *t == 44 && u16::from_be_bytes([f[2], f[3]]) >> 3 != 0);
         if !self.raw_l4 && !non_first {
             let ck_off = match self.proto {
                 6 if l4.len() >= 20 => Some(16),
@@ -319,11 +306,7 @@ const FUZZ_PREFIX: crate::Prefix6052 =
     };
 
 impl crate::Mapper for AnyMapper {
-    fn map_6to4(
-        &mut self,
-        t: &crate::Tuple6,
-        _: &crate::FlowMeta,
-    ) -> Result<crate::Tuple4, crate::DropReason> {
+    fn map_6to4(&mut self, t: &crate::Tuple6, _: &crate::FlowMeta) -> Result<crate::Tuple4, crate::DropReason> {
         let l = |a: Ipv6Addr| {
             let o = a.octets();
             Ipv4Addr::new(o[12], o[13], o[14], o[15])
@@ -336,11 +319,7 @@ impl crate::Mapper for AnyMapper {
             dport: t.dport ^ 0x5a5a,
         })
     }
-    fn map_4to6(
-        &mut self,
-        t: &crate::Tuple4,
-        _: &crate::FlowMeta,
-    ) -> Result<crate::Tuple6, crate::DropReason> {
+    fn map_4to6(&mut self, t: &crate::Tuple4, _: &crate::FlowMeta) -> Result<crate::Tuple6, crate::DropReason> {
         Ok(crate::Tuple6 {
             src: FUZZ_PREFIX.embed(t.src),
             dst: FUZZ_PREFIX.embed(t.dst),
@@ -360,9 +339,7 @@ impl crate::Mapper for AnyMapper {
 pub fn input_checksums_ok(p: &[u8]) -> bool {
     match p.first().map(|b| b >> 4) {
         Some(6) => p.len() >= 40 && matches!(p[6], 6 | 17 | 58) && v6_checksums_ok(p),
-        Some(4) => {
-            v4_checksums_ok(p) && p.len() >= 20 && u16::from_be_bytes([p[6], p[7]]) & 0x3fff == 0
-        }
+        Some(4) => v4_checksums_ok(p) && p.len() >= 20 && u16::from_be_bytes([p[6], p[7]]) & 0x3fff == 0,
         _ => false,
     }
 }
@@ -379,12 +356,7 @@ pub fn check_invariants(x: &mut crate::Translator, input: &[u8], out: &mut [u8])
     let valid_in = input_checksums_ok(input);
     let (o, limit4, limit6, reply) = match v {
         Verdict::Drop(_) => return v,
-        Verdict::Forward(o) => (
-            o,
-            x.config().ipv4_mtu as usize,
-            x.config().ipv6_mtu as usize,
-            false,
-        ),
+        Verdict::Forward(o) => (o, x.config().ipv4_mtu as usize, x.config().ipv6_mtu as usize, false),
         Verdict::Reply { out: o, .. } => (o, 576, 1280, true),
     };
     assert!(o.len <= out.len() && o.len > 0 && o.stride > 0, "{v:?}");
@@ -392,31 +364,17 @@ pub fn check_invariants(x: &mut crate::Translator, input: &[u8], out: &mut [u8])
         match o.family {
             Family::V4 => {
                 assert!(p.len() <= limit4, "IPv4 packet of {} > {limit4}", p.len());
-                assert_eq!(
-                    u16::from_be_bytes([p[2], p[3]]) as usize,
-                    p.len(),
-                    "IPv4 Total Length"
-                );
+                assert_eq!(u16::from_be_bytes([p[2], p[3]]) as usize, p.len(), "IPv4 Total Length");
                 assert_eq!(naive_sum(&[&p[..20]]), 0xffff, "IPv4 header checksum");
                 if valid_in || reply {
-                    assert!(
-                        v4_checksums_ok(p),
-                        "IPv4 transport checksum after valid input"
-                    );
+                    assert!(v4_checksums_ok(p), "IPv4 transport checksum after valid input");
                 }
             }
             Family::V6 => {
                 assert!(p.len() <= limit6, "IPv6 packet of {} > {limit6}", p.len());
-                assert_eq!(
-                    u16::from_be_bytes([p[4], p[5]]) as usize + 40,
-                    p.len(),
-                    "IPv6 Payload Length"
-                );
+                assert_eq!(u16::from_be_bytes([p[4], p[5]]) as usize + 40, p.len(), "IPv6 Payload Length");
                 if valid_in || reply {
-                    assert!(
-                        v6_checksums_ok(p),
-                        "IPv6 transport checksum after valid input"
-                    );
+                    assert!(v6_checksums_ok(p), "IPv6 transport checksum after valid input");
                 }
             }
         }
@@ -430,17 +388,10 @@ pub fn wrap_in_icmp_error(v6: bool, ty: u8, code: u8, rest: [u8; 4], quoted: &[u
     let quoted = &quoted[..quoted.len().min(1400)];
     if v6 {
         let src: Ipv6Addr = "2001:db8::1".parse().unwrap_or(Ipv6Addr::LOCALHOST);
-        let dst: Ipv6Addr = "2001:db8:64::c633:6407"
-            .parse()
-            .unwrap_or(Ipv6Addr::LOCALHOST);
+        let dst: Ipv6Addr = "2001:db8:64::c633:6407".parse().unwrap_or(Ipv6Addr::LOCALHOST);
         V6::new(src, dst, 58, icmp(ty, code, rest, quoted)).build()
     } else {
-        V4::new(
-            Ipv4Addr::new(198, 51, 100, 254),
-            Ipv4Addr::new(203, 0, 113, 1),
-            1,
-            icmp(ty, code, rest, quoted),
-        )
-        .build()
+        V4::new(Ipv4Addr::new(198, 51, 100, 254), Ipv4Addr::new(203, 0, 113, 1), 1, icmp(ty, code, rest, quoted))
+            .build()
     }
 }

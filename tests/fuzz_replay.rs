@@ -11,10 +11,7 @@ use std::path::Path;
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let c6: Ipv6Addr = "2001:db8:1::10".parse().unwrap();
     let s6: Ipv6Addr = "2001:db8:64::c633:6407".parse().unwrap();
-    let (p4, s4) = (
-        Ipv4Addr::new(203, 0, 113, 1),
-        Ipv4Addr::new(198, 51, 100, 7),
-    );
+    let (p4, s4) = (Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(198, 51, 100, 7));
     let mut big4 = V4::new(s4, p4, 17, udp(53, 5000, &[1u8; 1472]));
     big4.df = false;
     let mut frag4 = V4::new(s4, p4, 17, udp(53, 5000, &[2u8; 64]));
@@ -26,77 +23,23 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let quoted6 = V6::new(s6, c6, 17, udp(53, 5000, b"abc")).build();
     let quoted4 = V4::new(p4, s4, 6, tcp(5000, 80, 9, 0x02, b"")).build();
     vec![
-        (
-            "xlat_6to4",
-            "udp",
-            V6::new(c6, s6, 17, udp(5000, 53, b"query")).build(),
-        ),
-        (
-            "xlat_6to4",
-            "tcp_syn",
-            V6::new(c6, s6, 6, tcp(40000, 80, 1, 0x02, b"")).build(),
-        ),
-        (
-            "xlat_6to4",
-            "echo",
-            V6::new(c6, s6, 58, echo(128, 7, 1, b"ping")).build(),
-        ),
-        (
-            "xlat_6to4",
-            "fragment",
-            V6::new(c6, s6, 17, udp(1, 2, &[3u8; 100]))
-                .fragment(0, true, 99)
-                .build(),
-        ),
+        ("xlat_6to4", "udp", V6::new(c6, s6, 17, udp(5000, 53, b"query")).build()),
+        ("xlat_6to4", "tcp_syn", V6::new(c6, s6, 6, tcp(40000, 80, 1, 0x02, b"")).build()),
+        ("xlat_6to4", "echo", V6::new(c6, s6, 58, echo(128, 7, 1, b"ping")).build()),
+        ("xlat_6to4", "fragment", V6::new(c6, s6, 17, udp(1, 2, &[3u8; 100])).fragment(0, true, 99).build()),
         ("xlat_6to4", "routing_header", rh.build()),
-        (
-            "xlat_6to4",
-            "icmp6_error",
-            V6::new(c6, s6, 58, icmp(1, 4, [0; 4], &quoted6)).build(),
-        ),
-        (
-            "xlat_4to6",
-            "udp",
-            V4::new(s4, p4, 17, udp(53, 5000, b"answer")).build(),
-        ),
-        (
-            "xlat_4to6",
-            "tcp",
-            V4::new(s4, p4, 6, tcp(80, 40000, 1, 0x12, b"")).build(),
-        ),
-        (
-            "xlat_4to6",
-            "echo_reply",
-            V4::new(s4, p4, 1, echo(0, 7, 1, b"pong")).build(),
-        ),
+        ("xlat_6to4", "icmp6_error", V6::new(c6, s6, 58, icmp(1, 4, [0; 4], &quoted6)).build()),
+        ("xlat_4to6", "udp", V4::new(s4, p4, 17, udp(53, 5000, b"answer")).build()),
+        ("xlat_4to6", "tcp", V4::new(s4, p4, 6, tcp(80, 40000, 1, 0x12, b"")).build()),
+        ("xlat_4to6", "echo_reply", V4::new(s4, p4, 1, echo(0, 7, 1, b"pong")).build()),
         ("xlat_4to6", "df_clear_big", big4.build()),
         ("xlat_4to6", "fragment", frag4.build()),
         ("xlat_4to6", "ttl1", ttl1.build()),
-        (
-            "xlat_4to6",
-            "icmp4_error",
-            V4::new(s4, p4, 1, icmp(3, 3, [0; 4], &quoted4)).build(),
-        ),
-        (
-            "xlat_icmp_error",
-            "v6_port_unreach",
-            [&[1u8, 1, 4, 0, 0, 0, 0][..], &quoted6].concat(),
-        ),
-        (
-            "xlat_icmp_error",
-            "v6_ptb",
-            [&[1u8, 2, 0, 0, 0, 5, 0xdc][..], &quoted6].concat(),
-        ),
-        (
-            "xlat_icmp_error",
-            "v4_frag_needed",
-            [&[0u8, 3, 4, 0, 0, 5, 0xdc][..], &quoted4].concat(),
-        ),
-        (
-            "xlat_icmp_error",
-            "v4_param_problem",
-            [&[0u8, 12, 0, 9, 0, 0, 0][..], &quoted4].concat(),
-        ),
+        ("xlat_4to6", "icmp4_error", V4::new(s4, p4, 1, icmp(3, 3, [0; 4], &quoted4)).build()),
+        ("xlat_icmp_error", "v6_port_unreach", [&[1u8, 1, 4, 0, 0, 0, 0][..], &quoted6].concat()),
+        ("xlat_icmp_error", "v6_ptb", [&[1u8, 2, 0, 0, 0, 5, 0xdc][..], &quoted6].concat()),
+        ("xlat_icmp_error", "v4_frag_needed", [&[0u8, 3, 4, 0, 0, 5, 0xdc][..], &quoted4].concat()),
+        ("xlat_icmp_error", "v4_param_problem", [&[0u8, 12, 0, 9, 0, 0, 0][..], &quoted4].concat()),
     ]
 }
 
@@ -122,11 +65,7 @@ fn run_target(target: &str, data: &[u8]) {
                 *b = (*b & 0x0f) | if target == "xlat_6to4" { 0x60 } else { 0x40 };
             }
             for (v6, v4) in [(1280, 1500), (1500, 576)] {
-                let mut x = Translator::new(XlatConfig {
-                    ipv6_mtu: v6,
-                    ipv4_mtu: v4,
-                    ..XlatConfig::default()
-                });
+                let mut x = Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() });
                 check_invariants(&mut x, &pkt, &mut out);
             }
         }
@@ -161,8 +100,5 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
             }
         }
     }
-    assert!(
-        n >= seeds().len(),
-        "expected at least the committed seeds, replayed {n}"
-    );
+    assert!(n >= seeds().len(), "expected at least the committed seeds, replayed {n}");
 }

@@ -56,19 +56,14 @@ fn translate_never_allocates() {
         V6::new(a6, b6, 6, tcp(1, 80, 1, 0x02, b"")).build(),
         V6::new(a6, b6, 58, echo(128, 1, 1, b"")).build(),
         V6::new(a6, b6, 58, icmp(1, 4, [0; 4], &q6)).build(),
-        V6::new(a6, b6, 17, udp(1, 2, &[0u8; 3000]))
-            .fragment(0, true, 7)
-            .build(),
+        V6::new(a6, b6, 17, udp(1, 2, &[0u8; 3000])).fragment(0, true, 7).build(),
         V4::new(b4, a4, 17, udp(53, 5000, &[0u8; 64])).build(),
         V4::new(b4, a4, 1, icmp(3, 4, [0, 0, 5, 0xdc], &q4)).build(),
         big4.build(),
         ttl1.build(),
     ];
     let mut m = Rfc6052Mapper::new(pf);
-    let mut x = Translator::new(XlatConfig {
-        ipv4_mtu: 1400,
-        ..XlatConfig::default()
-    });
+    let mut x = Translator::new(XlatConfig { ipv4_mtu: 1400, ..XlatConfig::default() });
     let mut out = vec![0u8; OUT_BUF_LEN];
     WATCH.with(|w| w.set(true));
     let before = ALLOCS.load(Ordering::Relaxed);
@@ -82,10 +77,6 @@ fn translate_never_allocates() {
     }
     let after = ALLOCS.load(Ordering::Relaxed);
     WATCH.with(|w| w.set(false));
-    assert_eq!(
-        forwarded,
-        100 * packets.len(),
-        "every packet translated or answered"
-    );
+    assert_eq!(forwarded, 100 * packets.len(), "every packet translated or answered");
     assert_eq!(after - before, 0, "allocations on the packet path");
 }

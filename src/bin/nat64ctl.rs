@@ -23,7 +23,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("nat64ctl: no control socket yet: the nat64d daemon is not implemented (see README.md, section Status)");
+            eprintln!(
+                "nat64ctl: no control socket yet: the nat64d daemon is not implemented (see README.md, section Status)"
+            );
             ExitCode::from(2)
         }
     }

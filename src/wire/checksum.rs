@@ -34,18 +34,20 @@ pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
     fold(acc as u64 + w as u64) as u32
 }
 
+/// Fold a 64-bit one's-complement sum to 16 bits, without branches.
 #[inline]
-fn fold(mut v: u64) -> u16 {
-    while v > 0xffff {
-        v = (v & 0xffff) + (v >> 16);
-    }
-    v as u16
+fn fold(v: u64) -> u16 {
+    let v = (v & 0xffff_ffff) + (v >> 32); // < 2^33
+    let v = (v & 0xffff) + (v >> 16); // < 2^17 + 2^16
+    let v = (v & 0xffff) + (v >> 16); // <= 0xffff + 2
+    ((v & 0xffff) + (v >> 16)) as u16
 }
 
 /// Fold a running sum to 16 bits (not complemented).
 #[inline]
 pub fn fold32(acc: u32) -> u16 {
-    fold(acc as u64)
+    let v = (acc & 0xffff) + (acc >> 16);
+    ((v & 0xffff) + (v >> 16)) as u16
 }
 
 /// The checksum field value for a running sum: its folded one's complement.
@@ -81,10 +83,14 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: u32) -> u32 {
     acc
 }
 
-/// Sum of the sixteen bytes of an IPv6 address (at most 8 × 0xffff, no overflow).
+/// Sum of the sixteen bytes of an IPv6 address, folded to 16 bits.
 #[inline]
 pub fn sum_addr6(a: Ipv6Addr) -> u32 {
-    a.segments().iter().map(|&w| w as u32).sum()
+    // One's-complement addition of the two 64-bit halves keeps the sum of
+    // the 16-bit words modulo 0xffff, which is all a checksum needs.
+    let a = u128::from(a);
+    let (s, carry) = ((a >> 64) as u64).overflowing_add(a as u64);
+    fold(s) as u32 + carry as u32 // 2^64 ≡ 1 (mod 0xffff)
 }
 
 /// Sum of an IPv4 address's two words.
@@ -128,11 +134,7 @@ mod tests {
         for len in 0..data.len() {
             let mut naive: u64 = 0;
             for c in data[..len].chunks(2) {
-                let w = if c.len() == 2 {
-                    u16::from_be_bytes([c[0], c[1]])
-                } else {
-                    (c[0] as u16) << 8
-                };
+                let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { (c[0] as u16) << 8 };
                 naive += w as u64;
             }
             assert_eq!(fold32(sum(0, &data[..len])), fold(naive), "len {len}");
@@ -142,10 +144,8 @@ mod tests {
     // RFC 1624 section 4: incremental update equals recomputation.
     #[test]
     fn rfc1624_incremental_matches_full() {
-        let mut data = [
-            0x45u8, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0, 0, 192, 0, 2, 1, 198,
-            51, 100, 7,
-        ];
+        let mut data =
+            [0x45u8, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7];
         let c = checksum(&data);
         data[10..12].copy_from_slice(&c.to_be_bytes());
         // Change the TTL/protocol word from 0x4001 to 0x3f01.

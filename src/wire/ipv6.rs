@@ -166,15 +166,7 @@ fn is_extension(nh: u8) -> bool {
 
 /// Write a 40-byte IPv6 header into `b[..40]`.
 #[inline]
-pub fn emit(
-    b: &mut [u8],
-    traffic_class: u8,
-    payload_len: u16,
-    next: u8,
-    hop_limit: u8,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-) {
+pub fn emit(b: &mut [u8], traffic_class: u8, payload_len: u16, next: u8, hop_limit: u8, src: Ipv6Addr, dst: Ipv6Addr) {
     let h = &mut b[..40];
     h[0] = 0x60 | (traffic_class >> 4);
     h[1] = traffic_class << 4; // flow label zero (RFC 7915 4.1)
@@ -220,14 +212,7 @@ mod tests {
         let b = base(17, &[0u8; 8]);
         let h = Ipv6Header::parse(&b).unwrap();
         assert_eq!(
-            (
-                h.traffic_class,
-                h.flow_label,
-                h.payload_len,
-                h.hop_limit,
-                h.upper,
-                h.upper_off
-            ),
+            (h.traffic_class, h.flow_label, h.payload_len, h.hop_limit, h.upper, h.upper_off),
             (0xb8, 0, 8, 64, 17, 40)
         );
     }
@@ -247,10 +232,7 @@ mod tests {
     #[test]
     fn rfc7915_5_1_segments_left_nonzero() {
         let p = [proto::UDP, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(
-            Ipv6Header::parse(&base(proto::ROUTING, &p)),
-            Err(Ipv6Error::SegmentsLeft(43))
-        );
+        assert_eq!(Ipv6Header::parse(&base(proto::ROUTING, &p)), Err(Ipv6Error::SegmentsLeft(43)));
     }
 
     #[test]
@@ -259,14 +241,7 @@ mod tests {
         emit_frag(&mut p, proto::UDP, 185, true, 0xdead_beef);
         p.extend_from_slice(&[0u8; 16]);
         let h = Ipv6Header::parse(&base(proto::FRAGMENT, &p)).unwrap();
-        assert_eq!(
-            h.frag,
-            Some(FragHeader {
-                offset: 185,
-                more: true,
-                ident: 0xdead_beef
-            })
-        );
+        assert_eq!(h.frag, Some(FragHeader { offset: 185, more: true, ident: 0xdead_beef }));
         assert!(h.is_fragment());
         assert_eq!(h.upper_off, 48);
     }

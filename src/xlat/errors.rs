@@ -46,15 +46,9 @@ pub(super) fn reply6(
     m[3] = 0;
     m[4..8].copy_from_slice(&param.to_be_bytes());
     m[8..].copy_from_slice(&o.pkt[..quoted]);
-    let ck = checksum::finish(checksum::sum(
-        checksum::pseudo_v6(src, o.src, proto::ICMPV6, m.len() as u32),
-        m,
-    ));
+    let ck = checksum::finish(checksum::sum(checksum::pseudo_v6(src, o.src, proto::ICMPV6, m.len() as u32), m));
     m[2..4].copy_from_slice(&ck.to_be_bytes());
-    Verdict::Reply {
-        reason,
-        out: Output::single(Family::V6, len),
-    }
+    Verdict::Reply { reason, out: Output::single(Family::V6, len) }
 }
 
 /// The offending IPv4 packet (already cut to its Total Length).
@@ -91,19 +85,7 @@ pub(super) fn reply4(
     let quoted = o.pkt.len().min(MAX_ICMP4 - 28);
     let len = 28 + quoted;
     let id = x.ident();
-    ipv4::emit(
-        out,
-        0,
-        len as u16,
-        id,
-        false,
-        false,
-        0,
-        64,
-        proto::ICMP,
-        src,
-        s,
-    );
+    ipv4::emit(out, 0, len as u16, id, false, false, 0, 64, proto::ICMP, src, s);
     let m = &mut out[20..len];
     m[0] = ty;
     m[1] = code;
@@ -113,10 +95,7 @@ pub(super) fn reply4(
     m[8..].copy_from_slice(&o.pkt[..quoted]);
     let ck = checksum::checksum(m);
     m[2..4].copy_from_slice(&ck.to_be_bytes());
-    Verdict::Reply {
-        reason,
-        out: Output::single(Family::V4, len),
-    }
+    Verdict::Reply { reason, out: Output::single(Family::V4, len) }
 }
 
 impl DropReason {

@@ -36,33 +36,15 @@ pub(super) fn is_v6_error(ty: u8) -> bool {
 /// RFC 7915 4.2: an ICMPv4 error's new type, code and rest-of-header.
 /// `pointer` is the ICMPv4 Parameter Problem pointer (byte 4).
 pub(super) fn error_4to6(ty: u8, code: u8, pointer: u8) -> Result<ErrorMap, DropReason> {
-    let m = |ty, code| {
-        Ok(ErrorMap {
-            ty,
-            code,
-            rest: Rest::Unused,
-        })
-    };
+    let m = |ty, code| Ok(ErrorMap { ty, code, rest: Rest::Unused });
     match (ty, code) {
         (3, 0 | 1 | 5 | 6 | 7 | 8 | 11 | 12) => m(1, 0),
-        (3, 2) => Ok(ErrorMap {
-            ty: 4,
-            code: 1,
-            rest: Rest::Pointer(6),
-        }),
+        (3, 2) => Ok(ErrorMap { ty: 4, code: 1, rest: Rest::Pointer(6) }),
         (3, 3) => m(1, 4),
-        (3, 4) => Ok(ErrorMap {
-            ty: 2,
-            code: 0,
-            rest: Rest::Mtu,
-        }),
+        (3, 4) => Ok(ErrorMap { ty: 2, code: 0, rest: Rest::Mtu }),
         (3, 9 | 10 | 13 | 15) => m(1, 1),
         (11, 0 | 1) => m(3, code),
-        (12, 0 | 2) => Ok(ErrorMap {
-            ty: 4,
-            code: 0,
-            rest: Rest::Pointer(pointer_4to6(pointer)?),
-        }),
+        (12, 0 | 2) => Ok(ErrorMap { ty: 4, code: 0, rest: Rest::Pointer(pointer_4to6(pointer)?) }),
         (12, _) => Err(DropReason::IcmpUntranslatable),
         _ => Err(DropReason::IcmpUntranslatable),
     }
@@ -71,28 +53,14 @@ pub(super) fn error_4to6(ty: u8, code: u8, pointer: u8) -> Result<ErrorMap, Drop
 /// RFC 7915 5.2: an ICMPv6 error's new type, code and rest-of-header.
 /// `pointer` is the ICMPv6 Parameter Problem pointer (32 bits).
 pub(super) fn error_6to4(ty: u8, code: u8, pointer: u32) -> Result<ErrorMap, DropReason> {
-    let m = |ty, code| {
-        Ok(ErrorMap {
-            ty,
-            code,
-            rest: Rest::Unused,
-        })
-    };
+    let m = |ty, code| Ok(ErrorMap { ty, code, rest: Rest::Unused });
     match (ty, code) {
         (1, 0 | 2 | 3) => m(3, 1),
         (1, 1) => m(3, 10),
         (1, 4) => m(3, 3),
-        (2, _) => Ok(ErrorMap {
-            ty: 3,
-            code: 4,
-            rest: Rest::Mtu,
-        }),
+        (2, _) => Ok(ErrorMap { ty: 3, code: 4, rest: Rest::Mtu }),
         (3, 0 | 1) => m(11, code),
-        (4, 0) => Ok(ErrorMap {
-            ty: 12,
-            code: 0,
-            rest: Rest::Pointer(pointer_6to4(pointer)?),
-        }),
+        (4, 0) => Ok(ErrorMap { ty: 12, code: 0, rest: Rest::Pointer(pointer_6to4(pointer)?) }),
         (4, 1) => m(3, 2),
         _ => Err(DropReason::IcmpUntranslatable),
     }
@@ -127,9 +95,7 @@ pub(super) fn pointer_6to4(p: u32) -> Result<u8, DropReason> {
 }
 
 /// RFC 1191 section 7 plateaus, largest first.
-const PLATEAUS: [u16; 11] = [
-    65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68,
-];
+const PLATEAUS: [u16; 11] = [65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68];
 
 /// RFC 1191 7: the largest plateau below the length of the packet that did not fit.
 pub(super) fn plateau_below(len: u16) -> u16 {

@@ -39,11 +39,7 @@ pub struct Output {
 
 impl Output {
     fn single(family: Family, len: usize) -> Self {
-        Output {
-            family,
-            len,
-            stride: len,
-        }
+        Output { family, len, stride: len }
     }
 
     /// Number of packets.
@@ -145,14 +141,7 @@ pub struct XlatConfig {
 
 impl Default for XlatConfig {
     fn default() -> Self {
-        XlatConfig {
-            tos_override: None,
-            ipv6_mtu: 1280,
-            ipv4_mtu: 1500,
-            icmp_errors: true,
-            own_v6: None,
-            own_v4: None,
-        }
+        XlatConfig { tos_override: None, ipv6_mtu: 1280, ipv4_mtu: 1500, icmp_errors: true, own_v6: None, own_v4: None }
     }
 }
 
@@ -168,10 +157,7 @@ pub struct Rfc6052Mapper {
 
 impl Rfc6052Mapper {
     pub fn new(prefix: Prefix6052) -> Self {
-        Rfc6052Mapper {
-            prefix,
-            allow_non_global: false,
-        }
+        Rfc6052Mapper { prefix, allow_non_global: false }
     }
 
     /// Extract the IPv4 address from `a`, applying RFC 6052 3.1.
@@ -200,22 +186,10 @@ impl Rfc6052Mapper {
 
 impl Mapper for Rfc6052Mapper {
     fn map_6to4(&mut self, t: &Tuple6, _: &FlowMeta) -> Result<Tuple4, DropReason> {
-        Ok(Tuple {
-            src: self.to_v4(&t.src)?,
-            dst: self.to_v4(&t.dst)?,
-            proto: t.proto,
-            sport: t.sport,
-            dport: t.dport,
-        })
+        Ok(Tuple { src: self.to_v4(&t.src)?, dst: self.to_v4(&t.dst)?, proto: t.proto, sport: t.sport, dport: t.dport })
     }
     fn map_4to6(&mut self, t: &Tuple4, _: &FlowMeta) -> Result<Tuple6, DropReason> {
-        Ok(Tuple {
-            src: self.to_v6(t.src)?,
-            dst: self.to_v6(t.dst)?,
-            proto: t.proto,
-            sport: t.sport,
-            dport: t.dport,
-        })
+        Ok(Tuple { src: self.to_v6(t.src)?, dst: self.to_v6(t.dst)?, proto: t.proto, sport: t.sport, dport: t.dport })
     }
     fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
         // RFC 7915 4.1: the "illegal" source of an ICMPv4 error is still
@@ -237,11 +211,7 @@ impl Translator {
     pub fn new(mut cfg: XlatConfig) -> Self {
         cfg.ipv6_mtu = cfg.ipv6_mtu.max(1280);
         cfg.ipv4_mtu = cfg.ipv4_mtu.max(68);
-        Translator {
-            cfg,
-            next_ident: 1,
-            stats: Stats::default(),
-        }
+        Translator { cfg, next_ident: 1, stats: Stats::default() }
     }
 
     pub fn config(&self) -> &XlatConfig {
@@ -254,12 +224,7 @@ impl Translator {
         match pkt.first().map(|b| b >> 4) {
             Some(6) => self.v6_to_v4(pkt, out, map),
             Some(4) => self.v4_to_v6(pkt, out, map),
-            _ => self.count(
-                Verdict::Drop(DropReason::BadVersion),
-                Family::V4,
-                0,
-                pkt.len(),
-            ),
+            _ => self.count(Verdict::Drop(DropReason::BadVersion), Family::V4, 0, pkt.len()),
         }
     }
 

@@ -154,10 +154,7 @@ impl Stats {
 
     /// Add another worker's counters into these.
     pub fn merge(&mut self, o: &Stats) {
-        for (a, b) in [
-            (&mut self.out_6to4, &o.out_6to4),
-            (&mut self.in_4to6, &o.in_4to6),
-        ] {
+        for (a, b) in [(&mut self.out_6to4, &o.out_6to4), (&mut self.in_4to6, &o.in_4to6)] {
             for i in 0..4 {
                 a.packets[i] += b.packets[i];
                 a.bytes[i] += b.bytes[i];
@@ -180,10 +177,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in DropReason::ALL {
             assert!(seen.insert(r.label()), "duplicate {}", r.label());
-            assert!(r
-                .label()
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
+            assert!(r.label().chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
             assert_eq!(DropReason::ALL[*r as usize], *r);
         }
     }

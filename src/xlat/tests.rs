@@ -101,11 +101,7 @@ fn xl() -> Translator {
     Translator::new(XlatConfig::default())
 }
 fn xl_mtu(v6: u16, v4: u16) -> Translator {
-    Translator::new(XlatConfig {
-        ipv6_mtu: v6,
-        ipv4_mtu: v4,
-        ..XlatConfig::default()
-    })
+    Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() })
 }
 
 /// Run one packet through, returning the verdict and the output buffer.
@@ -161,20 +157,12 @@ fn rfc7915_5_1_udp_header_fields() {
     let o = fwd(v, &out, Family::V4);
     assert_eq!(o[0], 0x45, "version 4, IHL 5");
     assert_eq!(o[1], 0xb8, "TOS = Traffic Class");
-    assert_eq!(
-        u16at(&o, 2) as usize,
-        20 + 8 + 5,
-        "Total Length = payload + 20"
-    );
+    assert_eq!(u16at(&o, 2) as usize, 20 + 8 + 5, "Total Length = payload + 20");
     assert_eq!(u16at(&o, 6), 0, "DF clear (<= 1260 bytes), MF 0, offset 0");
     assert_eq!(o[8], 63, "TTL = Hop Limit - 1");
     assert_eq!(o[9], 17);
     assert_eq!((a4(&o, 12), a4(&o, 16)), (POOL4, SERVER4));
-    assert_eq!(
-        (u16at(&o, 20), u16at(&o, 22)),
-        (5000 + SHIFT, 53),
-        "ports from the mapper"
-    );
+    assert_eq!((u16at(&o, 20), u16at(&o, 22)), (5000 + SHIFT, 53), "ports from the mapper");
     assert_eq!(&o[28..], b"hello", "data unchanged");
     assert!(v4_checksums_ok(&o), "header and UDP checksums verify");
     assert_eq!(x.stats.out_6to4.packets[1], 1);
@@ -183,22 +171,12 @@ fn rfc7915_5_1_udp_header_fields() {
 // RFC 7915 5.1: DF is set when the IPv4 packet is larger than 1260 bytes.
 #[test]
 fn rfc7915_5_1_df_set_above_1260() {
-    let (v, out) = run(
-        &mut xl(),
-        &v6_out(CLIENT6, 17, udp(5000, 53, &[7u8; 1400])).build(),
-    );
+    let (v, out) = run(&mut xl(), &v6_out(CLIENT6, 17, udp(5000, 53, &[7u8; 1400])).build());
     let o = fwd(v, &out, Family::V4);
     assert_eq!(o.len(), 1428);
     assert_eq!(u16at(&o, 6), 0x4000, "DF set");
-    let (v, out) = run(
-        &mut xl(),
-        &v6_out(CLIENT6, 17, udp(5000, 53, &[7u8; 1232])).build(),
-    );
-    assert_eq!(
-        u16at(&fwd(v, &out, Family::V4), 6),
-        0,
-        "1260 bytes: DF clear"
-    );
+    let (v, out) = run(&mut xl(), &v6_out(CLIENT6, 17, udp(5000, 53, &[7u8; 1232])).build());
+    assert_eq!(u16at(&fwd(v, &out, Family::V4), 6), 0, "1260 bytes: DF clear");
 }
 
 // RFC 7915 5.1: TOS may be set by configuration instead of copied.
@@ -206,10 +184,7 @@ fn rfc7915_5_1_df_set_above_1260() {
 fn rfc7915_5_1_tos_override() {
     let mut p = v6_out(CLIENT6, 17, udp(1, 2, b""));
     p.tc = 0xb8;
-    let mut x = Translator::new(XlatConfig {
-        tos_override: Some(0),
-        ..XlatConfig::default()
-    });
+    let mut x = Translator::new(XlatConfig { tos_override: Some(0), ..XlatConfig::default() });
     let (v, out) = run(&mut x, &p.build());
     assert_eq!(fwd(v, &out, Family::V4)[1], 0);
 }
@@ -217,10 +192,7 @@ fn rfc7915_5_1_tos_override() {
 // RFC 7915 5.1 / 5.5: TCP ports and checksum follow the new pseudo-header.
 #[test]
 fn rfc7915_5_5_tcp_checksum_updated() {
-    let (v, out) = run(
-        &mut xl(),
-        &v6_out(CLIENT6, 6, tcp(40000, 80, 7, 0x02, b"GET /")).build(),
-    );
+    let (v, out) = run(&mut xl(), &v6_out(CLIENT6, 6, tcp(40000, 80, 7, 0x02, b"GET /")).build());
     let o = fwd(v, &out, Family::V4);
     assert_eq!(o[9], 6);
     assert_eq!((u16at(&o, 20), u16at(&o, 22)), (40000 + SHIFT, 80));
@@ -239,11 +211,7 @@ fn rfc7915_5_1_hop_limit_exceeded() {
     assert_eq!(r, DropReason::HopLimitExceeded);
     assert_eq!((e[40], e[41]), (3, 0));
     assert_eq!(a6(&e, 24), CLIENT6, "sent back to the source");
-    assert_eq!(
-        a6(&e, 8),
-        server6(),
-        "from the address the packet was sent to (no own_v6 set)"
-    );
+    assert_eq!(a6(&e, 8), server6(), "from the address the packet was sent to (no own_v6 set)");
     assert_eq!(&e[48..], &pkt[..], "quotes the packet");
     assert!(v6_checksums_ok(&e));
     assert_eq!(x.stats.dropped(DropReason::HopLimitExceeded), 1);
@@ -255,21 +223,12 @@ fn rfc7915_5_1_hop_limit_exceeded() {
 fn rfc7915_5_4_no_error_when_disabled_or_for_errors() {
     let mut p = v6_out(CLIENT6, 17, udp(5000, 53, b"x"));
     p.hop = 1;
-    let mut x = Translator::new(XlatConfig {
-        icmp_errors: false,
-        ..XlatConfig::default()
-    });
-    assert_eq!(
-        run(&mut x, &p.build()).0,
-        Verdict::Drop(DropReason::HopLimitExceeded)
-    );
+    let mut x = Translator::new(XlatConfig { icmp_errors: false, ..XlatConfig::default() });
+    assert_eq!(run(&mut x, &p.build()).0, Verdict::Drop(DropReason::HopLimitExceeded));
     let quoted = V6::new(server6(), CLIENT6, 17, udp(53, 5000, b"")).build();
     let mut e = v6_out(CLIENT6, 58, icmp(1, 4, [0; 4], &quoted));
     e.hop = 1;
-    assert_eq!(
-        run(&mut xl(), &e.build()).0,
-        Verdict::Drop(DropReason::HopLimitExceeded)
-    );
+    assert_eq!(run(&mut xl(), &e.build()).0, Verdict::Drop(DropReason::HopLimitExceeded));
 }
 
 // RFC 7915 5.1: Hop-by-Hop / Destination Options are skipped and not counted in Total Length.
@@ -293,11 +252,7 @@ fn rfc7915_5_1_segments_left_parameter_problem() {
     let (r, e) = reply(v, &out, Family::V6);
     assert_eq!(r, DropReason::SegmentsLeft);
     assert_eq!((e[40], e[41]), (4, 0));
-    assert_eq!(
-        u32::from_be_bytes([e[44], e[45], e[46], e[47]]),
-        43,
-        "pointer at Segments Left"
-    );
+    assert_eq!(u32::from_be_bytes([e[44], e[45], e[46], e[47]]), 43, "pointer at Segments Left");
     assert!(v6_checksums_ok(&e));
 }
 
@@ -324,20 +279,14 @@ fn rfc7915_5_1_1_fragment_header() {
 fn rfc7915_5_4_extension_after_fragment_dropped() {
     let mut p = v6_out(CLIENT6, 17, udp(5000, 53, b"")).fragment(0, true, 1);
     p.ext.push((60, vec![0, 0, 1, 4, 0, 0, 0, 0]));
-    assert_eq!(
-        run(&mut xl(), &p.build()).0,
-        Verdict::Drop(DropReason::ExtAfterFragment)
-    );
+    assert_eq!(run(&mut xl(), &p.build()).0, Verdict::Drop(DropReason::ExtAfterFragment));
 }
 
 // RFC 7915 5.1: too big for the IPv4 MTU with DF to be set: Packet Too Big, MTU = IPv4 MTU + 20.
 #[test]
 fn rfc7915_5_1_packet_too_big() {
     let mut x = xl_mtu(1500, 1400);
-    let (v, out) = run(
-        &mut x,
-        &v6_out(CLIENT6, 17, udp(1, 2, &[0u8; 1452])).build(),
-    );
+    let (v, out) = run(&mut x, &v6_out(CLIENT6, 17, udp(1, 2, &[0u8; 1452])).build());
     let (r, e) = reply(v, &out, Family::V6);
     assert_eq!(r, DropReason::PacketTooBig);
     assert_eq!((e[40], e[41]), (2, 0));
@@ -349,16 +298,10 @@ fn rfc7915_5_1_packet_too_big() {
 #[test]
 fn rfc7915_5_1_1_fragment_refragmented() {
     let data: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
-    let p = V6 {
-        raw_l4: true,
-        ..V6::new(CLIENT6, server6(), 17, data.clone())
-    }
-    .fragment(100, true, 0x77);
+    let p = V6 { raw_l4: true, ..V6::new(CLIENT6, server6(), 17, data.clone()) }.fragment(100, true, 0x77);
     let mut x = xl_mtu(1500, 576);
     let mut out = vec![0u8; OUT_BUF_LEN];
-    let Verdict::Forward(o) = x.translate(&p.build(), &mut out, &mut NatLike) else {
-        panic!()
-    };
+    let Verdict::Forward(o) = x.translate(&p.build(), &mut out, &mut NatLike) else { panic!() };
     let frags: Vec<&[u8]> = o.packets(&out).collect();
     assert_eq!(frags.len(), 3);
     let mut joined = vec![];
@@ -369,16 +312,8 @@ fn rfc7915_5_1_1_fragment_refragmented() {
         assert_eq!(u16at(f, 4), 0x77);
         let fl = u16at(f, 6);
         assert_eq!(fl & 0x4000, 0, "DF clear");
-        assert_ne!(
-            fl & 0x2000,
-            0,
-            "MF set on every piece of a non-last fragment"
-        );
-        assert_eq!(
-            (fl & 0x1fff) as usize,
-            100 + joined.len() / 8,
-            "fragment {k} offset"
-        );
+        assert_ne!(fl & 0x2000, 0, "MF set on every piece of a non-last fragment");
+        assert_eq!((fl & 0x1fff) as usize, 100 + joined.len() / 8, "fragment {k} offset");
         joined.extend_from_slice(&f[20..]);
     }
     assert_eq!(joined, data);
@@ -388,10 +323,7 @@ fn rfc7915_5_1_1_fragment_refragmented() {
 #[test]
 fn rfc7915_5_2_echo() {
     for (t6, t4) in [(128u8, 8u8), (129, 0)] {
-        let (v, out) = run(
-            &mut xl(),
-            &v6_out(CLIENT6, 58, echo(t6, 0x4242, 7, b"ping")).build(),
-        );
+        let (v, out) = run(&mut xl(), &v6_out(CLIENT6, 58, echo(t6, 0x4242, 7, b"ping")).build());
         let o = fwd(v, &out, Family::V4);
         assert_eq!((o[9], o[20], o[21]), (1, t4, 0));
         assert_eq!(u16at(&o, 24), 0x4242 + SHIFT, "identifier from the mapper");
@@ -404,15 +336,8 @@ fn rfc7915_5_2_echo() {
 #[test]
 fn rfc7915_5_2_informational_dropped() {
     for ty in [130u8, 131, 132, 133, 134, 135, 136, 137, 200] {
-        let (v, _) = run(
-            &mut xl(),
-            &v6_out(CLIENT6, 58, icmp(ty, 0, [0; 4], &[0; 16])).build(),
-        );
-        assert_eq!(
-            v,
-            Verdict::Drop(DropReason::IcmpUntranslatable),
-            "type {ty}"
-        );
+        let (v, _) = run(&mut xl(), &v6_out(CLIENT6, 58, icmp(ty, 0, [0; 4], &[0; 16])).build());
+        assert_eq!(v, Verdict::Drop(DropReason::IcmpUntranslatable), "type {ty}");
     }
 }
 
@@ -429,18 +354,11 @@ fn rfc7915_5_3_error_with_quoted_packet() {
     let (v, out) = run(&mut xl(), &pkt);
     let o = fwd(v, &out, Family::V4);
     assert_eq!((o[20], o[21]), (3, 3));
-    assert_eq!(
-        (a4(&o, 12), a4(&o, 16)),
-        (POOL4, SERVER4),
-        "outer follows the quoted packet, reversed"
-    );
+    assert_eq!((a4(&o, 12), a4(&o, 16)), (POOL4, SERVER4), "outer follows the quoted packet, reversed");
     assert!(v4_checksums_ok(&o), "outer header and ICMPv4 checksum");
     let inner = &o[28..];
     assert_eq!((a4(inner, 12), a4(inner, 16)), (SERVER4, POOL4));
-    assert_eq!(
-        inner[8], 64,
-        "RFC 7915 5.3: inner Hop Limit copied, not decremented"
-    );
+    assert_eq!(inner[8], 64, "RFC 7915 5.3: inner Hop Limit copied, not decremented");
     assert_eq!((u16at(inner, 20), u16at(inner, 22)), (53, 5000 + SHIFT));
     assert_eq!(u16at(inner, 2) as usize, inner.len(), "inner Total Length");
     assert!(v4_checksums_ok(inner), "inner IPv4 header and UDP checksum");
@@ -468,18 +386,10 @@ fn rfc7915_5_2_error_types_end_to_end() {
         match want {
             Some((t4, c4, r4)) => {
                 let o = fwd(v, &out, Family::V4);
-                assert_eq!(
-                    (o[20], o[21], [o[24], o[25], o[26], o[27]]),
-                    (t4, c4, r4),
-                    "ICMPv6 {ty}/{code}"
-                );
+                assert_eq!((o[20], o[21], [o[24], o[25], o[26], o[27]]), (t4, c4, r4), "ICMPv6 {ty}/{code}");
                 assert!(v4_checksums_ok(&o));
             }
-            None => assert_eq!(
-                v,
-                Verdict::Drop(DropReason::IcmpUntranslatable),
-                "ICMPv6 {ty}/{code}"
-            ),
+            None => assert_eq!(v, Verdict::Drop(DropReason::IcmpUntranslatable), "ICMPv6 {ty}/{code}"),
         }
     }
     // Pointer at the flow label has no IPv4 counterpart.
@@ -496,17 +406,10 @@ fn rfc7915_5_2_packet_too_big_mtu() {
         (1500, 1500, 1300, 1300),
         (9000, 9000, 9000, 8980),
     ] {
-        let (v, out) = run(
-            &mut xl_mtu(v6mtu, v4mtu),
-            &icmp6_error(2, 0, adv.to_be_bytes(), b""),
-        );
+        let (v, out) = run(&mut xl_mtu(v6mtu, v4mtu), &icmp6_error(2, 0, adv.to_be_bytes(), b""));
         let o = fwd(v, &out, Family::V4);
         assert_eq!((o[20], o[21]), (3, 4));
-        assert_eq!(
-            u16at(&o, 26),
-            want,
-            "advertised {adv}, mtus {v6mtu}/{v4mtu}"
-        );
+        assert_eq!(u16at(&o, 26), want, "advertised {adv}, mtus {v6mtu}/{v4mtu}");
         assert!(v4_checksums_ok(&o));
     }
 }
@@ -516,10 +419,7 @@ fn rfc7915_5_2_packet_too_big_mtu() {
 fn rfc7915_5_3_nested_error_dropped() {
     let inner_err = V6::new(server6(), CLIENT6, 58, icmp(1, 4, [0; 4], &[0u8; 48])).build();
     let pkt = v6_out(CLIENT6, 58, icmp(1, 4, [0; 4], &inner_err)).build();
-    assert_eq!(
-        run(&mut xl(), &pkt).0,
-        Verdict::Drop(DropReason::IcmpNestedError)
-    );
+    assert_eq!(run(&mut xl(), &pkt).0, Verdict::Drop(DropReason::IcmpNestedError));
 }
 
 // RFC 7915 5.3: the translated error is truncated to fit 576 bytes.
@@ -544,16 +444,8 @@ fn rfc7915_5_2_rfc4884_extension_length() {
     let (v, out) = run(&mut xl(), &pkt);
     let o = fwd(v, &out, Family::V4);
     let words = o[25] as usize;
-    assert_eq!(
-        words * 4,
-        128,
-        "quoted IPv4 packet padded to 128 bytes, length in 32-bit words"
-    );
-    assert_eq!(
-        &o[28 + 128..],
-        &[0x20, 0, 0xaa, 0xbb, 0, 8, 1, 1],
-        "extension follows"
-    );
+    assert_eq!(words * 4, 128, "quoted IPv4 packet padded to 128 bytes, length in 32-bit words");
+    assert_eq!(&o[28 + 128..], &[0x20, 0, 0xaa, 0xbb, 0, 8, 1, 1], "extension follows");
     assert!(v4_checksums_ok(&o));
 }
 
@@ -594,10 +486,7 @@ fn rfc7915_5_5_wrong_checksum_stays_wrong() {
             testpkt::naive_sum(&[&ps, &o[20..]])
         };
         assert_ne!(residual_in, 0xffff, "input is wrong");
-        assert_eq!(
-            residual_out, residual_in,
-            "proto {proto}: same error after translation"
-        );
+        assert_eq!(residual_out, residual_in, "proto {proto}: same error after translation");
     }
 }
 
@@ -607,10 +496,7 @@ fn ipv6_udp_zero_checksum_dropped() {
     let mut pkt = v6_out(CLIENT6, 17, udp(1, 2, b"x")).build();
     pkt[46] = 0;
     pkt[47] = 0;
-    assert_eq!(
-        run(&mut xl(), &pkt).0,
-        Verdict::Drop(DropReason::Udp6ZeroChecksum)
-    );
+    assert_eq!(run(&mut xl(), &pkt).0, Verdict::Drop(DropReason::Udp6ZeroChecksum));
 }
 
 // Malformed IPv6 input: each a named drop, never a panic.
@@ -618,34 +504,15 @@ fn ipv6_udp_zero_checksum_dropped() {
 fn malformed_ipv6_named_drops() {
     let good = v6_out(CLIENT6, 6, tcp(1, 2, 3, 0x02, b"")).build();
     let mut x = xl();
-    assert_eq!(
-        run(&mut x, &good[..50]).0,
-        Verdict::Drop(DropReason::Ipv6Truncated),
-        "shorter than Payload Length"
-    );
-    assert_eq!(
-        run(&mut x, &good[..39]).0,
-        Verdict::Drop(DropReason::Ipv6Truncated)
-    );
+    assert_eq!(run(&mut x, &good[..50]).0, Verdict::Drop(DropReason::Ipv6Truncated), "shorter than Payload Length");
+    assert_eq!(run(&mut x, &good[..39]).0, Verdict::Drop(DropReason::Ipv6Truncated));
     let mut short_tcp = v6_out(CLIENT6, 6, vec![0u8; 12]);
     short_tcp.raw_l4 = true;
-    assert_eq!(
-        run(&mut x, &short_tcp.build()).0,
-        Verdict::Drop(DropReason::L4Truncated)
-    );
+    assert_eq!(run(&mut x, &short_tcp.build()).0, Verdict::Drop(DropReason::L4Truncated));
     assert_eq!(run(&mut x, &[]).0, Verdict::Drop(DropReason::BadVersion));
-    assert_eq!(
-        run(&mut x, &[0x50; 60]).0,
-        Verdict::Drop(DropReason::BadVersion)
-    );
-    let frag_icmp = v6_out(CLIENT6, 58, echo(128, 1, 1, b""))
-        .fragment(0, true, 5)
-        .build();
-    assert_eq!(
-        run(&mut x, &frag_icmp).0,
-        Verdict::Drop(DropReason::FragmentedIcmp),
-        "RFC 7915 1.2"
-    );
+    assert_eq!(run(&mut x, &[0x50; 60]).0, Verdict::Drop(DropReason::BadVersion));
+    let frag_icmp = v6_out(CLIENT6, 58, echo(128, 1, 1, b"")).fragment(0, true, 5).build();
+    assert_eq!(run(&mut x, &frag_icmp).0, Verdict::Drop(DropReason::FragmentedIcmp), "RFC 7915 1.2");
     assert_eq!(x.stats.dropped(DropReason::Ipv6Truncated), 2);
 }
 
@@ -664,23 +531,11 @@ fn rfc6052_3_1_well_known_prefix_refuses_non_global() {
     assert_eq!(x.stats.dropped(DropReason::NonGlobalV4), 1);
     // The lab switch allows them.
     m.allow_non_global = true;
-    assert!(matches!(
-        x.translate(&pkt, &mut out, &mut m),
-        Verdict::Forward(_)
-    ));
+    assert!(matches!(x.translate(&pkt, &mut out, &mut m), Verdict::Forward(_)));
     // A global destination is fine.
-    let ok = V6::new(
-        src,
-        Prefix6052::WKP.embed(Ipv4Addr::new(1, 1, 1, 1)),
-        17,
-        udp(1, 2, b""),
-    )
-    .build();
+    let ok = V6::new(src, Prefix6052::WKP.embed(Ipv4Addr::new(1, 1, 1, 1)), 17, udp(1, 2, b"")).build();
     m.allow_non_global = false;
-    assert!(matches!(
-        x.translate(&ok, &mut out, &mut m),
-        Verdict::Forward(_)
-    ));
+    assert!(matches!(x.translate(&ok, &mut out, &mut m), Verdict::Forward(_)));
 }
 
 // ---------------------------------------------------------------- IPv4 → IPv6
@@ -695,16 +550,8 @@ fn rfc7915_4_1_udp_header_fields() {
     let (v, out) = run(&mut x, &p.build());
     let o = fwd(v, &out, Family::V6);
     assert_eq!(o[0] >> 4, 6);
-    assert_eq!(
-        ((o[0] & 0xf) << 4) | (o[1] >> 4),
-        0x28,
-        "Traffic Class = TOS"
-    );
-    assert_eq!(
-        u32::from_be_bytes([0, o[1] & 0xf, o[2], o[3]]),
-        0,
-        "Flow Label 0"
-    );
+    assert_eq!(((o[0] & 0xf) << 4) | (o[1] >> 4), 0x28, "Traffic Class = TOS");
+    assert_eq!(u32::from_be_bytes([0, o[1] & 0xf, o[2], o[3]]), 0, "Flow Label 0");
     assert_eq!(u16at(&o, 4), 13, "Payload Length = Total Length − IHL×4");
     assert_eq!((o[6], o[7]), (17, 29), "Next Header, Hop Limit = TTL − 1");
     assert_eq!((a6(&o, 8), a6(&o, 24)), (server6(), CLIENT6));
@@ -743,19 +590,12 @@ fn rfc7915_4_1_ttl_exceeded() {
     let mut p = v4_in(17, udp(53, 5000, b"x"));
     p.ttl = 1;
     let pkt = p.build();
-    let mut x = Translator::new(XlatConfig {
-        own_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
-        ..XlatConfig::default()
-    });
+    let mut x = Translator::new(XlatConfig { own_v4: Some(Ipv4Addr::new(192, 0, 2, 1)), ..XlatConfig::default() });
     let (v, out) = run(&mut x, &pkt);
     let (r, e) = reply(v, &out, Family::V4);
     assert_eq!(r, DropReason::HopLimitExceeded);
     assert_eq!((e[20], e[21]), (11, 0));
-    assert_eq!(
-        (a4(&e, 12), a4(&e, 16)),
-        (Ipv4Addr::new(192, 0, 2, 1), SERVER4),
-        "from own_v4 to the source"
-    );
+    assert_eq!((a4(&e, 12), a4(&e, 16)), (Ipv4Addr::new(192, 0, 2, 1), SERVER4), "from own_v4 to the source");
     assert_eq!(&e[28..], &pkt[..]);
     assert!(v4_checksums_ok(&e));
 }
@@ -773,17 +613,10 @@ fn rfc7915_4_1_fragment_header_added() {
     assert_eq!(u16at(&o, 4) as usize, 8 + 40);
     assert_eq!(o[40], 17, "its Next Header");
     assert_eq!(u16at(&o, 42), 1, "offset 0, M set");
-    assert_eq!(
-        u32::from_be_bytes([o[44], o[45], o[46], o[47]]),
-        0xbeef,
-        "ID, high 16 bits zero"
-    );
+    assert_eq!(u32::from_be_bytes([o[44], o[45], o[46], o[47]]), 0xbeef, "ID, high 16 bits zero");
     assert_eq!(u16at(&o, 48 + 2), 5000, "first fragment's ports mapped");
     // Non-first fragment.
-    let mut q = V4 {
-        raw_l4: true,
-        ..v4_in(17, vec![4u8; 24])
-    };
+    let mut q = V4 { raw_l4: true, ..v4_in(17, vec![4u8; 24]) };
     q.df = false;
     q.frag_offset = 5;
     let (v, out) = run(&mut xl(), &q.build());
@@ -802,9 +635,7 @@ fn rfc7915_4_1_df_clear_fragmented() {
     let pkt = p.build();
     let mut x = xl(); // lowest-ipv6-mtu 1280
     let mut out = vec![0u8; OUT_BUF_LEN];
-    let Verdict::Forward(o) = x.translate(&pkt, &mut out, &mut NatLike) else {
-        panic!()
-    };
+    let Verdict::Forward(o) = x.translate(&pkt, &mut out, &mut NatLike) else { panic!() };
     let frags: Vec<&[u8]> = o.packets(&out).collect();
     assert_eq!(frags.len(), 2);
     let mut joined = vec![];
@@ -841,10 +672,7 @@ fn rfc7915_4_1_no_fragment_header_when_it_fits() {
 // RFC 7915 4.1: DF set and too big: ICMPv4 Fragmentation Needed, MTU = IPv6 MTU − 20.
 #[test]
 fn rfc7915_4_1_fragmentation_needed() {
-    let (v, out) = run(
-        &mut xl(),
-        &v4_in(6, tcp(80, 40000, 1, 0x10, &[0u8; 1400])).build(),
-    );
+    let (v, out) = run(&mut xl(), &v4_in(6, tcp(80, 40000, 1, 0x10, &[0u8; 1400])).build());
     let (r, e) = reply(v, &out, Family::V4);
     assert_eq!(r, DropReason::PacketTooBig);
     assert_eq!((e[20], e[21], u16at(&e, 26)), (3, 4, 1260));
@@ -856,10 +684,7 @@ fn rfc7915_4_1_fragmentation_needed() {
 #[test]
 fn rfc7915_4_2_echo() {
     for (t4, t6) in [(8u8, 128u8), (0, 129)] {
-        let (v, out) = run(
-            &mut xl(),
-            &v4_in(1, echo(t4, 0x4242 + SHIFT, 3, b"pong")).build(),
-        );
+        let (v, out) = run(&mut xl(), &v4_in(1, echo(t4, 0x4242 + SHIFT, 3, b"pong")).build());
         let o = fwd(v, &out, Family::V6);
         assert_eq!((o[6], o[40]), (58, t6));
         assert_eq!(u16at(&o, 44), 0x4242);
@@ -871,15 +696,8 @@ fn rfc7915_4_2_echo() {
 #[test]
 fn rfc7915_4_2_informational_dropped() {
     for ty in [4u8, 5, 6, 9, 10, 13, 14, 15, 16, 17, 18, 42] {
-        let (v, _) = run(
-            &mut xl(),
-            &v4_in(1, icmp(ty, 0, [0; 4], &[0u8; 28])).build(),
-        );
-        assert_eq!(
-            v,
-            Verdict::Drop(DropReason::IcmpUntranslatable),
-            "type {ty}"
-        );
+        let (v, _) = run(&mut xl(), &v4_in(1, icmp(ty, 0, [0; 4], &[0u8; 28])).build());
+        assert_eq!(v, Verdict::Drop(DropReason::IcmpUntranslatable), "type {ty}");
     }
 }
 
@@ -895,16 +713,8 @@ fn rfc7915_4_3_error_with_quoted_packet() {
     let (v, out) = run(&mut xl(), &icmp4_error(3, 3, [0; 4], b"query"));
     let o = fwd(v, &out, Family::V6);
     assert_eq!((o[40], o[41]), (1, 4));
-    assert_eq!(
-        a6(&o, 8),
-        pf().embed(ROUTER4),
-        "source: the router, embedded"
-    );
-    assert_eq!(
-        a6(&o, 24),
-        CLIENT6,
-        "to the client the quoted packet came from"
-    );
+    assert_eq!(a6(&o, 8), pf().embed(ROUTER4), "source: the router, embedded");
+    assert_eq!(a6(&o, 24), CLIENT6, "to the client the quoted packet came from");
     assert!(v6_checksums_ok(&o));
     let inner = &o[48..];
     assert_eq!((a6(inner, 8), a6(inner, 24)), (CLIENT6, server6()));
@@ -935,26 +745,14 @@ fn rfc7915_4_2_error_types_end_to_end() {
         match want {
             Some((t6, c6, r6)) => {
                 let o = fwd(v, &out, Family::V6);
-                assert_eq!(
-                    (o[40], o[41], [o[44], o[45], o[46], o[47]]),
-                    (t6, c6, r6),
-                    "ICMPv4 {ty}/{code}"
-                );
+                assert_eq!((o[40], o[41], [o[44], o[45], o[46], o[47]]), (t6, c6, r6), "ICMPv4 {ty}/{code}");
                 assert!(v6_checksums_ok(&o));
             }
-            None => assert_eq!(
-                v,
-                Verdict::Drop(DropReason::IcmpUntranslatable),
-                "ICMPv4 {ty}/{code}"
-            ),
+            None => assert_eq!(v, Verdict::Drop(DropReason::IcmpUntranslatable), "ICMPv4 {ty}/{code}"),
         }
     }
     let (v, _) = run(&mut xl(), &icmp4_error(12, 0, [5, 0, 0, 0], b""));
-    assert_eq!(
-        v,
-        Verdict::Drop(DropReason::IcmpPointer),
-        "pointer at Flags has no IPv6 field"
-    );
+    assert_eq!(v, Verdict::Drop(DropReason::IcmpPointer), "pointer at Flags has no IPv6 field");
 }
 
 // RFC 7915 4.2: Fragmentation Needed → Packet Too Big, MTU = min(reported + 20, IPv6 MTU,
@@ -971,21 +769,12 @@ fn rfc7915_4_2_packet_too_big_mtu() {
         // The quoted packet claims Total Length 4000 → plateau 2002 when reported is 0.
         let mut quoted = V4::new(POOL4, SERVER4, 17, udp(5000 + SHIFT, 53, &[0u8; 100])).build();
         quoted[2..4].copy_from_slice(&4000u16.to_be_bytes());
-        let pkt = V4::new(
-            ROUTER4,
-            POOL4,
-            1,
-            icmp(3, 4, [0, 0, (reported >> 8) as u8, reported as u8], &quoted),
-        )
-        .build();
+        let pkt =
+            V4::new(ROUTER4, POOL4, 1, icmp(3, 4, [0, 0, (reported >> 8) as u8, reported as u8], &quoted)).build();
         let (v, out) = run(&mut xl_mtu(v6mtu, v4mtu), &pkt);
         let o = fwd(v, &out, Family::V6);
         assert_eq!((o[40], o[41]), (2, 0));
-        assert_eq!(
-            u32::from_be_bytes([o[44], o[45], o[46], o[47]]),
-            want,
-            "reported {reported}, mtus {v6mtu}/{v4mtu}"
-        );
+        assert_eq!(u32::from_be_bytes([o[44], o[45], o[46], o[47]]), want, "reported {reported}, mtus {v6mtu}/{v4mtu}");
         assert!(v6_checksums_ok(&o));
     }
 }
@@ -995,19 +784,13 @@ fn rfc7915_4_2_packet_too_big_mtu() {
 fn rfc7915_4_3_nested_error_dropped() {
     let inner_err = V4::new(POOL4, SERVER4, 1, icmp(3, 3, [0; 4], &[0u8; 28])).build();
     let pkt = V4::new(ROUTER4, POOL4, 1, icmp(3, 1, [0; 4], &inner_err)).build();
-    assert_eq!(
-        run(&mut xl(), &pkt).0,
-        Verdict::Drop(DropReason::IcmpNestedError)
-    );
+    assert_eq!(run(&mut xl(), &pkt).0, Verdict::Drop(DropReason::IcmpNestedError));
 }
 
 // RFC 7915 4.3: the translated error is truncated to fit 1280 bytes.
 #[test]
 fn rfc7915_4_3_truncated_to_1280() {
-    let (v, out) = run(
-        &mut xl_mtu(1500, 1500),
-        &icmp4_error(3, 3, [0; 4], &[1u8; 1400]),
-    );
+    let (v, out) = run(&mut xl_mtu(1500, 1500), &icmp4_error(3, 3, [0; 4], &[1u8; 1400]));
     let o = fwd(v, &out, Family::V6);
     assert_eq!(o.len(), 1280);
     assert_eq!(u16at(&o, 4), 1240);
@@ -1044,10 +827,7 @@ fn rfc7915_4_5_udp_zero_checksum() {
     p.df = false;
     p.mf = true;
     let mut x = xl();
-    assert_eq!(
-        run(&mut x, &p.build()).0,
-        Verdict::Drop(DropReason::UdpZeroChecksumFragment)
-    );
+    assert_eq!(run(&mut x, &p.build()).0, Verdict::Drop(DropReason::UdpZeroChecksumFragment));
     assert_eq!(x.stats.dropped(DropReason::UdpZeroChecksumFragment), 1);
 }
 
@@ -1094,59 +874,31 @@ fn rfc7915_4_5_wrong_checksum_stays_wrong() {
 fn malformed_ipv4_named_drops() {
     let good = v4_in(17, udp(53, 5000, b"abc")).build();
     let mut x = xl();
-    assert_eq!(
-        run(&mut x, &good[..25]).0,
-        Verdict::Drop(DropReason::Ipv4Truncated),
-        "shorter than Total Length"
-    );
+    assert_eq!(run(&mut x, &good[..25]).0, Verdict::Drop(DropReason::Ipv4Truncated), "shorter than Total Length");
     let mut bad = good.clone();
     bad[10] ^= 1;
     assert_eq!(run(&mut x, &bad).0, Verdict::Drop(DropReason::Ipv4Checksum));
     let mut bad = good.clone();
     bad[0] = 0x43;
-    assert_eq!(
-        run(&mut x, &bad).0,
-        Verdict::Drop(DropReason::Ipv4Malformed)
-    );
+    assert_eq!(run(&mut x, &bad).0, Verdict::Drop(DropReason::Ipv4Malformed));
     let mut short_udp = v4_in(17, vec![0u8; 4]);
     short_udp.raw_l4 = true;
-    assert_eq!(
-        run(&mut x, &short_udp.build()).0,
-        Verdict::Drop(DropReason::L4Truncated)
-    );
+    assert_eq!(run(&mut x, &short_udp.build()).0, Verdict::Drop(DropReason::L4Truncated));
     let mut frag_icmp = v4_in(1, echo(8, 1, 1, b""));
     frag_icmp.df = false;
     frag_icmp.mf = true;
-    assert_eq!(
-        run(&mut x, &frag_icmp.build()).0,
-        Verdict::Drop(DropReason::FragmentedIcmp),
-        "RFC 7915 1.2"
-    );
+    assert_eq!(run(&mut x, &frag_icmp.build()).0, Verdict::Drop(DropReason::FragmentedIcmp), "RFC 7915 1.2");
     // Trailing link padding beyond Total Length is ignored.
     let mut padded = good.clone();
     padded.extend_from_slice(&[0u8; 10]);
-    assert_eq!(
-        fwd(
-            run(&mut x, &padded).0,
-            &run(&mut xl(), &padded).1,
-            Family::V6
-        )
-        .len(),
-        40 + 11
-    );
+    assert_eq!(fwd(run(&mut x, &padded).0, &run(&mut xl(), &padded).1, Family::V6).len(), 40 + 11);
 }
 
 // RFC 7915 4.5: other transport protocols are translated too (Next Header copied).
 #[test]
 fn rfc7915_4_5_other_protocols_forwarded() {
     let mut m = Rfc6052Mapper::new(pf());
-    let p = V4::new(
-        Ipv4Addr::new(198, 51, 100, 1),
-        Ipv4Addr::new(198, 51, 100, 2),
-        47,
-        vec![0xab; 12],
-    )
-    .build();
+    let p = V4::new(Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(198, 51, 100, 2), 47, vec![0xab; 12]).build();
     let mut out = vec![0u8; OUT_BUF_LEN];
     let o = fwd(xl().translate(&p, &mut out, &mut m), &out, Family::V6);
     assert_eq!((o[6], &o[40..]), (47, &[0xabu8; 12][..]));

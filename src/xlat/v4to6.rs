@@ -4,20 +4,13 @@
 
 use super::errors::{self, Offending4};
 use super::icmp::{self, Rest};
-use super::{
-    frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict,
-};
+use super::{frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict};
 use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
 use crate::wire::ipv4::{Ipv4Error, Ipv4Header};
 use crate::wire::{be16, ipv6, proto, put16};
 
 /// Translate one IPv4 packet. Returns the verdict and the IPv4 protocol number (for counters).
-pub(super) fn translate<M: Mapper>(
-    x: &mut Translator,
-    pkt: &[u8],
-    out: &mut [u8],
-    map: &mut M,
-) -> (Verdict, u8) {
+pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Verdict, u8) {
     let h = match Ipv4Header::parse(pkt) {
         Ok(h) => h,
         Err(Ipv4Error::Truncated) => return (Verdict::Drop(DropReason::Ipv4Truncated), 0),
@@ -29,28 +22,16 @@ pub(super) fn translate<M: Mapper>(
     let first = h.frag_offset == 0;
     let fragment = h.is_fragment();
     let p = h.protocol;
-    let is_icmp_error =
-        p == proto::ICMP && first && body.first().is_some_and(|&t| icmp::is_v4_error(t));
-    let offending = Offending4 {
-        pkt,
-        src: h.src,
-        dst: h.dst,
-        no_reply: is_icmp_error || !first,
-    };
+    let is_icmp_error = p == proto::ICMP && first && body.first().is_some_and(|&t| icmp::is_v4_error(t));
+    let offending = Offending4 { pkt, src: h.src, dst: h.dst, no_reply: is_icmp_error || !first };
 
     // RFC 7915 4.1: an unexpired source route is not translated: ICMPv4 3/5.
     if Ipv4Header::unexpired_source_route(pkt, h.header_len).is_some() {
-        return (
-            errors::reply4(x, offending, out, 3, 5, 0, DropReason::SourceRoute),
-            p,
-        );
+        return (errors::reply4(x, offending, out, 3, 5, 0, DropReason::SourceRoute), p);
     }
     // RFC 7915 4.1: TTL decremented; zero gives ICMPv4 Time Exceeded (11/0).
     if h.ttl <= 1 {
-        return (
-            errors::reply4(x, offending, out, 11, 0, 0, DropReason::HopLimitExceeded),
-            p,
-        );
+        return (errors::reply4(x, offending, out, 11, 0, 0, DropReason::HopLimitExceeded), p);
     }
 
     let mut sport = 0;
@@ -98,20 +79,8 @@ pub(super) fn translate<M: Mapper>(
         _ => {}
     }
 
-    let t4 = Tuple4 {
-        src: h.src,
-        dst: h.dst,
-        proto: p,
-        sport,
-        dport,
-    };
-    let meta = FlowMeta {
-        role: Role::Packet,
-        tcp_flags,
-        fragment,
-        first_fragment: fragment && first,
-        len: pkt.len(),
-    };
+    let t4 = Tuple4 { src: h.src, dst: h.dst, proto: p, sport, dport };
+    let meta = FlowMeta { role: Role::Packet, tcp_flags, fragment, first_fragment: fragment && first, len: pkt.len() };
     let t6 = match map.map_4to6(&t4, &meta) {
         Ok(t) => t,
         Err(r) => {
@@ -129,10 +98,7 @@ pub(super) fn translate<M: Mapper>(
         // RFC 7915 4.1: DF set and too big: Fragmentation Needed with the
         // MTU the IPv6 side allows, less the header growth.
         let next_hop = (mtu as u32 - 20) & 0xffff;
-        return (
-            errors::reply4(x, offending, out, 3, 4, next_hop, DropReason::PacketTooBig),
-            p,
-        );
+        return (errors::reply4(x, offending, out, 3, 4, next_hop, DropReason::PacketTooBig), p);
     }
 
     let hdr = 40 + frag_hdr;
@@ -143,10 +109,7 @@ pub(super) fn translate<M: Mapper>(
             // RFC 7915 4.5: compute the checksum the IPv4 sender left out.
             put16(l4, 0, t6.sport);
             put16(l4, 2, t6.dport);
-            let ck = checksum::finish(checksum::sum(
-                pseudo_v6(t6.src, t6.dst, proto::UDP, l4.len() as u32),
-                l4,
-            ));
+            let ck = checksum::finish(checksum::sum(pseudo_v6(t6.src, t6.dst, proto::UDP, l4.len() as u32), l4));
             put16(l4, 6, if ck == 0 { 0xffff } else { ck });
         } else {
             patch_l4(l4, p, &t4, &t6, l4.len() as u32, Role::Packet);
@@ -160,13 +123,7 @@ pub(super) fn translate<M: Mapper>(
         if fragment {
             ipv6::emit(out, tc, payload_len, proto::FRAGMENT, hop, t6.src, t6.dst);
             // RFC 7915 4.1: ID = IPv4 ID (high 16 bits zero), offset and M copied.
-            ipv6::emit_frag(
-                &mut out[40..48],
-                next,
-                h.frag_offset,
-                h.more_frags,
-                h.ident as u32,
-            );
+            ipv6::emit_frag(&mut out[40..48], next, h.frag_offset, h.more_frags, h.ident as u32);
         } else {
             ipv6::emit(out, tc, payload_len, next, hop, t6.src, t6.dst);
         }
@@ -183,31 +140,10 @@ pub(super) fn translate<M: Mapper>(
         let n = chunk.min(payload - k * chunk);
         let at = k * (48 + chunk);
         let more = k + 1 < count || h.more_frags;
-        ipv6::emit(
-            &mut out[at..],
-            tc,
-            (8 + n) as u16,
-            proto::FRAGMENT,
-            hop,
-            t6.src,
-            t6.dst,
-        );
-        ipv6::emit_frag(
-            &mut out[at + 40..at + 48],
-            next,
-            h.frag_offset + (k * chunk / 8) as u16,
-            more,
-            h.ident as u32,
-        );
+        ipv6::emit(&mut out[at..], tc, (8 + n) as u16, proto::FRAGMENT, hop, t6.src, t6.dst);
+        ipv6::emit_frag(&mut out[at + 40..at + 48], next, h.frag_offset + (k * chunk / 8) as u16, more, h.ident as u32);
     }
-    (
-        Verdict::Forward(Output {
-            family: Family::V6,
-            len: total,
-            stride: 48 + chunk,
-        }),
-        p,
-    )
+    (Verdict::Forward(Output { family: Family::V6, len: total, stride: 48 + chunk }), p)
 }
 
 /// Rewrite ports / ICMP identifier and update the transport checksum of a
@@ -246,17 +182,12 @@ pub(super) fn patch_l4(l4: &mut [u8], p: u8, t4: &Tuple4, t6: &Tuple6, icmp_len:
                 _ => return,
             };
             let mut removed = (ty4 as u32) << 8 | code as u32;
-            let mut added = pseudo_v6(t6.src, t6.dst, proto::ICMPV6, icmp_len)
-                + ((ty6 as u32) << 8 | code as u32);
+            let mut added = pseudo_v6(t6.src, t6.dst, proto::ICMPV6, icmp_len) + ((ty6 as u32) << 8 | code as u32);
             l4[0] = ty6;
             if l4.len() >= 6 {
                 // The identifier is the IPv6-side endpoint's "port": the
                 // destination of a packet coming in, the source of one quoted.
-                let id = if role == Role::Packet {
-                    t6.dport
-                } else {
-                    t6.sport
-                };
+                let id = if role == Role::Packet { t6.dport } else { t6.sport };
                 removed += be16(l4, 4) as u32;
                 added += id as u32;
                 put16(l4, 4, id);
@@ -280,38 +211,13 @@ fn quoted(inner: &[u8], ih: &Ipv4Header, t4: &Tuple4, t6: &Tuple6, out: &mut [u8
     out[hdr..n].copy_from_slice(l4);
     let declared = ih.total_len - ih.header_len;
     if ih.frag_offset == 0 {
-        patch_l4(
-            &mut out[hdr..n],
-            ih.protocol,
-            t4,
-            t6,
-            declared as u32,
-            Role::ErrorInner,
-        );
+        patch_l4(&mut out[hdr..n], ih.protocol, t4, t6, declared as u32, Role::ErrorInner);
     }
-    let next = if ih.protocol == proto::ICMP {
-        proto::ICMPV6
-    } else {
-        ih.protocol
-    };
+    let next = if ih.protocol == proto::ICMP { proto::ICMPV6 } else { ih.protocol };
     let payload_len = (declared + hdr - 40) as u16;
     if fragment {
-        ipv6::emit(
-            out,
-            ih.tos,
-            payload_len,
-            proto::FRAGMENT,
-            ih.ttl,
-            t6.src,
-            t6.dst,
-        );
-        ipv6::emit_frag(
-            &mut out[40..48],
-            next,
-            ih.frag_offset,
-            ih.more_frags,
-            ih.ident as u32,
-        );
+        ipv6::emit(out, ih.tos, payload_len, proto::FRAGMENT, ih.ttl, t6.src, t6.dst);
+        ipv6::emit_frag(&mut out[40..48], next, ih.frag_offset, ih.more_frags, ih.ident as u32);
     } else {
         ipv6::emit(out, ih.tos, payload_len, next, ih.ttl, t6.src, t6.dst);
     }
@@ -320,13 +226,7 @@ fn quoted(inner: &[u8], ih: &Ipv4Header, t4: &Tuple4, t6: &Tuple6, out: &mut [u8
 
 /// RFC 7915 4.2 / 4.3: an ICMPv4 error becomes an ICMPv6 error, its quoted
 /// packet translated through the same mapping (looked up, never created).
-fn icmp_error<M: Mapper>(
-    x: &mut Translator,
-    pkt: &[u8],
-    h: &Ipv4Header,
-    out: &mut [u8],
-    map: &mut M,
-) -> Verdict {
+fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv4Header, out: &mut [u8], map: &mut M) -> Verdict {
     let body = &pkt[h.header_len..];
     let (ty, code) = (body[0], body[1]);
     let m = match icmp::error_4to6(ty, code, body[4]) {
@@ -353,29 +253,16 @@ fn icmp_error<M: Mapper>(
     let il4 = inner.get(ih.header_len..).unwrap_or(&[]);
     let inner_first = ih.frag_offset == 0;
     // RFC 7915 4.3: only one level of embedding is translated.
-    if ih.protocol == proto::ICMP
-        && inner_first
-        && il4.first().is_some_and(|&t| icmp::is_v4_error(t))
-    {
+    if ih.protocol == proto::ICMP && inner_first && il4.first().is_some_and(|&t| icmp::is_v4_error(t)) {
         return Verdict::Drop(DropReason::IcmpNestedError);
     }
     let (sport, dport) = match ih.protocol {
         proto::TCP | proto::UDP if inner_first && il4.len() >= 4 => (be16(il4, 0), be16(il4, 2)),
-        proto::ICMP if inner_first && il4.len() >= 6 && matches!(il4[0], 8 | 0) => {
-            (be16(il4, 4), be16(il4, 4))
-        }
-        proto::TCP | proto::UDP | proto::ICMP => {
-            return Verdict::Drop(DropReason::IcmpInnerMalformed)
-        }
+        proto::ICMP if inner_first && il4.len() >= 6 && matches!(il4[0], 8 | 0) => (be16(il4, 4), be16(il4, 4)),
+        proto::TCP | proto::UDP | proto::ICMP => return Verdict::Drop(DropReason::IcmpInnerMalformed),
         _ => (0, 0),
     };
-    let t4 = Tuple4 {
-        src: ih.src,
-        dst: ih.dst,
-        proto: ih.protocol,
-        sport,
-        dport,
-    };
+    let t4 = Tuple4 { src: ih.src, dst: ih.dst, proto: ih.protocol, sport, dport };
     let meta = FlowMeta {
         role: Role::ErrorInner,
         tcp_flags: 0,
@@ -423,10 +310,7 @@ fn icmp_error<M: Mapper>(
             if reported == 0 {
                 reported = icmp::plateau_below(ih.total_len as u16);
             }
-            let mtu = (reported as u32 + 20)
-                .min(x.cfg.ipv6_mtu as u32)
-                .min(x.cfg.ipv4_mtu as u32 + 20)
-                .max(1280);
+            let mtu = (reported as u32 + 20).min(x.cfg.ipv6_mtu as u32).min(x.cfg.ipv4_mtu as u32 + 20).max(1280);
             rest = mtu.to_be_bytes();
         }
     }
@@ -436,20 +320,9 @@ fn icmp_error<M: Mapper>(
     msg[2] = 0;
     msg[3] = 0;
     msg[4..8].copy_from_slice(&rest);
-    let ck = checksum::finish(checksum::sum(
-        pseudo_v6(src6, dst6, proto::ICMPV6, msg.len() as u32),
-        msg,
-    ));
+    let ck = checksum::finish(checksum::sum(pseudo_v6(src6, dst6, proto::ICMPV6, msg.len() as u32), msg));
     put16(msg, 2, ck);
     let tc = x.cfg.tos_override.unwrap_or(h.tos);
-    ipv6::emit(
-        out,
-        tc,
-        (n - 40) as u16,
-        proto::ICMPV6,
-        h.ttl - 1,
-        src6,
-        dst6,
-    );
+    ipv6::emit(out, tc, (n - 40) as u16, proto::ICMPV6, h.ttl - 1, src6, dst6);
     Verdict::Forward(Output::single(Family::V6, n))
 }

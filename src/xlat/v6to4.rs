@@ -4,9 +4,7 @@
 
 use super::errors::{self, Offending6};
 use super::icmp::{self, Rest};
-use super::{
-    frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict,
-};
+use super::{frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict};
 use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
 use crate::wire::ipv6::{Ipv6Error, Ipv6Header};
 use crate::wire::{be16, ipv4, proto, put16};
@@ -15,12 +13,7 @@ use crate::wire::{be16, ipv4, proto, put16};
 const DF_THRESHOLD: usize = 1260;
 
 /// Translate one IPv6 packet. Returns the verdict and the IPv4 protocol number (for counters).
-pub(super) fn translate<M: Mapper>(
-    x: &mut Translator,
-    pkt: &[u8],
-    out: &mut [u8],
-    map: &mut M,
-) -> (Verdict, u8) {
+pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Verdict, u8) {
     let h = match Ipv6Header::parse(pkt) {
         Ok(h) => h,
         Err(e) => return (header_error(x, pkt, out, e), 0),
@@ -29,26 +22,13 @@ pub(super) fn translate<M: Mapper>(
     let body = &pkt[h.upper_off..];
     let first = h.frag.is_none_or(|f| f.offset == 0);
     let fragment = h.is_fragment();
-    let is_icmp_error =
-        h.upper == proto::ICMPV6 && first && body.first().is_some_and(|&t| icmp::is_v6_error(t));
-    let p4 = if h.upper == proto::ICMPV6 {
-        proto::ICMP
-    } else {
-        h.upper
-    };
-    let offending = Offending6 {
-        pkt,
-        src: h.src,
-        dst: h.dst,
-        is_error: is_icmp_error,
-    };
+    let is_icmp_error = h.upper == proto::ICMPV6 && first && body.first().is_some_and(|&t| icmp::is_v6_error(t));
+    let p4 = if h.upper == proto::ICMPV6 { proto::ICMP } else { h.upper };
+    let offending = Offending6 { pkt, src: h.src, dst: h.dst, is_error: is_icmp_error };
 
     // RFC 7915 5.1: Hop Limit decremented; reaching zero gives ICMPv6 Time Exceeded (3/0).
     if h.hop_limit <= 1 {
-        return (
-            errors::reply6(x, offending, out, 3, 0, 0, DropReason::HopLimitExceeded),
-            p4,
-        );
+        return (errors::reply6(x, offending, out, 3, 0, 0, DropReason::HopLimitExceeded), p4);
     }
 
     // Transport identifiers (only a first fragment carries them).
@@ -91,20 +71,8 @@ pub(super) fn translate<M: Mapper>(
         _ => {}
     }
 
-    let t6 = Tuple6 {
-        src: h.src,
-        dst: h.dst,
-        proto: p4,
-        sport,
-        dport,
-    };
-    let meta = FlowMeta {
-        role: Role::Packet,
-        tcp_flags,
-        fragment,
-        first_fragment: fragment && first,
-        len: pkt.len(),
-    };
+    let t6 = Tuple6 { src: h.src, dst: h.dst, proto: p4, sport, dport };
+    let meta = FlowMeta { role: Role::Packet, tcp_flags, fragment, first_fragment: fragment && first, len: pkt.len() };
     let t4 = match map.map_6to4(&t6, &meta) {
         Ok(t) => t,
         Err(r) => {
@@ -121,22 +89,12 @@ pub(super) fn translate<M: Mapper>(
         // RFC 7915 5.1: too big for the IPv4 next hop and DF will be set:
         // Packet Too Big, MTU = IPv4 MTU + 20, never below the IPv6 minimum.
         let ptb = (mtu as u32 + 20).max(1280);
-        return (
-            errors::reply6(x, offending, out, 2, 0, ptb, DropReason::PacketTooBig),
-            p4,
-        );
+        return (errors::reply6(x, offending, out, 2, 0, ptb, DropReason::PacketTooBig), p4);
     }
 
     out[20..len4].copy_from_slice(body);
     if first {
-        patch_l4(
-            &mut out[20..len4],
-            h.upper,
-            &t6,
-            &t4,
-            body.len() as u32,
-            Role::Packet,
-        );
+        patch_l4(&mut out[20..len4], h.upper, &t6, &t4, body.len() as u32, Role::Packet);
     }
     let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
     let (ident, df, mf, off) = match h.frag {
@@ -147,19 +105,7 @@ pub(super) fn translate<M: Mapper>(
     };
     let ttl = h.hop_limit - 1;
     if len4 <= mtu {
-        ipv4::emit(
-            out,
-            tos,
-            len4 as u16,
-            ident,
-            df,
-            mf,
-            off,
-            ttl,
-            p4,
-            t4.src,
-            t4.dst,
-        );
+        ipv4::emit(out, tos, len4 as u16, ident, df, mf, off, ttl, p4, t4.src, t4.dst);
         return (Verdict::Forward(Output::single(Family::V4, len4)), p4);
     }
     // Larger than the IPv4 MTU, DF clear: fragment in IPv4 (RFC 791 2.3).
@@ -186,14 +132,7 @@ pub(super) fn translate<M: Mapper>(
             t4.dst,
         );
     }
-    (
-        Verdict::Forward(Output {
-            family: Family::V4,
-            len: total,
-            stride: 20 + chunk,
-        }),
-        p4,
-    )
+    (Verdict::Forward(Output { family: Family::V4, len: total, stride: 20 + chunk }), p4)
 }
 
 /// A header that failed to parse: a counted drop, or ICMPv6 Parameter
@@ -208,12 +147,7 @@ fn header_error(x: &mut Translator, pkt: &[u8], out: &mut [u8], e: Ipv6Error) ->
             let end = (40 + be16(pkt, 4) as usize).min(pkt.len());
             let src = addr_at(pkt, 8);
             let dst = addr_at(pkt, 24);
-            let o = Offending6 {
-                pkt: &pkt[..end],
-                src,
-                dst,
-                is_error: false,
-            };
+            let o = Offending6 { pkt: &pkt[..end], src, dst, is_error: false };
             errors::reply6(x, o, out, 4, 0, ptr as u32, DropReason::SegmentsLeft)
         }
     }
@@ -230,14 +164,7 @@ fn addr_at(b: &[u8], off: usize) -> std::net::Ipv6Addr {
 /// from IPv6 to IPv4. RFC 1624 incremental update: a wrong checksum stays
 /// wrong by the same amount. `icmp_len` is the ICMPv6 message length for
 /// the pseudo-header ICMPv6 has and ICMPv4 has not (RFC 7915 5.2).
-pub(super) fn patch_l4(
-    l4: &mut [u8],
-    upper: u8,
-    t6: &Tuple6,
-    t4: &Tuple4,
-    icmp_len: u32,
-    role: Role,
-) {
+pub(super) fn patch_l4(l4: &mut [u8], upper: u8, t6: &Tuple6, t4: &Tuple4, icmp_len: u32, role: Role) {
     match upper {
         proto::TCP | proto::UDP => {
             let ck_off = if upper == proto::TCP { 16 } else { 6 };
@@ -268,18 +195,13 @@ pub(super) fn patch_l4(
                 129 => 0,
                 _ => return,
             };
-            let mut removed = pseudo_v6(t6.src, t6.dst, proto::ICMPV6, icmp_len)
-                + ((ty6 as u32) << 8 | code as u32);
+            let mut removed = pseudo_v6(t6.src, t6.dst, proto::ICMPV6, icmp_len) + ((ty6 as u32) << 8 | code as u32);
             let mut added = (ty4 as u32) << 8 | code as u32;
             l4[0] = ty4;
             if l4.len() >= 6 {
                 // The identifier is the IPv6-side endpoint's "port": the
                 // source of a packet going out, the destination of one quoted.
-                let id = if role == Role::Packet {
-                    t4.sport
-                } else {
-                    t4.dport
-                };
+                let id = if role == Role::Packet { t4.sport } else { t4.dport };
                 removed += be16(l4, 4) as u32;
                 added += id as u32;
                 put16(l4, 4, id);
@@ -300,67 +222,30 @@ fn quoted(inner: &[u8], ih: &Ipv6Header, t6: &Tuple6, t4: &Tuple4, out: &mut [u8
     out[20..n].copy_from_slice(l4);
     let first = ih.frag.is_none_or(|f| f.offset == 0);
     if first {
-        patch_l4(
-            &mut out[20..n],
-            ih.upper,
-            t6,
-            t4,
-            (ih.end() - ih.upper_off) as u32,
-            Role::ErrorInner,
-        );
+        patch_l4(&mut out[20..n], ih.upper, t6, t4, (ih.end() - ih.upper_off) as u32, Role::ErrorInner);
     }
     let total = 20 + ih.end() - ih.upper_off;
     let (ident, df, mf, off) = match ih.frag {
         Some(f) => (f.ident as u16, false, f.more, f.offset),
         None => (0, total > DF_THRESHOLD, false, 0),
     };
-    let p4 = if ih.upper == proto::ICMPV6 {
-        proto::ICMP
-    } else {
-        ih.upper
-    };
-    ipv4::emit(
-        out,
-        ih.traffic_class,
-        total.min(0xffff) as u16,
-        ident,
-        df,
-        mf,
-        off,
-        ih.hop_limit,
-        p4,
-        t4.src,
-        t4.dst,
-    );
+    let p4 = if ih.upper == proto::ICMPV6 { proto::ICMP } else { ih.upper };
+    ipv4::emit(out, ih.traffic_class, total.min(0xffff) as u16, ident, df, mf, off, ih.hop_limit, p4, t4.src, t4.dst);
     n
 }
 
 /// RFC 7915 5.2 / 5.3: an ICMPv6 error becomes an ICMPv4 error, its quoted
 /// packet translated through the same mapping (looked up, never created).
-fn icmp_error<M: Mapper>(
-    x: &mut Translator,
-    pkt: &[u8],
-    h: &Ipv6Header,
-    out: &mut [u8],
-    map: &mut M,
-) -> Verdict {
+fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv6Header, out: &mut [u8], map: &mut M) -> Verdict {
     let body = &pkt[h.upper_off..];
     let (ty, code) = (body[0], body[1]);
-    let m = match icmp::error_6to4(
-        ty,
-        code,
-        u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
-    ) {
+    let m = match icmp::error_6to4(ty, code, u32::from_be_bytes([body[4], body[5], body[6], body[7]])) {
         Ok(m) => m,
         Err(r) => return Verdict::Drop(r),
     };
     // RFC 4884: Destination Unreachable and Time Exceeded may carry extensions,
     // the quoted packet's length (64-bit words) in byte 4.
-    let ext_words = if matches!(ty, 1 | 3) {
-        body[4] as usize
-    } else {
-        0
-    };
+    let ext_words = if matches!(ty, 1 | 3) { body[4] as usize } else { 0 };
     let mut inner = &body[8..];
     let mut ext: &[u8] = &[];
     if ext_words != 0 {
@@ -378,34 +263,17 @@ fn icmp_error<M: Mapper>(
     let inner_first = ih.frag.is_none_or(|f| f.offset == 0);
     let il4 = inner.get(ih.upper_off..).unwrap_or(&[]);
     // RFC 7915 5.3: only one level of embedding is translated.
-    if ih.upper == proto::ICMPV6
-        && inner_first
-        && il4.first().is_some_and(|&t| icmp::is_v6_error(t))
-    {
+    if ih.upper == proto::ICMPV6 && inner_first && il4.first().is_some_and(|&t| icmp::is_v6_error(t)) {
         return Verdict::Drop(DropReason::IcmpNestedError);
     }
-    let ip4 = if ih.upper == proto::ICMPV6 {
-        proto::ICMP
-    } else {
-        ih.upper
-    };
+    let ip4 = if ih.upper == proto::ICMPV6 { proto::ICMP } else { ih.upper };
     let (sport, dport) = match ih.upper {
         proto::TCP | proto::UDP if inner_first && il4.len() >= 4 => (be16(il4, 0), be16(il4, 2)),
-        proto::ICMPV6 if inner_first && il4.len() >= 6 && matches!(il4[0], 128 | 129) => {
-            (be16(il4, 4), be16(il4, 4))
-        }
-        proto::TCP | proto::UDP | proto::ICMPV6 => {
-            return Verdict::Drop(DropReason::IcmpInnerMalformed)
-        }
+        proto::ICMPV6 if inner_first && il4.len() >= 6 && matches!(il4[0], 128 | 129) => (be16(il4, 4), be16(il4, 4)),
+        proto::TCP | proto::UDP | proto::ICMPV6 => return Verdict::Drop(DropReason::IcmpInnerMalformed),
         _ => (0, 0),
     };
-    let t6 = Tuple6 {
-        src: ih.src,
-        dst: ih.dst,
-        proto: ip4,
-        sport,
-        dport,
-    };
+    let t6 = Tuple6 { src: ih.src, dst: ih.dst, proto: ip4, sport, dport };
     let meta = FlowMeta {
         role: Role::ErrorInner,
         tcp_flags: 0,
@@ -444,10 +312,7 @@ fn icmp_error<M: Mapper>(
         Rest::Mtu => {
             // RFC 7915 5.2: min(advertised − 20, IPv4 next-hop MTU, IPv6 next-hop MTU − 20).
             let adv = u32::from_be_bytes([body[4], body[5], body[6], body[7]]).saturating_sub(20);
-            let mtu = adv
-                .min(x.cfg.ipv4_mtu as u32)
-                .min(x.cfg.ipv6_mtu as u32 - 20)
-                .max(68);
+            let mtu = adv.min(x.cfg.ipv4_mtu as u32).min(x.cfg.ipv6_mtu as u32 - 20).max(68);
             rest[2..4].copy_from_slice(&(mtu as u16).to_be_bytes());
         }
     }
@@ -462,18 +327,6 @@ fn icmp_error<M: Mapper>(
     // Outer addresses follow the quoted packet's mapping (it travelled the other way).
     let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
     let id = x.ident();
-    ipv4::emit(
-        out,
-        tos,
-        n as u16,
-        id,
-        false,
-        false,
-        0,
-        h.hop_limit - 1,
-        proto::ICMP,
-        t4.dst,
-        t4.src,
-    );
+    ipv4::emit(out, tos, n as u16, id, false, false, 0, h.hop_limit - 1, proto::ICMP, t4.dst, t4.src);
     Verdict::Forward(Output::single(Family::V4, n))
 }
