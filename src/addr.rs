@@ -25,13 +25,21 @@ pub enum PrefixError {
 /// An RFC 6052 translation prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Prefix6052 {
-    bytes: [u8; 16],
+    /// The prefix as a number, host bits zero.
+    bits: u128,
+    /// Ones over the prefix bits.
+    mask: u128,
     len: u8,
+}
+
+const fn mask_of(len: u8) -> u128 {
+    !(u128::MAX >> len)
 }
 
 impl Prefix6052 {
     /// The well-known prefix 64:ff9b::/96.
-    pub const WKP: Prefix6052 = Prefix6052 { bytes: WELL_KNOWN.octets(), len: 96 };
+    pub const WKP: Prefix6052 =
+        Prefix6052 { bits: u128::from_be_bytes(WELL_KNOWN.octets()), mask: mask_of(96), len: 96 };
 
     /// Validate `addr/len` as an RFC 6052 prefix.
     pub fn new(addr: Ipv6Addr, len: u8) -> Result<Self, PrefixError> {
@@ -46,7 +54,7 @@ impl Prefix6052 {
         if len == 96 && bytes[8] != 0 {
             return Err(PrefixError::UOctet(addr));
         }
-        Ok(Prefix6052 { bytes, len })
+        Ok(Prefix6052 { bits: u128::from(addr), mask: mask_of(len), len })
     }
 
     /// `new` for constants: None where `new` would return an error.
@@ -65,11 +73,11 @@ impl Prefix6052 {
         if len == 96 && bytes[8] != 0 {
             return None;
         }
-        Some(Prefix6052 { bytes, len })
+        Some(Prefix6052 { bits: u128::from_be_bytes(bytes), mask: mask_of(len), len })
     }
 
     pub fn addr(&self) -> Ipv6Addr {
-        Ipv6Addr::from(self.bytes)
+        Ipv6Addr::from(self.bits)
     }
 
     pub fn prefix_len(&self) -> u8 {
@@ -77,12 +85,13 @@ impl Prefix6052 {
     }
 
     /// True for 64:ff9b::/96, which may carry only global IPv4 addresses.
+    #[inline(always)]
     pub fn is_well_known(&self) -> bool {
-        *self == Self::WKP
+        self.bits == Self::WKP.bits && self.len == 96
     }
 
     /// Embed `v4` under this prefix (suffix zero).
-    #[inline]
+    #[inline(always)]
     pub fn embed(&self, v4: Ipv4Addr) -> Ipv6Addr {
         let v = u32::from(v4) as u128;
         // Section 2.2: the IPv4 bits fill the bits after the prefix, skipping
@@ -96,19 +105,19 @@ impl Prefix6052 {
             64 => v << 24,
             _ => v,
         };
-        Ipv6Addr::from(u128::from_be_bytes(self.bytes) | placed)
+        Ipv6Addr::from(self.bits | placed)
     }
 
     /// True when `a` lies under this prefix.
-    #[inline]
+    #[inline(always)]
     pub fn contains(&self, a: &Ipv6Addr) -> bool {
-        (u128::from(*a) ^ u128::from_be_bytes(self.bytes)) >> (128 - self.len as u32) == 0
+        u128::from(*a) & self.mask == self.bits
     }
 
     /// Extract the embedded IPv4 address, or None when `a` is not under the
     /// prefix. Bits of the u octet and of the suffix are ignored on input, as
     /// section 2.2 tells receivers to do.
-    #[inline]
+    #[inline(always)]
     pub fn extract(&self, a: &Ipv6Addr) -> Option<Ipv4Addr> {
         if !self.contains(a) {
             return None;

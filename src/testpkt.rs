@@ -349,10 +349,24 @@ pub fn input_checksums_ok(p: &[u8]) -> bool {
 /// - the output lies within the buffer, and every packet within its MTU
 ///   (ICMP errors within 576 / 1280 bytes);
 /// - every IPv4 output header checksum verifies, and lengths match the bytes;
-/// - when the input's checksums verified, every unfragmented output's do.
-pub fn check_invariants(x: &mut crate::Translator, input: &[u8], out: &mut [u8]) -> crate::Verdict {
+/// - when the input's checksums verified, every unfragmented output's do;
+/// - `translate_in_place` (with 64 bytes of headroom) gives the same verdict
+///   and the same bytes as `translate`. `scratch` is a second output buffer.
+pub fn check_invariants(x: &mut crate::Translator, input: &[u8], out: &mut [u8], scratch: &mut [u8]) -> crate::Verdict {
     use crate::{Family, Verdict};
+    let mut twin = x.clone();
     let v = x.translate(input, out, &mut AnyMapper);
+    let mut buf = vec![0u8; 64 + input.len()];
+    buf[64..].copy_from_slice(input);
+    let w = twin.translate_in_place(&mut buf, 64, input.len(), scratch, &mut AnyMapper);
+    match (v, w) {
+        (Verdict::Forward(a), Verdict::Forward(b)) | (Verdict::Reply { out: a, .. }, Verdict::Reply { out: b, .. }) => {
+            let from = if b.in_place { &buf[..] } else { &scratch[..] };
+            assert!(a.packets(out).eq(b.packets(from)), "in-place and copying translation differ: {v:?} / {w:?}");
+            assert_eq!((a.family, a.len, a.count()), (b.family, b.len, b.count()));
+        }
+        (a, b) => assert_eq!(a, b, "in-place and copying verdicts differ"),
+    }
     let valid_in = input_checksums_ok(input);
     let (o, limit4, limit6, reply) = match v {
         Verdict::Drop(_) => return v,

@@ -46,6 +46,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 /// Runs one input the way its fuzz target does.
 fn run_target(target: &str, data: &[u8]) {
     let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut scratch = vec![0u8; OUT_BUF_LEN];
     match target {
         "xlat_icmp_error" => {
             if data.len() >= 7 {
@@ -56,7 +57,7 @@ fn run_target(target: &str, data: &[u8]) {
                     [data[3], data[4], data[5], data[6]],
                     &data[7..],
                 );
-                check_invariants(&mut Translator::new(XlatConfig::default()), &pkt, &mut out);
+                check_invariants(&mut Translator::new(XlatConfig::default()), &pkt, &mut out, &mut scratch);
             }
         }
         _ => {
@@ -66,7 +67,7 @@ fn run_target(target: &str, data: &[u8]) {
             }
             for (v6, v4) in [(1280, 1500), (1500, 576)] {
                 let mut x = Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() });
-                check_invariants(&mut x, &pkt, &mut out);
+                check_invariants(&mut x, &pkt, &mut out, &mut scratch);
             }
         }
     }

@@ -65,6 +65,7 @@ fn translate_never_allocates() {
     let mut m = Rfc6052Mapper::new(pf);
     let mut x = Translator::new(XlatConfig { ipv4_mtu: 1400, ..XlatConfig::default() });
     let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut inplace = vec![0u8; 64 + 4096];
     WATCH.with(|w| w.set(true));
     let before = ALLOCS.load(Ordering::Relaxed);
     let mut forwarded = 0;
@@ -73,10 +74,14 @@ fn translate_never_allocates() {
             if !matches!(x.translate(p, &mut out, &mut m), Verdict::Drop(_)) {
                 forwarded += 1;
             }
+            inplace[64..64 + p.len()].copy_from_slice(p);
+            if !matches!(x.translate_in_place(&mut inplace, 64, p.len(), &mut out, &mut m), Verdict::Drop(_)) {
+                forwarded += 1;
+            }
         }
     }
     let after = ALLOCS.load(Ordering::Relaxed);
     WATCH.with(|w| w.set(false));
-    assert_eq!(forwarded, 100 * packets.len(), "every packet translated or answered");
+    assert_eq!(forwarded, 2 * 100 * packets.len(), "every packet translated or answered");
     assert_eq!(after - before, 0, "allocations on the packet path");
 }

@@ -11,8 +11,9 @@ fuzz_target!(|data: &[u8]| {
         *b = (*b & 0x0f) | 0x60;
     }
     let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut scratch = vec![0u8; OUT_BUF_LEN];
     for (v6, v4) in [(1280, 1500), (1500, 576)] {
         let mut x = Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() });
-        check_invariants(&mut x, &pkt, &mut out);
+        check_invariants(&mut x, &pkt, &mut out, &mut scratch);
     }
 });

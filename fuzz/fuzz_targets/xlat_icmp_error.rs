@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let v6 = data[0] & 1 == 1;
     let pkt = wrap_in_icmp_error(v6, data[1], data[2], [data[3], data[4], data[5], data[6]], &data[7..]);
     let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut scratch = vec![0u8; OUT_BUF_LEN];
     let mut x = Translator::new(XlatConfig::default());
-    check_invariants(&mut x, &pkt, &mut out);
+    check_invariants(&mut x, &pkt, &mut out, &mut scratch);
 });

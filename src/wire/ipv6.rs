@@ -55,7 +55,7 @@ impl Ipv6Header {
     }
 
     /// Parse a whole packet: the buffer must hold at least 40 + Payload Length bytes.
-    #[inline]
+    #[inline(always)]
     pub fn parse(b: &[u8]) -> Result<Self, Ipv6Error> {
         let h = Self::parse_lenient(b)?;
         if h.end() > b.len() {
@@ -66,6 +66,7 @@ impl Ipv6Header {
 
     /// Parse a packet quoted in an ICMPv6 error: the payload may be cut
     /// short, but the fixed header and the extension headers must be there.
+    #[inline(always)]
     pub fn parse_lenient(b: &[u8]) -> Result<Self, Ipv6Error> {
         if b.len() < 40 {
             return Err(Ipv6Error::Truncated);

@@ -23,6 +23,7 @@ pub(super) struct Offending6<'a> {
 
 /// Answer an IPv6 packet with ICMPv6 (type, code, 32-bit parameter), or
 /// drop it silently where no error may be sent.
+#[cold]
 pub(super) fn reply6(
     x: &mut Translator,
     o: Offending6<'_>,
@@ -61,6 +62,7 @@ pub(super) struct Offending4<'a> {
 }
 
 /// Answer an IPv4 packet with ICMPv4 (type, code, second header word).
+#[cold]
 pub(super) fn reply4(
     x: &mut Translator,
     o: Offending4<'_>,

@@ -28,18 +28,22 @@ pub enum Family {
     V6,
 }
 
-/// Where the bytes of a verdict lie in the output buffer: `count()` packets,
-/// each `stride` bytes long except the last, ending at `len`.
+/// Where the bytes of a verdict lie: `len` bytes from `start`, in the
+/// packet's own buffer when `in_place` (only from `translate_in_place`),
+/// otherwise in the output buffer; `count()` packets, each `stride` bytes
+/// long except the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Output {
     pub family: Family,
+    pub start: usize,
     pub len: usize,
     pub stride: usize,
+    pub in_place: bool,
 }
 
 impl Output {
     fn single(family: Family, len: usize) -> Self {
-        Output { family, len, stride: len }
+        Output { family, start: 0, len, stride: len, in_place: false }
     }
 
     /// Number of packets.
@@ -51,10 +55,12 @@ impl Output {
         }
     }
 
-    /// The packets, in order, as slices of `out`.
-    pub fn packets<'a>(&self, out: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-        let len = self.len.min(out.len());
-        out[..len].chunks(self.stride.max(1))
+    /// The packets, in order, as slices of `buf`: the packet's own buffer
+    /// when `in_place`, otherwise the output buffer.
+    pub fn packets<'a>(&self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        let start = self.start.min(buf.len());
+        let end = self.start.saturating_add(self.len).min(buf.len());
+        buf[start..end].chunks(self.stride.max(1))
     }
 }
 
@@ -161,7 +167,7 @@ impl Rfc6052Mapper {
     }
 
     /// Extract the IPv4 address from `a`, applying RFC 6052 3.1.
-    #[inline]
+    #[inline(always)]
     pub fn to_v4(&self, a: &Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
         let v4 = self.prefix.extract(a).ok_or(DropReason::NotInPrefix)?;
         self.check_global(v4)?;
@@ -169,13 +175,13 @@ impl Rfc6052Mapper {
     }
 
     /// Embed `a` under the prefix, applying RFC 6052 3.1.
-    #[inline]
+    #[inline(always)]
     pub fn to_v6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
         self.check_global(a)?;
         Ok(self.prefix.embed(a))
     }
 
-    #[inline]
+    #[inline(always)]
     fn check_global(&self, a: Ipv4Addr) -> Result<(), DropReason> {
         if self.prefix.is_well_known() && !self.allow_non_global && !is_global_v4(a) {
             return Err(DropReason::NonGlobalV4);
@@ -185,9 +191,11 @@ impl Rfc6052Mapper {
 }
 
 impl Mapper for Rfc6052Mapper {
+    #[inline(always)]
     fn map_6to4(&mut self, t: &Tuple6, _: &FlowMeta) -> Result<Tuple4, DropReason> {
         Ok(Tuple { src: self.to_v4(&t.src)?, dst: self.to_v4(&t.dst)?, proto: t.proto, sport: t.sport, dport: t.dport })
     }
+    #[inline(always)]
     fn map_4to6(&mut self, t: &Tuple4, _: &FlowMeta) -> Result<Tuple6, DropReason> {
         Ok(Tuple { src: self.to_v6(t.src)?, dst: self.to_v6(t.dst)?, proto: t.proto, sport: t.sport, dport: t.dport })
     }
@@ -228,6 +236,39 @@ impl Translator {
         }
     }
 
+    /// Translate the packet at `buf[start..start + len]` where it lies when
+    /// only its headers change (the fast path: no body copy). IPv4 → IPv6
+    /// grows the headers by 20 bytes (28 for a fragment) into the headroom
+    /// before `start`; with less headroom, and for fragmentation and ICMP
+    /// errors, the result goes to `out` (`Output::in_place` says which).
+    #[inline]
+    pub fn translate_in_place<M: Mapper>(
+        &mut self,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        out: &mut [u8],
+        map: &mut M,
+    ) -> Verdict {
+        let version = buf.get(start).map(|b| b >> 4);
+        let (v, proto, to) = if out.len() < OUT_BUF_LEN {
+            (Verdict::Drop(DropReason::OutputBuffer), 0, Family::V4)
+        } else {
+            match version {
+                Some(6) => {
+                    let (v, p) = v6to4::translate_in_place(self, buf, start, len, out, map);
+                    (v, p, Family::V4)
+                }
+                Some(4) => {
+                    let (v, p) = v4to6::translate_in_place(self, buf, start, len, out, map);
+                    (v, p, Family::V6)
+                }
+                _ => (Verdict::Drop(DropReason::BadVersion), 0, Family::V4),
+            }
+        };
+        self.count(v, to, proto, len)
+    }
+
     /// Translate an IPv6 packet to IPv4 (RFC 7915 section 5).
     #[inline]
     pub fn v6_to_v4<M: Mapper>(&mut self, pkt: &[u8], out: &mut [u8], map: &mut M) -> Verdict {
@@ -253,7 +294,7 @@ impl Translator {
     #[inline]
     fn count(&mut self, v: Verdict, to: Family, proto: u8, in_len: usize) -> Verdict {
         match v {
-            Verdict::Forward(o) => self.stats.forwarded(to, proto, in_len, o.count()),
+            Verdict::Forward(o) => self.stats.forwarded(to, proto, in_len, o.len > o.stride),
             Verdict::Reply { reason, .. } => {
                 self.stats.drop(reason);
                 self.stats.icmp_errors_sent += 1;

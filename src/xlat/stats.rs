@@ -134,7 +134,7 @@ impl Stats {
     }
 
     #[inline]
-    pub(super) fn forwarded(&mut self, to: Family, proto: u8, bytes: usize, packets_out: usize) {
+    pub(super) fn forwarded(&mut self, to: Family, proto: u8, bytes: usize, fragmented: bool) {
         let c = match to {
             Family::V4 => &mut self.out_6to4,
             Family::V6 => &mut self.in_4to6,
@@ -142,9 +142,7 @@ impl Stats {
         let i = proto_index(proto);
         c.packets[i] += 1;
         c.bytes[i] += bytes as u64;
-        if packets_out > 1 {
-            c.fragmented += 1;
-        }
+        c.fragmented += fragmented as u64;
     }
 
     /// Count of drops for one reason.

@@ -9,29 +9,180 @@ use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
 use crate::wire::ipv4::{Ipv4Error, Ipv4Header};
 use crate::wire::{be16, ipv6, proto, put16};
 
-/// Translate one IPv4 packet. Returns the verdict and the IPv4 protocol number (for counters).
+/// What a packet that translates by a header rewrite needs: offsets and
+/// values only, so the rewrite can happen in a copy or in place.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    body_off: usize,
+    body_len: usize,
+    proto: u8,
+    first: bool,
+    fragment: bool,
+    udp_zero: bool,
+    t4: Tuple4,
+    t6: Tuple6,
+    tc: u8,
+    hop: u8,
+    ident: u16,
+    more_frags: bool,
+    frag_offset: u16,
+    mtu: usize,
+}
+
+impl Plan {
+    /// IPv6 header bytes: 40, and 8 more for a Fragment header.
+    fn hdr(&self) -> usize {
+        if self.fragment {
+            48
+        } else {
+            40
+        }
+    }
+    fn len6(&self) -> usize {
+        self.hdr() + self.body_len
+    }
+    fn next(&self) -> u8 {
+        if self.proto == proto::ICMP {
+            proto::ICMPV6
+        } else {
+            self.proto
+        }
+    }
+}
+
+pub(super) enum Step {
+    /// Decided: a drop, an ICMP error reply, or a translated ICMP error (in `out`).
+    Done(Verdict),
+    /// A header rewrite.
+    Rewrite(Plan),
+}
+
+/// Translate one IPv4 packet into `out`. Returns the verdict and the IPv4 protocol number (for counters).
+#[inline]
 pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Verdict, u8) {
+    match plan(x, pkt, out, map) {
+        (Step::Done(v), p) => (v, p),
+        (Step::Rewrite(plan), p) => (finish_copy(pkt, out, &plan), p),
+    }
+}
+
+/// Translate the IPv4 packet at `buf[start..start + len]` where it lies,
+/// growing into the headroom before `start`, when a header rewrite is all it
+/// takes and the headroom suffices; otherwise into `out`.
+#[inline]
+pub(super) fn translate_in_place<M: Mapper>(
+    x: &mut Translator,
+    buf: &mut [u8],
+    start: usize,
+    len: usize,
+    out: &mut [u8],
+    map: &mut M,
+) -> (Verdict, u8) {
+    let Some(pkt) = buf.get(start..start.saturating_add(len)) else {
+        return (Verdict::Drop(DropReason::OutputBuffer), 0);
+    };
+    match plan(x, pkt, out, map) {
+        (Step::Done(v), p) => (v, p),
+        (Step::Rewrite(plan), p) if plan.len6() <= plan.mtu && start + plan.body_off >= plan.hdr() => {
+            let at = start + plan.body_off - plan.hdr();
+            let len6 = plan.len6();
+            rewrite(&mut buf[at..at + len6], &plan);
+            (Verdict::Forward(Output { family: Family::V6, start: at, len: len6, stride: len6, in_place: true }), p)
+        }
+        (Step::Rewrite(plan), p) => (finish_copy(&buf[start..start + len], out, &plan), p),
+    }
+}
+
+/// Patch the transport header at `l4` (RFC 7915 4.5: a zero UDP checksum is computed).
+#[inline(always)]
+fn patch_body(l4: &mut [u8], p: &Plan) {
+    if !p.first {
+        return;
+    }
+    if p.udp_zero {
+        // RFC 7915 4.5: compute the checksum the IPv4 sender left out.
+        put16(l4, 0, p.t6.sport);
+        put16(l4, 2, p.t6.dport);
+        let ck = checksum::finish(checksum::sum(pseudo_v6(p.t6.src, p.t6.dst, proto::UDP, l4.len() as u32), l4));
+        put16(l4, 6, if ck == 0 { 0xffff } else { ck });
+    } else {
+        patch_l4(l4, p.proto, &p.t4, &p.t6, l4.len() as u32, Role::Packet);
+    }
+}
+
+/// Write the IPv6 header (and Fragment header) into `pkt[..hdr]` and patch
+/// the transport header that follows it (already in place).
+#[inline(always)]
+fn rewrite(pkt: &mut [u8], p: &Plan) {
+    let hdr = p.hdr();
+    patch_body(&mut pkt[hdr..], p);
+    let payload_len = (hdr - 40 + p.body_len) as u16;
+    if p.fragment {
+        ipv6::emit(pkt, p.tc, payload_len, proto::FRAGMENT, p.hop, p.t6.src, p.t6.dst);
+        // RFC 7915 4.1: ID = IPv4 ID (high 16 bits zero), offset and M copied.
+        ipv6::emit_frag(&mut pkt[40..48], p.next(), p.frag_offset, p.more_frags, p.ident as u32);
+    } else {
+        ipv6::emit(pkt, p.tc, payload_len, p.next(), p.hop, p.t6.src, p.t6.dst);
+    }
+}
+
+/// The copying finish: body into `out`, then the rewrite, or IPv6 fragments
+/// of at most lowest-ipv6-mtu bytes (RFC 7915 4.1) when DF is clear (or the
+/// packet is already a fragment) and it is too big.
+fn finish_copy(pkt: &[u8], out: &mut [u8], p: &Plan) -> Verdict {
+    let hdr = p.hdr();
+    let len6 = p.len6();
+    out[hdr..len6].copy_from_slice(&pkt[p.body_off..p.body_off + p.body_len]);
+    if len6 <= p.mtu {
+        rewrite(&mut out[..len6], p);
+        return Verdict::Forward(Output::single(Family::V6, len6));
+    }
+    patch_body(&mut out[hdr..len6], p);
+    let chunk = (p.mtu - 48) & !7;
+    let payload = p.body_len;
+    let Some((count, total)) = frag::spread(out, hdr, 48, payload, chunk) else {
+        return Verdict::Drop(DropReason::OutputBuffer);
+    };
+    for k in 0..count {
+        let n = chunk.min(payload - k * chunk);
+        let at = k * (48 + chunk);
+        let more = k + 1 < count || p.more_frags;
+        let off = p.frag_offset + (k * chunk / 8) as u16;
+        ipv6::emit(&mut out[at..], p.tc, (8 + n) as u16, proto::FRAGMENT, p.hop, p.t6.src, p.t6.dst);
+        ipv6::emit_frag(&mut out[at + 40..at + 48], p.next(), off, more, p.ident as u32);
+    }
+    Verdict::Forward(Output { family: Family::V6, start: 0, len: total, stride: 48 + chunk, in_place: false })
+}
+
+/// Parse, check and map one IPv4 packet, and decide every IPv6 header field.
+#[inline(always)]
+fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Step, u8) {
     let h = match Ipv4Header::parse(pkt) {
         Ok(h) => h,
-        Err(Ipv4Error::Truncated) => return (Verdict::Drop(DropReason::Ipv4Truncated), 0),
-        Err(Ipv4Error::Malformed) => return (Verdict::Drop(DropReason::Ipv4Malformed), 0),
-        Err(Ipv4Error::Checksum) => return (Verdict::Drop(DropReason::Ipv4Checksum), 0),
+        Err(Ipv4Error::Truncated) => return (Step::Done(Verdict::Drop(DropReason::Ipv4Truncated)), 0),
+        Err(Ipv4Error::Malformed) => return (Step::Done(Verdict::Drop(DropReason::Ipv4Malformed)), 0),
+        Err(Ipv4Error::Checksum) => return (Step::Done(Verdict::Drop(DropReason::Ipv4Checksum)), 0),
     };
     let pkt = &pkt[..h.total_len];
     let body = &pkt[h.header_len..];
     let first = h.frag_offset == 0;
     let fragment = h.is_fragment();
     let p = h.protocol;
-    let is_icmp_error = p == proto::ICMP && first && body.first().is_some_and(|&t| icmp::is_v4_error(t));
-    let offending = Offending4 { pkt, src: h.src, dst: h.dst, no_reply: is_icmp_error || !first };
+    // Built only on the paths that answer with an error.
+    let offending = || Offending4 {
+        pkt,
+        src: h.src,
+        dst: h.dst,
+        no_reply: !first || (p == proto::ICMP && body.first().is_some_and(|&t| icmp::is_v4_error(t))),
+    };
 
     // RFC 7915 4.1: an unexpired source route is not translated: ICMPv4 3/5.
     if Ipv4Header::unexpired_source_route(pkt, h.header_len).is_some() {
-        return (errors::reply4(x, offending, out, 3, 5, 0, DropReason::SourceRoute), p);
+        return (Step::Done(errors::reply4(x, offending(), out, 3, 5, 0, DropReason::SourceRoute)), p);
     }
     // RFC 7915 4.1: TTL decremented; zero gives ICMPv4 Time Exceeded (11/0).
     if h.ttl <= 1 {
-        return (errors::reply4(x, offending, out, 11, 0, 0, DropReason::HopLimitExceeded), p);
+        return (Step::Done(errors::reply4(x, offending(), out, 11, 0, 0, DropReason::HopLimitExceeded)), p);
     }
 
     let mut sport = 0;
@@ -41,19 +192,19 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
     match p {
         proto::TCP if first => {
             if body.len() < 20 {
-                return (Verdict::Drop(DropReason::L4Truncated), p);
+                return (Step::Done(Verdict::Drop(DropReason::L4Truncated)), p);
             }
             (sport, dport, tcp_flags) = (be16(body, 0), be16(body, 2), body[13]);
         }
         proto::UDP if first => {
             if body.len() < 8 {
-                return (Verdict::Drop(DropReason::L4Truncated), p);
+                return (Step::Done(Verdict::Drop(DropReason::L4Truncated)), p);
             }
             if be16(body, 6) == 0 {
                 // RFC 7915 4.5: a zero checksum is computed when the datagram
                 // is whole, and the packet dropped when it is fragmented.
                 if fragment {
-                    return (Verdict::Drop(DropReason::UdpZeroChecksumFragment), p);
+                    return (Step::Done(Verdict::Drop(DropReason::UdpZeroChecksumFragment)), p);
                 }
                 udp_zero = true;
             }
@@ -62,20 +213,20 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
         proto::ICMP => {
             // RFC 7915 1.2: fragmented ICMP is not translated.
             if fragment {
-                return (Verdict::Drop(DropReason::FragmentedIcmp), p);
+                return (Step::Done(Verdict::Drop(DropReason::FragmentedIcmp)), p);
             }
             if body.len() < 8 {
-                return (Verdict::Drop(DropReason::L4Truncated), p);
+                return (Step::Done(Verdict::Drop(DropReason::L4Truncated)), p);
             }
             match body[0] {
                 8 | 0 => (sport, dport) = (be16(body, 4), be16(body, 4)),
-                3 | 11 | 12 => return (icmp_error(x, pkt, &h, out, map), p),
+                3 | 11 | 12 => return (Step::Done(icmp_error(x, pkt, &h, out, map)), p),
                 // RFC 7915 4.2: everything else is silently dropped.
-                _ => return (Verdict::Drop(DropReason::IcmpUntranslatable), p),
+                _ => return (Step::Done(Verdict::Drop(DropReason::IcmpUntranslatable)), p),
             }
         }
         // ICMPv6 carried over IPv4 would be taken for ICMPv6 on the IPv6 side.
-        proto::ICMPV6 => return (Verdict::Drop(DropReason::IcmpUntranslatable), p),
+        proto::ICMPV6 => return (Step::Done(Verdict::Drop(DropReason::IcmpUntranslatable)), p),
         _ => {}
     }
 
@@ -85,8 +236,8 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
         Ok(t) => t,
         Err(r) => {
             return match r.icmp4_reply() {
-                Some((ty, code)) => (errors::reply4(x, offending, out, ty, code, 0, r), p),
-                None => (Verdict::Drop(r), p),
+                Some((ty, code)) => (Step::Done(errors::reply4(x, offending(), out, ty, code, 0, r)), p),
+                None => (Step::Done(Verdict::Drop(r)), p),
             }
         }
     };
@@ -98,58 +249,33 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
         // RFC 7915 4.1: DF set and too big: Fragmentation Needed with the
         // MTU the IPv6 side allows, less the header growth.
         let next_hop = (mtu as u32 - 20) & 0xffff;
-        return (errors::reply4(x, offending, out, 3, 4, next_hop, DropReason::PacketTooBig), p);
+        return (Step::Done(errors::reply4(x, offending(), out, 3, 4, next_hop, DropReason::PacketTooBig)), p);
     }
 
-    let hdr = 40 + frag_hdr;
-    out[hdr..hdr + body.len()].copy_from_slice(body);
-    if first {
-        let l4 = &mut out[hdr..hdr + body.len()];
-        if udp_zero {
-            // RFC 7915 4.5: compute the checksum the IPv4 sender left out.
-            put16(l4, 0, t6.sport);
-            put16(l4, 2, t6.dport);
-            let ck = checksum::finish(checksum::sum(pseudo_v6(t6.src, t6.dst, proto::UDP, l4.len() as u32), l4));
-            put16(l4, 6, if ck == 0 { 0xffff } else { ck });
-        } else {
-            patch_l4(l4, p, &t4, &t6, l4.len() as u32, Role::Packet);
-        }
-    }
-    let tc = x.cfg.tos_override.unwrap_or(h.tos);
-    let next = if p == proto::ICMP { proto::ICMPV6 } else { p };
-    let hop = h.ttl - 1;
-    if len6 <= mtu {
-        let payload_len = (frag_hdr + body.len()) as u16;
-        if fragment {
-            ipv6::emit(out, tc, payload_len, proto::FRAGMENT, hop, t6.src, t6.dst);
-            // RFC 7915 4.1: ID = IPv4 ID (high 16 bits zero), offset and M copied.
-            ipv6::emit_frag(&mut out[40..48], next, h.frag_offset, h.more_frags, h.ident as u32);
-        } else {
-            ipv6::emit(out, tc, payload_len, next, hop, t6.src, t6.dst);
-        }
-        return (Verdict::Forward(Output::single(Family::V6, len6)), p);
-    }
-    // DF clear (or already a fragment) and too big: IPv6 fragments of at
-    // most lowest-ipv6-mtu bytes (RFC 7915 4.1), payloads in 8-byte units.
-    let chunk = (mtu - 48) & !7;
-    let payload = body.len();
-    let Some((count, total)) = frag::spread(out, hdr, 48, payload, chunk) else {
-        return (Verdict::Drop(DropReason::OutputBuffer), p);
+    let plan = Plan {
+        body_off: h.header_len,
+        body_len: body.len(),
+        proto: p,
+        first,
+        fragment,
+        udp_zero,
+        t4,
+        t6,
+        tc: x.cfg.tos_override.unwrap_or(h.tos),
+        hop: h.ttl - 1,
+        ident: h.ident,
+        more_frags: h.more_frags,
+        frag_offset: h.frag_offset,
+        mtu,
     };
-    for k in 0..count {
-        let n = chunk.min(payload - k * chunk);
-        let at = k * (48 + chunk);
-        let more = k + 1 < count || h.more_frags;
-        ipv6::emit(&mut out[at..], tc, (8 + n) as u16, proto::FRAGMENT, hop, t6.src, t6.dst);
-        ipv6::emit_frag(&mut out[at + 40..at + 48], next, h.frag_offset + (k * chunk / 8) as u16, more, h.ident as u32);
-    }
-    (Verdict::Forward(Output { family: Family::V6, len: total, stride: 48 + chunk }), p)
+    (Step::Rewrite(plan), p)
 }
 
 /// Rewrite ports / ICMP identifier and update the transport checksum of a
 /// transport header (possibly cut short, inside an ICMP error) translated
 /// from IPv4 to IPv6 (RFC 1624 incremental update). `icmp_len` is the ICMP
 /// message length, for the pseudo-header ICMPv6 adds (RFC 7915 4.2).
+#[inline(always)]
 pub(super) fn patch_l4(l4: &mut [u8], p: u8, t4: &Tuple4, t6: &Tuple6, icmp_len: u32, role: Role) {
     match p {
         proto::TCP | proto::UDP => {

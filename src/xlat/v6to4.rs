@@ -12,23 +12,142 @@ use crate::wire::{be16, ipv4, proto, put16};
 /// The largest IPv4 packet sent with DF clear (RFC 7915 5.1).
 const DF_THRESHOLD: usize = 1260;
 
-/// Translate one IPv6 packet. Returns the verdict and the IPv4 protocol number (for counters).
+/// What a packet that translates by a header rewrite needs: offsets and
+/// values only, so the rewrite can happen in a copy or in place.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    body_off: usize,
+    body_len: usize,
+    upper: u8,
+    first: bool,
+    t6: Tuple6,
+    t4: Tuple4,
+    tos: u8,
+    ident: u16,
+    df: bool,
+    mf: bool,
+    frag_offset: u16,
+    ttl: u8,
+    mtu: usize,
+}
+
+impl Plan {
+    fn len4(&self) -> usize {
+        20 + self.body_len
+    }
+}
+
+/// Translate one IPv6 packet into `out`. Returns the verdict and the IPv4 protocol number (for counters).
+#[inline]
 pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Verdict, u8) {
+    match plan(x, pkt, out, map) {
+        (Step::Done(v), p) => (v, p),
+        (Step::Rewrite(plan), p) => (finish_copy(pkt, out, &plan), p),
+    }
+}
+
+/// Translate the IPv6 packet at `buf[start..start + len]` where it lies when
+/// a header rewrite is all it takes; otherwise (errors, fragmentation) into `out`.
+#[inline]
+pub(super) fn translate_in_place<M: Mapper>(
+    x: &mut Translator,
+    buf: &mut [u8],
+    start: usize,
+    len: usize,
+    out: &mut [u8],
+    map: &mut M,
+) -> (Verdict, u8) {
+    let Some(pkt) = buf.get(start..start.saturating_add(len)) else {
+        return (Verdict::Drop(DropReason::OutputBuffer), 0);
+    };
+    match plan(x, pkt, out, map) {
+        (Step::Done(v), p) => (v, p),
+        (Step::Rewrite(plan), p) if plan.len4() <= plan.mtu => {
+            // The IPv4 header takes the last 20 bytes of the IPv6 headers.
+            let at = start + plan.body_off - 20;
+            rewrite(&mut buf[at..at + plan.len4()], &plan);
+            (
+                Verdict::Forward(Output {
+                    family: Family::V4,
+                    start: at,
+                    len: plan.len4(),
+                    stride: plan.len4(),
+                    in_place: true,
+                }),
+                p,
+            )
+        }
+        (Step::Rewrite(plan), p) => (finish_copy(&buf[start..start + len], out, &plan), p),
+    }
+}
+
+/// Write the IPv4 header into `pkt[..20]` and patch the transport header
+/// that follows it (already in place).
+#[inline(always)]
+fn rewrite(pkt: &mut [u8], p: &Plan) {
+    if p.first {
+        patch_l4(&mut pkt[20..], p.upper, &p.t6, &p.t4, p.body_len as u32, Role::Packet);
+    }
+    ipv4::emit(pkt, p.tos, p.len4() as u16, p.ident, p.df, p.mf, p.frag_offset, p.ttl, p.t4.proto, p.t4.src, p.t4.dst);
+}
+
+/// The copying finish: body into `out`, then the rewrite, or IPv4 fragments
+/// when the packet is larger than the IPv4 MTU (DF clear, RFC 791 2.3).
+fn finish_copy(pkt: &[u8], out: &mut [u8], p: &Plan) -> Verdict {
+    let len4 = p.len4();
+    out[20..len4].copy_from_slice(&pkt[p.body_off..p.body_off + p.body_len]);
+    if len4 <= p.mtu {
+        rewrite(&mut out[..len4], p);
+        return Verdict::Forward(Output::single(Family::V4, len4));
+    }
+    if p.first {
+        patch_l4(&mut out[20..len4], p.upper, &p.t6, &p.t4, p.body_len as u32, Role::Packet);
+    }
+    let chunk = (p.mtu - 20) & !7;
+    let payload = p.body_len;
+    let Some((count, total)) = frag::spread(out, 20, 20, payload, chunk) else {
+        return Verdict::Drop(DropReason::OutputBuffer);
+    };
+    for k in 0..count {
+        let n = chunk.min(payload - k * chunk);
+        let more = k + 1 < count || p.mf;
+        let off = p.frag_offset + (k * chunk / 8) as u16;
+        let (t4, at) = (&p.t4, k * (20 + chunk));
+        ipv4::emit(&mut out[at..], p.tos, (20 + n) as u16, p.ident, false, more, off, p.ttl, t4.proto, t4.src, t4.dst);
+    }
+    Verdict::Forward(Output { family: Family::V4, start: 0, len: total, stride: 20 + chunk, in_place: false })
+}
+
+pub(super) enum Step {
+    /// Decided: a drop, an ICMP error reply, or a translated ICMP error (in `out`).
+    Done(Verdict),
+    /// A header rewrite.
+    Rewrite(Plan),
+}
+
+/// Parse, check and map one IPv6 packet, and decide every IPv4 header field.
+#[inline(always)]
+fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Step, u8) {
     let h = match Ipv6Header::parse(pkt) {
         Ok(h) => h,
-        Err(e) => return (header_error(x, pkt, out, e), 0),
+        Err(e) => return (Step::Done(header_error(x, pkt, out, e)), 0),
     };
     let pkt = &pkt[..h.end()];
     let body = &pkt[h.upper_off..];
     let first = h.frag.is_none_or(|f| f.offset == 0);
     let fragment = h.is_fragment();
-    let is_icmp_error = h.upper == proto::ICMPV6 && first && body.first().is_some_and(|&t| icmp::is_v6_error(t));
     let p4 = if h.upper == proto::ICMPV6 { proto::ICMP } else { h.upper };
-    let offending = Offending6 { pkt, src: h.src, dst: h.dst, is_error: is_icmp_error };
+    // Built only on the paths that answer with an error.
+    let offending = || Offending6 {
+        pkt,
+        src: h.src,
+        dst: h.dst,
+        is_error: h.upper == proto::ICMPV6 && first && body.first().is_some_and(|&t| icmp::is_v6_error(t)),
+    };
 
     // RFC 7915 5.1: Hop Limit decremented; reaching zero gives ICMPv6 Time Exceeded (3/0).
     if h.hop_limit <= 1 {
-        return (errors::reply6(x, offending, out, 3, 0, 0, DropReason::HopLimitExceeded), p4);
+        return (Step::Done(errors::reply6(x, offending(), out, 3, 0, 0, DropReason::HopLimitExceeded)), p4);
     }
 
     // Transport identifiers (only a first fragment carries them).
@@ -38,36 +157,36 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
     match h.upper {
         proto::TCP if first => {
             if body.len() < 20 {
-                return (Verdict::Drop(DropReason::L4Truncated), p4);
+                return (Step::Done(Verdict::Drop(DropReason::L4Truncated)), p4);
             }
             (sport, dport, tcp_flags) = (be16(body, 0), be16(body, 2), body[13]);
         }
         proto::UDP if first => {
             if body.len() < 8 {
-                return (Verdict::Drop(DropReason::L4Truncated), p4);
+                return (Step::Done(Verdict::Drop(DropReason::L4Truncated)), p4);
             }
             if be16(body, 6) == 0 {
-                return (Verdict::Drop(DropReason::Udp6ZeroChecksum), p4);
+                return (Step::Done(Verdict::Drop(DropReason::Udp6ZeroChecksum)), p4);
             }
             (sport, dport) = (be16(body, 0), be16(body, 2));
         }
         proto::ICMPV6 => {
             // RFC 7915 1.2: fragmented ICMPv6 is not translated.
             if fragment {
-                return (Verdict::Drop(DropReason::FragmentedIcmp), p4);
+                return (Step::Done(Verdict::Drop(DropReason::FragmentedIcmp)), p4);
             }
             if body.len() < 8 {
-                return (Verdict::Drop(DropReason::L4Truncated), p4);
+                return (Step::Done(Verdict::Drop(DropReason::L4Truncated)), p4);
             }
             match body[0] {
                 128 | 129 => (sport, dport) = (be16(body, 4), be16(body, 4)),
-                t if icmp::is_v6_error(t) => return (icmp_error(x, pkt, &h, out, map), p4),
+                t if icmp::is_v6_error(t) => return (Step::Done(icmp_error(x, pkt, &h, out, map)), p4),
                 // RFC 7915 5.2: MLD, ND and unknown informational messages are silently dropped.
-                _ => return (Verdict::Drop(DropReason::IcmpUntranslatable), p4),
+                _ => return (Step::Done(Verdict::Drop(DropReason::IcmpUntranslatable)), p4),
             }
         }
         // ICMPv4 carried over IPv6 would be taken for ICMP on the IPv4 side.
-        proto::ICMP => return (Verdict::Drop(DropReason::IcmpUntranslatable), p4),
+        proto::ICMP => return (Step::Done(Verdict::Drop(DropReason::IcmpUntranslatable)), p4),
         _ => {}
     }
 
@@ -77,8 +196,8 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
         Ok(t) => t,
         Err(r) => {
             return match r.icmp6_reply() {
-                Some((ty, code)) => (errors::reply6(x, offending, out, ty, code, 0, r), p4),
-                None => (Verdict::Drop(r), p4),
+                Some((ty, code)) => (Step::Done(errors::reply6(x, offending(), out, ty, code, 0, r)), p4),
+                None => (Step::Done(Verdict::Drop(r)), p4),
             }
         }
     };
@@ -89,50 +208,31 @@ pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8
         // RFC 7915 5.1: too big for the IPv4 next hop and DF will be set:
         // Packet Too Big, MTU = IPv4 MTU + 20, never below the IPv6 minimum.
         let ptb = (mtu as u32 + 20).max(1280);
-        return (errors::reply6(x, offending, out, 2, 0, ptb, DropReason::PacketTooBig), p4);
+        return (Step::Done(errors::reply6(x, offending(), out, 2, 0, ptb, DropReason::PacketTooBig)), p4);
     }
 
-    out[20..len4].copy_from_slice(body);
-    if first {
-        patch_l4(&mut out[20..len4], h.upper, &t6, &t4, body.len() as u32, Role::Packet);
-    }
-    let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
-    let (ident, df, mf, off) = match h.frag {
+    let (ident, df, mf, frag_offset) = match h.frag {
         // RFC 7915 5.1.1: ID from the low 16 bits, MF from M, DF clear, offset copied.
         Some(f) => (f.ident as u16, false, f.more, f.offset),
         // RFC 7915 5.1: DF clear when the IPv4 packet is at most 1260 bytes.
         None => (x.ident(), len4 > DF_THRESHOLD, false, 0),
     };
-    let ttl = h.hop_limit - 1;
-    if len4 <= mtu {
-        ipv4::emit(out, tos, len4 as u16, ident, df, mf, off, ttl, p4, t4.src, t4.dst);
-        return (Verdict::Forward(Output::single(Family::V4, len4)), p4);
-    }
-    // Larger than the IPv4 MTU, DF clear: fragment in IPv4 (RFC 791 2.3).
-    let chunk = (mtu - 20) & !7;
-    let payload = body.len();
-    let Some((count, total)) = frag::spread(out, 20, 20, payload, chunk) else {
-        return (Verdict::Drop(DropReason::OutputBuffer), p4);
+    let plan = Plan {
+        body_off: h.upper_off,
+        body_len: body.len(),
+        upper: h.upper,
+        first,
+        t6,
+        t4: Tuple4 { proto: p4, ..t4 },
+        tos: x.cfg.tos_override.unwrap_or(h.traffic_class),
+        ident,
+        df,
+        mf,
+        frag_offset,
+        ttl: h.hop_limit - 1,
+        mtu,
     };
-    for k in 0..count {
-        let n = chunk.min(payload - k * chunk);
-        let more = k + 1 < count || mf;
-        let at = k * (20 + chunk);
-        ipv4::emit(
-            &mut out[at..],
-            tos,
-            (20 + n) as u16,
-            ident,
-            false,
-            more,
-            off + (k * chunk / 8) as u16,
-            ttl,
-            p4,
-            t4.src,
-            t4.dst,
-        );
-    }
-    (Verdict::Forward(Output { family: Family::V4, len: total, stride: 20 + chunk }), p4)
+    (Step::Rewrite(plan), p4)
 }
 
 /// A header that failed to parse: a counted drop, or ICMPv6 Parameter
@@ -164,6 +264,7 @@ fn addr_at(b: &[u8], off: usize) -> std::net::Ipv6Addr {
 /// from IPv6 to IPv4. RFC 1624 incremental update: a wrong checksum stays
 /// wrong by the same amount. `icmp_len` is the ICMPv6 message length for
 /// the pseudo-header ICMPv6 has and ICMPv4 has not (RFC 7915 5.2).
+#[inline(always)]
 pub(super) fn patch_l4(l4: &mut [u8], upper: u8, t6: &Tuple6, t4: &Tuple4, icmp_len: u32, role: Role) {
     match upper {
         proto::TCP | proto::UDP => {
