@@ -59,7 +59,18 @@ pub fn finish(acc: u32) -> u16 {
 /// RFC 1071 checksum of `data` alone.
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
+    if let Ok(h) = <&[u8; 20]>::try_from(data) {
+        return !fold(sum20(h));
+    }
     finish(sum(0, data))
+}
+
+/// Unfolded sum of a 20-byte IPv4 header as five 32-bit words: each adds
+/// its two 16-bit halves at once (2^16 ≡ 1 mod 0xffff), no loop.
+#[inline(always)]
+fn sum20(h: &[u8; 20]) -> u64 {
+    let w = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as u64;
+    w(0) + w(4) + w(8) + w(12) + w(16)
 }
 
 /// Sum of the IPv4 pseudo-header (RFC 768 / RFC 793): addresses, protocol, length.
@@ -88,9 +99,11 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: u32) -> u32 {
 pub fn sum_addr6(a: Ipv6Addr) -> u32 {
     // One's-complement addition of the two 64-bit halves keeps the sum of
     // the 16-bit words modulo 0xffff, which is all a checksum needs.
+    // The 32-bit words, summed unfolded (2^16 ≡ 1 mod 0xffff), then one
+    // partial fold: the result is below 2^19, so sums of several still fit.
     let a = u128::from(a);
-    let (s, carry) = ((a >> 64) as u64).overflowing_add(a as u64);
-    fold(s) as u32 + carry as u32 // 2^64 ≡ 1 (mod 0xffff)
+    let s = (a >> 96) as u64 + ((a >> 64) as u32) as u64 + ((a >> 32) as u32) as u64 + (a as u32) as u64;
+    ((s & 0xffff) + ((s >> 16) & 0xffff) + (s >> 32)) as u32
 }
 
 /// Sum of an IPv4 address's two words.
@@ -139,6 +152,17 @@ mod tests {
             }
             assert_eq!(fold32(sum(0, &data[..len])), fold(naive), "len {len}");
         }
+    }
+
+    #[test]
+    fn address_sums_match_word_sums() {
+        for a in ["::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8:64::c633:6407", "64:ff9b::ffff:ffff"] {
+            let a: Ipv6Addr = a.parse().unwrap();
+            let naive: u64 = a.segments().iter().map(|&w| w as u64).sum();
+            assert_eq!(fold32(sum_addr6(a)), fold(naive), "{a}");
+        }
+        let h: [u8; 20] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xc3);
+        assert_eq!(checksum(&h), finish(sum(0, &h[..19]) + (h[19] as u32)));
     }
 
     // RFC 1624 section 4: incremental update equals recomputation.
