@@ -3,8 +3,8 @@
 //! every input a fuzzer ever found interesting. With NAT64D_WRITE_SEEDS=1 it
 //! (re)writes the seed files from the builders below.
 
-use nat64d::testpkt::{check_invariants, echo, icmp, tcp, udp, wrap_in_icmp_error, V4, V6};
-use nat64d::{Translator, XlatConfig, OUT_BUF_LEN};
+use nat64d::testpkt::{echo, icmp, run_fuzz_input, tcp, udp, V4, V6};
+use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -47,30 +47,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 fn run_target(target: &str, data: &[u8]) {
     let mut out = vec![0u8; OUT_BUF_LEN];
     let mut scratch = vec![0u8; OUT_BUF_LEN];
-    match target {
-        "xlat_icmp_error" => {
-            if data.len() >= 7 {
-                let pkt = wrap_in_icmp_error(
-                    data[0] & 1 == 1,
-                    data[1],
-                    data[2],
-                    [data[3], data[4], data[5], data[6]],
-                    &data[7..],
-                );
-                check_invariants(&mut Translator::new(XlatConfig::default()), &pkt, &mut out, &mut scratch);
-            }
-        }
-        _ => {
-            let mut pkt = data.to_vec();
-            if let Some(b) = pkt.first_mut() {
-                *b = (*b & 0x0f) | if target == "xlat_6to4" { 0x60 } else { 0x40 };
-            }
-            for (v6, v4) in [(1280, 1500), (1500, 576)] {
-                let mut x = Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() });
-                check_invariants(&mut x, &pkt, &mut out, &mut scratch);
-            }
-        }
-    }
+    run_fuzz_input(target, data, &mut out, &mut scratch);
 }
 
 #[test]
