@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod nat;
 pub mod wire;
 pub mod xlat;
 

@@ -79,6 +79,8 @@ drop_reasons! {
     PoolExhausted => "pool_exhausted",
     /// A per-host or global session limit was reached.
     LimitReached => "limit_reached",
+    /// A non-first fragment: stateful NAT64 keeps no fragment state yet (RFC 6146 3.4).
+    FragmentNoState => "fragment_no_state",
     /// The caller's output buffer is smaller than OUT_BUF_LEN.
     OutputBuffer => "output_buffer",
 }

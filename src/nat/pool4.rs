@@ -1,0 +1,348 @@
+//! pool4: the IPv4 transport addresses a stateful NAT64 hands out (RFC 6146
+//! 3.5.1.1). Addresses come in groups, optionally chosen by the client's
+//! IPv6 prefix (so operators can give customers separate addresses); each
+//! address has a port range per protocol. Allocation keeps the client's port
+//! when it is free, otherwise stays in its range class (0-1023 / 1024-65535),
+//! and prefers the address the client already uses ("paired", RFC 4787 REQ-2).
+//!
+//! A shard of the NAT table owns the ports whose 64-port block number,
+//! modulo the shard count, is its index: an inbound packet's shard follows
+//! from its destination port alone.
+
+use super::Proto;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// An inclusive port (or ICMP identifier) range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const ALL: PortRange = PortRange { lo: 0, hi: 65535 };
+    pub fn contains(&self, p: u16) -> bool {
+        self.lo <= p && p <= self.hi
+    }
+}
+
+/// One pool4 address and its ranges, indexed by [`Proto`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAddr {
+    pub addr: Ipv4Addr,
+    pub ports: [PortRange; 3],
+}
+
+impl PoolAddr {
+    /// TCP and UDP ports 1-65535, every ICMP identifier.
+    pub fn new(addr: Ipv4Addr) -> Self {
+        let tcp_udp = PortRange { lo: 1, hi: 65535 };
+        PoolAddr { addr, ports: [tcp_udp, tcp_udp, PortRange::ALL] }
+    }
+}
+
+/// Addresses for the clients under `clients` (all clients when None).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolGroup {
+    pub clients: Option<(Ipv6Addr, u8)>,
+    pub addrs: Vec<PoolAddr>,
+}
+
+impl PoolGroup {
+    fn serves(&self, client: &Ipv6Addr) -> bool {
+        match self.clients {
+            None => true,
+            Some((net, len)) => {
+                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128) as u32) };
+                u128::from(*client) & mask == u128::from(net) & mask
+            }
+        }
+    }
+}
+
+/// 64-port blocks: the shard that owns `port` among `shards`.
+#[inline]
+pub fn shard_of_port(port: u16, shards: usize) -> usize {
+    (port as usize >> 6) % shards.max(1)
+}
+
+const WORDS: usize = 1024; // 65536 ports / 64
+
+/// One shard's allocator over the pool.
+#[derive(Debug, Clone)]
+pub struct Pool4 {
+    groups: Vec<PoolGroup>,
+    shard: usize,
+    shards: usize,
+    /// Used-port bitmaps per (group, address, protocol), created on first use.
+    used: Vec<[Option<Box<[u64; WORDS]>>; 3]>,
+    /// Start of each group's addresses in `used`.
+    base: Vec<usize>,
+    in_use: Vec<[u32; 3]>,
+}
+
+impl Pool4 {
+    /// The allocator for shard `shard` of `shards`.
+    pub fn new(groups: Vec<PoolGroup>, shard: usize, shards: usize) -> Self {
+        let mut base = Vec::with_capacity(groups.len());
+        let mut n = 0;
+        for g in &groups {
+            base.push(n);
+            n += g.addrs.len();
+        }
+        Pool4 {
+            groups,
+            shard,
+            shards: shards.max(1),
+            used: (0..n).map(|_| [None, None, None]).collect(),
+            base,
+            in_use: vec![[0; 3]; n],
+        }
+    }
+
+    pub fn groups(&self) -> &[PoolGroup] {
+        &self.groups
+    }
+
+    /// The slot of a pool address, if it is one.
+    fn slot(&self, a: Ipv4Addr) -> Option<(usize, usize)> {
+        for (g, grp) in self.groups.iter().enumerate() {
+            if let Some(i) = grp.addrs.iter().position(|p| p.addr == a) {
+                return Some((g, self.base[g] + i));
+            }
+        }
+        None
+    }
+
+    /// True when `a` is a pool4 address (of any group).
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        self.slot(a).is_some()
+    }
+
+    #[inline]
+    fn owns(&self, port: u16) -> bool {
+        shard_of_port(port, self.shards) == self.shard
+    }
+
+    /// Ports of `proto` in use on `a` in this shard.
+    pub fn in_use(&self, proto: Proto, a: Ipv4Addr) -> u32 {
+        self.slot(a).map_or(0, |(_, s)| self.in_use[s][proto as usize])
+    }
+
+    fn bitmap(&mut self, slot: usize, proto: Proto) -> &mut [u64; WORDS] {
+        self.used[slot][proto as usize].get_or_insert_with(|| Box::new([0u64; WORDS]))
+    }
+
+    fn take(&mut self, slot: usize, proto: Proto, port: u16) {
+        self.bitmap(slot, proto)[port as usize >> 6] |= 1 << (port & 63);
+        self.in_use[slot][proto as usize] += 1;
+    }
+
+    fn is_free(&self, slot: usize, proto: Proto, port: u16) -> bool {
+        self.used[slot][proto as usize].as_ref().is_none_or(|b| b[port as usize >> 6] & (1 << (port & 63)) == 0)
+    }
+
+    /// Reserve a specific transport address (a static BIB entry). False when
+    /// it is not a pool address, outside the range, or taken.
+    pub fn reserve(&mut self, proto: Proto, a: Ipv4Addr, port: u16) -> bool {
+        let Some((g, slot)) = self.slot(a) else { return false };
+        let i = slot - self.base[g];
+        if !self.groups[g].addrs[i].ports[proto as usize].contains(port) || !self.is_free(slot, proto, port) {
+            return false;
+        }
+        self.take(slot, proto, port);
+        true
+    }
+
+    /// Give a transport address back.
+    pub fn release(&mut self, proto: Proto, a: Ipv4Addr, port: u16) {
+        if let Some((_, slot)) = self.slot(a) {
+            if let Some(b) = self.used[slot][proto as usize].as_mut() {
+                let bit = 1u64 << (port & 63);
+                if b[port as usize >> 6] & bit != 0 {
+                    b[port as usize >> 6] &= !bit;
+                    self.in_use[slot][proto as usize] -= 1;
+                }
+            }
+        }
+    }
+
+    /// RFC 6146 3.5.1.1: a transport address for a new BIB entry of
+    /// `client`'s port `want`: `prefer`'s address first (the one the client
+    /// already has, "paired"), else one chosen by a hash of the client, then
+    /// the rest of its group; on each, `want` itself if free, else a free
+    /// port of the same range class (0-1023 / 1024-65535) when the range has
+    /// one, else any free port of the range. None when all are taken.
+    pub fn allocate(
+        &mut self,
+        proto: Proto,
+        client: Ipv6Addr,
+        want: u16,
+        prefer: Option<Ipv4Addr>,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let g = self.groups.iter().position(|grp| grp.serves(&client))?;
+        let n = self.groups[g].addrs.len();
+        if n == 0 {
+            return None;
+        }
+        let h = hash_client(client);
+        let first = prefer
+            .and_then(|p| self.groups[g].addrs.iter().position(|a| a.addr == p))
+            .unwrap_or((h % n as u64) as usize);
+        for k in 0..n {
+            let i = (first + k) % n;
+            let slot = self.base[g] + i;
+            let range = self.groups[g].addrs[i].ports[proto as usize];
+            if let Some(port) = self.pick(slot, proto, range, want, h) {
+                self.take(slot, proto, port);
+                return Some((self.groups[g].addrs[i].addr, port));
+            }
+        }
+        None
+    }
+
+    fn pick(&mut self, slot: usize, proto: Proto, range: PortRange, want: u16, h: u64) -> Option<u16> {
+        if range.contains(want) && self.owns(want) && self.is_free(slot, proto, want) {
+            return Some(want);
+        }
+        let class = if want < 1024 { PortRange { lo: 0, hi: 1023 } } else { PortRange { lo: 1024, hi: 65535 } };
+        let lo = range.lo.max(class.lo);
+        let hi = range.hi.min(class.hi);
+        let (lo, hi) = if lo <= hi { (lo, hi) } else { (range.lo, range.hi) };
+        self.scan(slot, proto, lo, hi, h)
+    }
+
+    /// First free owned port in [lo, hi], scanning 64-port words from a hashed start.
+    fn scan(&mut self, slot: usize, proto: Proto, lo: u16, hi: u16, h: u64) -> Option<u16> {
+        let (wlo, whi) = (lo as usize >> 6, hi as usize >> 6);
+        let nw = whi - wlo + 1;
+        let start = (h >> 16) as usize % nw;
+        let (shard, shards) = (self.shard, self.shards);
+        let bm = self.bitmap(slot, proto);
+        for k in 0..nw {
+            let w = wlo + (start + k) % nw;
+            if w % shards != shard {
+                continue;
+            }
+            let mut mask = u64::MAX;
+            if w == wlo {
+                mask &= u64::MAX << (lo & 63);
+            }
+            if w == whi {
+                mask &= u64::MAX >> (63 - (hi & 63));
+            }
+            let free = !bm[w] & mask;
+            if free != 0 {
+                return Some((w * 64 + free.trailing_zeros() as usize) as u16);
+            }
+        }
+        None
+    }
+}
+
+/// A stable hash of a client address (FNV-1a over its bytes): picks its paired address.
+fn hash_client(a: Ipv6Addr) -> u64 {
+    a.octets().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(addrs: &[&str], shard: usize, shards: usize) -> Pool4 {
+        let addrs = addrs.iter().map(|a| PoolAddr::new(a.parse().unwrap())).collect();
+        Pool4::new(vec![PoolGroup { clients: None, addrs }], shard, shards)
+    }
+    fn c(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    // RFC 6146 3.5.1.1: the client's port is kept when free.
+    #[test]
+    fn rfc6146_3_5_1_1_port_preserved() {
+        let mut p = pool(&["203.0.113.1"], 0, 1);
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::1"), 5000, None), Some(("203.0.113.1".parse().unwrap(), 5000)));
+        // Taken now: another client gets another port, still in 1024-65535.
+        let (_, port) = p.allocate(Proto::Udp, c("2001:db8::2"), 5000, None).unwrap();
+        assert_ne!(port, 5000);
+        assert!(port >= 1024);
+        // Protocols have separate spaces.
+        assert_eq!(p.allocate(Proto::Tcp, c("2001:db8::2"), 5000, None).unwrap().1, 5000);
+    }
+
+    // RFC 6146 3.5.1.1: a port below 1024 is replaced by one below 1024.
+    #[test]
+    fn rfc6146_3_5_1_1_range_class_kept() {
+        let mut p = pool(&["203.0.113.1"], 0, 1);
+        p.reserve(Proto::Tcp, "203.0.113.1".parse().unwrap(), 80);
+        let (_, port) = p.allocate(Proto::Tcp, c("2001:db8::1"), 80, None).unwrap();
+        assert!(port < 1024 && port != 80, "{port}");
+    }
+
+    // Configured port ranges are honoured.
+    #[test]
+    fn port_ranges_honoured_and_exhaustion() {
+        let a: Ipv4Addr = "203.0.113.1".parse().unwrap();
+        let mut addr = PoolAddr::new(a);
+        addr.ports[Proto::Udp as usize] = PortRange { lo: 40000, hi: 40009 };
+        let mut p = Pool4::new(vec![PoolGroup { clients: None, addrs: vec![addr] }], 0, 1);
+        let mut got = vec![];
+        for i in 0..10 {
+            let (_, port) = p.allocate(Proto::Udp, c("2001:db8::1"), 1000 + i, None).unwrap();
+            assert!((40000..=40009).contains(&port));
+            got.push(port);
+        }
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 10);
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::1"), 1, None), None, "exhausted");
+        assert_eq!(p.in_use(Proto::Udp, a), 10);
+        p.release(Proto::Udp, a, 40003);
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::9"), 1, None), Some((a, 40003)));
+    }
+
+    // RFC 4787 REQ-2 ("paired"): the same client gets the same address.
+    #[test]
+    fn paired_address_for_a_client() {
+        let mut p = pool(&["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"], 0, 1);
+        let first = p.allocate(Proto::Udp, c("2001:db8::77"), 1000, None).unwrap().0;
+        for port in 1001..1100 {
+            assert_eq!(p.allocate(Proto::Udp, c("2001:db8::77"), port, None).unwrap().0, first);
+        }
+        let other = *p.groups()[0].addrs.iter().find(|a| a.addr != first).map(|a| &a.addr).unwrap();
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::77"), 2000, Some(other)).unwrap().0, other, "prefer wins");
+    }
+
+    // A client prefix selects its own group of addresses.
+    #[test]
+    fn client_prefix_selects_pool() {
+        let g1 = PoolGroup {
+            clients: Some((c("2001:db8:a::"), 48)),
+            addrs: vec![PoolAddr::new("203.0.113.10".parse().unwrap())],
+        };
+        let g2 = PoolGroup { clients: None, addrs: vec![PoolAddr::new("203.0.113.20".parse().unwrap())] };
+        let mut p = Pool4::new(vec![g1, g2], 0, 1);
+        assert_eq!(
+            p.allocate(Proto::Tcp, c("2001:db8:a:1::5"), 1, None).unwrap().0,
+            "203.0.113.10".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            p.allocate(Proto::Tcp, c("2001:db8:b::5"), 1, None).unwrap().0,
+            "203.0.113.20".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    // Shards never hand out each other's ports.
+    #[test]
+    fn shards_own_disjoint_ports() {
+        let mut seen = std::collections::HashSet::new();
+        for shard in 0..4 {
+            let mut p = pool(&["203.0.113.1"], shard, 4);
+            for i in 0..300u16 {
+                let (_, port) = p.allocate(Proto::Udp, c("2001:db8::1"), 3000 + i, None).unwrap();
+                assert_eq!(shard_of_port(port, 4), shard);
+                assert!(seen.insert(port), "port {port} handed out twice");
+            }
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! One shard of stateful NAT64 state (RFC 6146 section 3): BIB entries
+//! (IPv6 transport address ↔ pool4 transport address) and the sessions under
+//! them (one per remote IPv4 transport address), indexed both ways.
+//!
+//! Expiry never stops the world: a session found expired on lookup is
+//! removed there, and `expire(now, budget)` visits at most `budget` slots
+//! from a moving clock hand, so the caller spreads the sweep over time.
+
+use super::pool4::Pool4;
+use super::tcp::{self, Lifetime, Side, TcpState};
+use super::{Filtering, Millis, NatConfig, Proto, UDP_MIN};
+use crate::addr::is_global_v4;
+use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+fn map<K, V>() -> Map<K, V> {
+    HashMap::with_hasher(foldhash::fast::RandomState::default())
+}
+
+#[derive(Debug, Clone)]
+struct Bib {
+    proto: Proto,
+    v6: Ipv6Addr,
+    port6: u16,
+    v4: Ipv4Addr,
+    port4: u16,
+    is_static: bool,
+    sessions: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    bib: u32,
+    remote: Ipv4Addr,
+    /// Remote port; zero for ICMP, where the identifier is the BIB's own.
+    rport: u16,
+    state: TcpState,
+    expires: Millis,
+}
+
+/// A vector of optional slots with a free list: stable u32 handles.
+#[derive(Debug, Clone)]
+struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+    }
+    fn insert(&mut self, v: T) -> u32 {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            self.slots[i as usize] = Some(v);
+            i
+        } else {
+            self.slots.push(Some(v));
+            (self.slots.len() - 1) as u32
+        }
+    }
+    fn remove(&mut self, i: u32) -> Option<T> {
+        let v = self.slots.get_mut(i as usize)?.take()?;
+        self.free.push(i);
+        self.len -= 1;
+        Some(v)
+    }
+    fn get(&self, i: u32) -> Option<&T> {
+        self.slots.get(i as usize)?.as_ref()
+    }
+    fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.slots.get_mut(i as usize)?.as_mut()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct HostUse {
+    sessions: u32,
+    bibs: u32,
+    /// The pool4 address this host was last given (paired pooling).
+    addr4: Option<Ipv4Addr>,
+}
+
+/// Counters of one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatCounters {
+    pub bibs_created: u64,
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub pool_exhausted: u64,
+    pub limit_reached: u64,
+}
+
+/// Why a management request on the table failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NatError {
+    #[error("{0}:{1} is not a free transport address of pool4 in this shard's range")]
+    NotInPool(Ipv4Addr, u16),
+    #[error("[{0}]:{1} already has a BIB entry")]
+    Exists(Ipv6Addr, u16),
+    #[error("no static BIB entry for [{0}]:{1}")]
+    NoSuchEntry(Ipv6Addr, u16),
+}
+
+/// A BIB entry, for listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BibView {
+    pub proto: Proto,
+    pub v6: (Ipv6Addr, u16),
+    pub v4: (Ipv4Addr, u16),
+    pub is_static: bool,
+    pub sessions: u32,
+}
+
+/// A session, for listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    pub proto: Proto,
+    pub v6: (Ipv6Addr, u16),
+    pub v4: (Ipv4Addr, u16),
+    pub remote: (Ipv4Addr, u16),
+    pub state: Option<TcpState>,
+    pub expires: Millis,
+}
+
+/// One shard's BIB and sessions.
+#[derive(Debug, Clone)]
+pub struct NatTable {
+    cfg: NatConfig,
+    pool: Pool4,
+    bibs: Slab<Bib>,
+    bib6: Map<(Proto, Ipv6Addr, u16), u32>,
+    bib4: Map<(Proto, Ipv4Addr, u16), u32>,
+    sessions: Slab<Session>,
+    /// (BIB, remote address, remote port) → session: serves both directions.
+    sess: Map<(u32, Ipv4Addr, u16), u32>,
+    /// (BIB, remote address) → sessions: address-dependent filtering.
+    by_remote: Map<(u32, Ipv4Addr), u32>,
+    hosts: Map<Ipv6Addr, HostUse>,
+    nets: Map<u64, u32>,
+    hand: usize,
+    pub counters: NatCounters,
+}
+
+fn net64(a: &Ipv6Addr) -> u64 {
+    (u128::from(*a) >> 64) as u64
+}
+
+impl NatTable {
+    /// The table of shard `shard` of `shards` (ports are split between shards).
+    pub fn new(mut cfg: NatConfig, shard: usize, shards: usize) -> Self {
+        cfg.timeouts.udp = cfg.timeouts.udp.max(UDP_MIN);
+        let pool = Pool4::new(cfg.pool4.clone(), shard, shards);
+        NatTable {
+            cfg,
+            pool,
+            bibs: Slab::new(),
+            bib6: map(),
+            bib4: map(),
+            sessions: Slab::new(),
+            sess: map(),
+            by_remote: map(),
+            hosts: map(),
+            nets: map(),
+            hand: 0,
+            counters: NatCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len
+    }
+
+    pub fn bib_count(&self) -> usize {
+        self.bibs.len
+    }
+
+    /// True when `a` is a pool4 address: an IPv6 packet translated to it must
+    /// be translated back in (hairpinning, RFC 6146 3.8).
+    pub fn is_pool4(&self, a: Ipv4Addr) -> bool {
+        self.pool.contains(a)
+    }
+
+    /// Ports of `proto` in use on pool4 address `a`.
+    pub fn ports_in_use(&self, proto: Proto, a: Ipv4Addr) -> u32 {
+        self.pool.in_use(proto, a)
+    }
+
+    fn to_v4(&self, a: &Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
+        let v4 = self.cfg.prefix.extract(a).ok_or(DropReason::NotInPrefix)?;
+        self.check_global(v4)?;
+        Ok(v4)
+    }
+
+    fn to_v6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        self.check_global(a)?;
+        Ok(self.cfg.prefix.embed(a))
+    }
+
+    fn check_global(&self, a: Ipv4Addr) -> Result<(), DropReason> {
+        if self.cfg.prefix.is_well_known() && !self.cfg.allow_non_global && !is_global_v4(a) {
+            return Err(DropReason::NonGlobalV4);
+        }
+        Ok(())
+    }
+
+    fn lifetime(&self, proto: Proto, l: Lifetime) -> Option<Millis> {
+        let t = &self.cfg.timeouts;
+        match (proto, l) {
+            (_, Lifetime::Keep) => None,
+            (Proto::Tcp, Lifetime::TransLife) => Some(t.tcp_trans),
+            (Proto::Tcp, Lifetime::EstLife) => Some(t.tcp_est),
+            (Proto::Udp, _) => Some(t.udp),
+            (Proto::Icmp, _) => Some(t.icmp),
+        }
+    }
+
+    /// A live session for (bib, remote), removing it if it has expired.
+    fn live_session(&mut self, bib: u32, remote: Ipv4Addr, rport: u16, now: Millis) -> Option<u32> {
+        let &s = self.sess.get(&(bib, remote, rport))?;
+        if self.sessions.get(s).is_some_and(|s| s.expires <= now) {
+            self.remove_session(s);
+            self.counters.sessions_expired += 1;
+            return None;
+        }
+        Some(s)
+    }
+
+    fn check_session_limits(&mut self, host: &Ipv6Addr) -> Result<(), DropReason> {
+        let l = self.cfg.limits;
+        let h = self.hosts.get(host).copied().unwrap_or_default();
+        let n = self.nets.get(&net64(host)).copied().unwrap_or(0);
+        if self.sessions.len >= l.max_sessions || h.sessions >= l.sessions_per_host || n >= l.sessions_per_net64 {
+            self.counters.limit_reached += 1;
+            return Err(DropReason::LimitReached);
+        }
+        Ok(())
+    }
+
+    fn new_session(&mut self, bib: u32, remote: Ipv4Addr, rport: u16, state: TcpState, expires: Millis) -> u32 {
+        let s = self.sessions.insert(Session { bib, remote, rport, state, expires });
+        self.sess.insert((bib, remote, rport), s);
+        *self.by_remote.entry((bib, remote)).or_insert(0) += 1;
+        let host = match self.bibs.get_mut(bib) {
+            Some(b) => {
+                b.sessions += 1;
+                b.v6
+            }
+            None => Ipv6Addr::UNSPECIFIED,
+        };
+        self.hosts.entry(host).or_default().sessions += 1;
+        *self.nets.entry(net64(&host)).or_insert(0) += 1;
+        self.counters.sessions_created += 1;
+        s
+    }
+
+    fn remove_session(&mut self, s: u32) {
+        let Some(sess) = self.sessions.remove(s) else { return };
+        self.sess.remove(&(sess.bib, sess.remote, sess.rport));
+        if let Some(c) = self.by_remote.get_mut(&(sess.bib, sess.remote)) {
+            *c -= 1;
+            if *c == 0 {
+                self.by_remote.remove(&(sess.bib, sess.remote));
+            }
+        }
+        let Some(b) = self.bibs.get_mut(sess.bib) else { return };
+        b.sessions -= 1;
+        let (host, gone) = (b.v6, b.sessions == 0 && !b.is_static);
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.sessions -= 1;
+        }
+        if let Some(n) = self.nets.get_mut(&net64(&host)) {
+            *n -= 1;
+            if *n == 0 {
+                self.nets.remove(&net64(&host));
+            }
+        }
+        if gone {
+            self.remove_bib(sess.bib);
+        }
+    }
+
+    fn remove_bib(&mut self, i: u32) {
+        let Some(b) = self.bibs.remove(i) else { return };
+        self.bib6.remove(&(b.proto, b.v6, b.port6));
+        self.bib4.remove(&(b.proto, b.v4, b.port4));
+        self.pool.release(b.proto, b.v4, b.port4);
+        if let Some(h) = self.hosts.get_mut(&b.v6) {
+            h.bibs -= 1;
+            if h.bibs == 0 && h.sessions == 0 {
+                self.hosts.remove(&b.v6);
+            }
+        }
+    }
+
+    fn create_bib(&mut self, proto: Proto, v6: Ipv6Addr, port6: u16) -> Result<u32, DropReason> {
+        let h = self.hosts.get(&v6).copied().unwrap_or_default();
+        if h.bibs >= self.cfg.limits.bibs_per_host {
+            self.counters.limit_reached += 1;
+            return Err(DropReason::LimitReached);
+        }
+        let Some((v4, port4)) = self.pool.allocate(proto, v6, port6, h.addr4) else {
+            self.counters.pool_exhausted += 1;
+            return Err(DropReason::PoolExhausted);
+        };
+        let i = self.bibs.insert(Bib { proto, v6, port6, v4, port4, is_static: false, sessions: 0 });
+        self.bib6.insert((proto, v6, port6), i);
+        self.bib4.insert((proto, v4, port4), i);
+        let e = self.hosts.entry(v6).or_default();
+        e.bibs += 1;
+        e.addr4 = Some(v4);
+        self.counters.bibs_created += 1;
+        Ok(i)
+    }
+
+    /// Add a static BIB entry: `v6` reachable from IPv4 at `v4` (RFC 6146 3.1).
+    pub fn add_static(&mut self, proto: Proto, v6: (Ipv6Addr, u16), v4: (Ipv4Addr, u16)) -> Result<(), NatError> {
+        if self.bib6.contains_key(&(proto, v6.0, v6.1)) {
+            return Err(NatError::Exists(v6.0, v6.1));
+        }
+        if !self.pool.reserve(proto, v4.0, v4.1) {
+            return Err(NatError::NotInPool(v4.0, v4.1));
+        }
+        let i =
+            self.bibs.insert(Bib { proto, v6: v6.0, port6: v6.1, v4: v4.0, port4: v4.1, is_static: true, sessions: 0 });
+        self.bib6.insert((proto, v6.0, v6.1), i);
+        self.bib4.insert((proto, v4.0, v4.1), i);
+        self.hosts.entry(v6.0).or_default().bibs += 1;
+        Ok(())
+    }
+
+    /// Remove a static BIB entry. Its live sessions keep it until they end.
+    pub fn remove_static(&mut self, proto: Proto, v6: (Ipv6Addr, u16)) -> Result<(), NatError> {
+        let i = *self.bib6.get(&(proto, v6.0, v6.1)).ok_or(NatError::NoSuchEntry(v6.0, v6.1))?;
+        let b = self.bibs.get_mut(i).ok_or(NatError::NoSuchEntry(v6.0, v6.1))?;
+        if !b.is_static {
+            return Err(NatError::NoSuchEntry(v6.0, v6.1));
+        }
+        b.is_static = false;
+        if b.sessions == 0 {
+            self.remove_bib(i);
+        }
+        Ok(())
+    }
+
+    /// Visit at most `budget` session slots from the clock hand and remove
+    /// the expired ones (with BIB entries left without sessions). Returns
+    /// how many were removed.
+    pub fn expire(&mut self, now: Millis, budget: usize) -> usize {
+        let n = self.sessions.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..budget.min(n) {
+            self.hand = (self.hand + 1) % n;
+            let i = self.hand as u32;
+            if self.sessions.get(i).is_some_and(|s| s.expires <= now) {
+                self.remove_session(i);
+                self.counters.sessions_expired += 1;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// RFC 6146 3.5.1 to 3.5.3: an IPv6 packet going out.
+    fn outbound(&mut self, t: &Tuple6, meta: &FlowMeta, now: Millis) -> Result<Tuple4, DropReason> {
+        let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        if meta.fragment && !meta.first_fragment {
+            return Err(DropReason::FragmentNoState);
+        }
+        let dst4 = self.to_v4(&t.dst)?;
+        let is_tcp = proto == Proto::Tcp;
+        let rport = if proto == Proto::Icmp { 0 } else { t.dport };
+        // Find the BIB entry and a live session; expiring the session may
+        // take the BIB entry with it, in which case it is made anew.
+        let mut bib = self.bib6.get(&(proto, t.src, t.sport)).copied();
+        let mut sess = None;
+        if let Some(b) = bib {
+            sess = self.live_session(b, dst4, rport, now);
+            if sess.is_none() && self.bibs.get(b).is_none() {
+                bib = None;
+            }
+        }
+        let bib = match bib {
+            Some(b) => b,
+            // RFC 6146 3.5.2.2: in CLOSED only a V6 SYN creates state.
+            None if is_tcp && meta.tcp_flags & tcp::SYN == 0 => return Err(DropReason::NoState),
+            None => {
+                self.check_session_limits(&t.src)?;
+                self.create_bib(proto, t.src, t.sport)?
+            }
+        };
+        match sess {
+            Some(s) => {
+                let life = if is_tcp {
+                    let st = self.sessions.get(s).map(|s| s.state).unwrap_or(TcpState::Closed);
+                    let (next, life) = tcp::transition(st, Side::V6, meta.tcp_flags);
+                    if let Some(x) = self.sessions.get_mut(s) {
+                        x.state = next;
+                    }
+                    life
+                } else {
+                    Lifetime::EstLife
+                };
+                if let Some(ms) = self.lifetime(proto, life) {
+                    if let Some(x) = self.sessions.get_mut(s) {
+                        x.expires = now + ms;
+                    }
+                }
+            }
+            None => {
+                if is_tcp && meta.tcp_flags & tcp::SYN == 0 {
+                    self.drop_if_unused(bib);
+                    return Err(DropReason::NoState);
+                }
+                if let Err(e) = self.check_session_limits(&t.src) {
+                    self.drop_if_unused(bib);
+                    return Err(e);
+                }
+                let (state, life) = if is_tcp {
+                    (TcpState::V6Init, Lifetime::TransLife)
+                } else {
+                    (TcpState::Established, Lifetime::EstLife)
+                };
+                let exp = now + self.lifetime(proto, life).unwrap_or(0);
+                self.new_session(bib, dst4, rport, state, exp);
+            }
+        }
+        let b = self.bibs.get(bib).ok_or(DropReason::NoState)?;
+        let dport = if proto == Proto::Icmp { b.port4 } else { t.dport };
+        Ok(Tuple4 { src: b.v4, dst: dst4, proto: t.proto, sport: b.port4, dport })
+    }
+
+    /// A BIB entry created for a packet that then created no session goes again.
+    fn drop_if_unused(&mut self, bib: u32) {
+        if self.bibs.get(bib).is_some_and(|b| b.sessions == 0 && !b.is_static) {
+            self.remove_bib(bib);
+        }
+    }
+
+    /// RFC 6146 3.5.1 to 3.5.3: an IPv4 packet coming in.
+    fn inbound(&mut self, t: &Tuple4, meta: &FlowMeta, now: Millis) -> Result<Tuple6, DropReason> {
+        let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        if meta.fragment && !meta.first_fragment {
+            return Err(DropReason::FragmentNoState);
+        }
+        let src6 = self.to_v6(t.src)?;
+        let bib = *self.bib4.get(&(proto, t.dst, t.dport)).ok_or(DropReason::NoState)?;
+        let is_tcp = proto == Proto::Tcp;
+        let rport = if proto == Proto::Icmp { 0 } else { t.sport };
+        match self.live_session(bib, t.src, rport, now) {
+            Some(s) => {
+                let life = if is_tcp {
+                    let st = self.sessions.get(s).map(|s| s.state).unwrap_or(TcpState::Closed);
+                    let (next, life) = tcp::transition(st, Side::V4, meta.tcp_flags);
+                    if let Some(x) = self.sessions.get_mut(s) {
+                        x.state = next;
+                    }
+                    life
+                } else {
+                    Lifetime::EstLife
+                };
+                if let Some(ms) = self.lifetime(proto, life) {
+                    if let Some(x) = self.sessions.get_mut(s) {
+                        x.expires = now + ms;
+                    }
+                }
+            }
+            None => {
+                // The BIB may have lost its last session just now (expired above).
+                if self.bibs.get(bib).is_none() {
+                    return Err(DropReason::NoState);
+                }
+                if self.cfg.filtering == Filtering::AddressDependent && !self.by_remote.contains_key(&(bib, t.src)) {
+                    return Err(DropReason::Filtered);
+                }
+                if is_tcp {
+                    if meta.tcp_flags & tcp::SYN == 0 {
+                        return Err(DropReason::NoState);
+                    }
+                    if self.cfg.drop_external_tcp {
+                        return Err(DropReason::Filtered);
+                    }
+                }
+                let host = self.bibs.get(bib).map(|b| b.v6).unwrap_or(Ipv6Addr::UNSPECIFIED);
+                self.check_session_limits(&host)?;
+                // RFC 6146 3.5.2.2: CLOSED + V4 SYN with a BIB entry → V4 INIT, TCP_TRANS.
+                let (state, life) = if is_tcp {
+                    (TcpState::V4Init, Lifetime::TransLife)
+                } else {
+                    (TcpState::Established, Lifetime::EstLife)
+                };
+                let exp = now + self.lifetime(proto, life).unwrap_or(0);
+                self.new_session(bib, t.src, rport, state, exp);
+            }
+        }
+        let b = self.bibs.get(bib).ok_or(DropReason::NoState)?;
+        let sport = if proto == Proto::Icmp { b.port6 } else { t.sport };
+        Ok(Tuple6 { src: src6, dst: b.v6, proto: t.proto, sport, dport: b.port6 })
+    }
+
+    /// The packet quoted in an ICMPv6 error: it went from the IPv4 side to
+    /// the IPv6 host (remote → client). Looked up, never created.
+    fn quoted_6to4(&self, t: &Tuple6) -> Result<Tuple4, DropReason> {
+        let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        let b = self.bib6.get(&(proto, t.dst, t.dport)).and_then(|&i| self.bibs.get(i)).ok_or(DropReason::NoState)?;
+        let remote = self.cfg.prefix.extract(&t.src).ok_or(DropReason::NotInPrefix)?;
+        let sport = if proto == Proto::Icmp { b.port4 } else { t.sport };
+        Ok(Tuple4 { src: remote, dst: b.v4, proto: t.proto, sport, dport: b.port4 })
+    }
+
+    /// The packet quoted in an ICMPv4 error: it went from pool4 to the
+    /// remote host. Looked up, never created.
+    fn quoted_4to6(&self, t: &Tuple4) -> Result<Tuple6, DropReason> {
+        let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        let b = self.bib4.get(&(proto, t.src, t.sport)).and_then(|&i| self.bibs.get(i)).ok_or(DropReason::NoState)?;
+        let dport = if proto == Proto::Icmp { b.port6 } else { t.dport };
+        Ok(Tuple6 { src: b.v6, dst: self.cfg.prefix.embed(t.dst), proto: t.proto, sport: b.port6, dport })
+    }
+
+    /// Every BIB entry (for `nat64ctl bib`).
+    pub fn bibs(&self) -> impl Iterator<Item = BibView> + '_ {
+        self.bibs.slots.iter().flatten().map(|b| BibView {
+            proto: b.proto,
+            v6: (b.v6, b.port6),
+            v4: (b.v4, b.port4),
+            is_static: b.is_static,
+            sessions: b.sessions,
+        })
+    }
+
+    /// Every session (for `nat64ctl sessions`).
+    pub fn sessions(&self) -> impl Iterator<Item = SessionView> + '_ {
+        self.sessions.slots.iter().flatten().filter_map(|s| {
+            let b = self.bibs.get(s.bib)?;
+            Some(SessionView {
+                proto: b.proto,
+                v6: (b.v6, b.port6),
+                v4: (b.v4, b.port4),
+                remote: (s.remote, s.rport),
+                state: (b.proto == Proto::Tcp).then_some(s.state),
+                expires: s.expires,
+            })
+        })
+    }
+}
+
+/// The table as the translator's [`Mapper`] at time `now`.
+#[derive(Debug)]
+pub struct NatMapper<'a> {
+    pub table: &'a mut NatTable,
+    pub now: Millis,
+}
+
+impl Mapper for NatMapper<'_> {
+    fn map_6to4(&mut self, t: &Tuple6, meta: &FlowMeta) -> Result<Tuple4, DropReason> {
+        match meta.role {
+            Role::Packet => self.table.outbound(t, meta, self.now),
+            Role::ErrorInner => self.table.quoted_6to4(t),
+        }
+    }
+    fn map_4to6(&mut self, t: &Tuple4, meta: &FlowMeta) -> Result<Tuple6, DropReason> {
+        match meta.role {
+            Role::Packet => self.table.inbound(t, meta, self.now),
+            Role::ErrorInner => self.table.quoted_4to6(t),
+        }
+    }
+    fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        Ok(self.table.cfg.prefix.embed(a))
+    }
+}

@@ -1,0 +1,380 @@
+//! Stateful NAT64 behaviour, packet by packet through the translator with
+//! time passed in; each test names the RFC 6146 rule it checks.
+
+use super::tcp::TcpState;
+use super::*;
+use crate::testpkt::{echo, icmp, tcp, udp, v4_checksums_ok, v6_checksums_ok, V4, V6};
+use crate::xlat::{DropReason, Family, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
+const B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x20);
+const C: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x30);
+const POOL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const OTHER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
+const SEC: Millis = 1000;
+const MIN: Millis = 60 * SEC;
+
+fn pf() -> crate::Prefix6052 {
+    "2001:db8:64::/96".parse().unwrap()
+}
+fn cfg() -> NatConfig {
+    NatConfig::new(pf(), &[POOL])
+}
+
+/// A table and a translator, driven packet by packet.
+struct Lab {
+    t: NatTable,
+    x: Translator,
+    out: Vec<u8>,
+}
+
+impl Lab {
+    fn new(cfg: NatConfig) -> Self {
+        Lab { t: NatTable::new(cfg, 0, 1), x: Translator::new(XlatConfig::default()), out: vec![0u8; OUT_BUF_LEN] }
+    }
+    fn send(&mut self, pkt: &[u8], now: Millis) -> (Verdict, Vec<u8>) {
+        let v = self.x.translate(pkt, &mut self.out, &mut NatMapper { table: &mut self.t, now });
+        let bytes = match v {
+            Verdict::Forward(o) | Verdict::Reply { out: o, .. } => self.out[o.start..o.start + o.len].to_vec(),
+            Verdict::Drop(_) => vec![],
+        };
+        (v, bytes)
+    }
+    /// Send and expect one translated packet of `fam`.
+    fn pass(&mut self, pkt: &[u8], now: Millis, fam: Family) -> Vec<u8> {
+        match self.send(pkt, now) {
+            (Verdict::Forward(o), b) if o.family == fam => b,
+            (v, _) => panic!("expected a {fam:?} packet, got {v:?}"),
+        }
+    }
+}
+
+fn s6(a: Ipv4Addr) -> Ipv6Addr {
+    pf().embed(a)
+}
+fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    V6::new(src, s6(dst), 17, udp(sport, dport, b"q")).build()
+}
+fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    V4::new(src, dst, 17, udp(sport, dport, b"r")).build()
+}
+fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    V6::new(src, s6(dst), 6, tcp(sport, dport, 1, flags, b"")).build()
+}
+fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    V4::new(src, dst, 6, tcp(sport, dport, 1, flags, b"")).build()
+}
+fn a4(p: &[u8], o: usize) -> Ipv4Addr {
+    Ipv4Addr::new(p[o], p[o + 1], p[o + 2], p[o + 3])
+}
+fn a6(p: &[u8], o: usize) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(&p[o..o + 16]).unwrap())
+}
+fn p16(p: &[u8], o: usize) -> u16 {
+    u16::from_be_bytes([p[o], p[o + 1]])
+}
+const ACK: u8 = 0x10;
+const SYN: u8 = 0x02;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+
+fn tcp_state(t: &NatTable, v6: (Ipv6Addr, u16)) -> Option<TcpState> {
+    t.sessions().find(|s| s.v6 == v6).and_then(|s| s.state)
+}
+
+// RFC 6146 3.5.1: an outbound UDP packet creates a BIB entry (port kept,
+// 3.5.1.1) and a session; the reply is translated back to the client.
+#[test]
+fn rfc6146_3_5_1_udp_out_and_back() {
+    let mut l = Lab::new(cfg());
+    let o = l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    assert_eq!((a4(&o, 12), p16(&o, 20)), (POOL, 5000), "pool4 address, port preserved");
+    assert_eq!((a4(&o, 16), p16(&o, 22)), (SERVER, 53));
+    assert!(v4_checksums_ok(&o));
+    assert_eq!((l.t.bib_count(), l.t.session_count()), (1, 1));
+    let back = l.pass(&udp4(SERVER, 53, POOL, 5000), SEC, Family::V6);
+    assert_eq!((a6(&back, 8), a6(&back, 24)), (s6(SERVER), A));
+    assert_eq!((p16(&back, 40), p16(&back, 42)), (53, 5000));
+    assert!(v6_checksums_ok(&back));
+}
+
+// RFC 4787 REQ-1 (RFC 6146 3.5.1): endpoint-independent mapping: one BIB
+// entry serves every destination of the same client port.
+#[test]
+fn rfc4787_req1_mapping_reused_across_destinations() {
+    let mut l = Lab::new(cfg());
+    l.t.add_static(Proto::Udp, (C, 1), (POOL, 5000)).unwrap(); // take 5000 so the port is not preserved
+    let o1 = l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    let o2 = l.pass(&udp6(A, 5000, OTHER, 123), 0, Family::V4);
+    assert_ne!(p16(&o1, 20), 5000);
+    assert_eq!(p16(&o1, 20), p16(&o2, 20), "same pool4 port for both destinations");
+    assert_eq!(l.t.session_count(), 2);
+}
+
+// RFC 6146 3.5.1: endpoint-independent filtering (default): any IPv4 host may use the BIB entry.
+#[test]
+fn rfc6146_3_5_1_endpoint_independent_filtering() {
+    let mut l = Lab::new(cfg());
+    l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    let o = l.pass(&udp4(OTHER, 9999, POOL, 5000), 0, Family::V6);
+    assert_eq!(a6(&o, 24), A);
+    assert_eq!(l.t.session_count(), 2, "a session for the new remote");
+}
+
+// RFC 6146 3.5.1: address-dependent filtering: only hosts the client sent to (any port).
+#[test]
+fn rfc6146_3_5_1_address_dependent_filtering() {
+    let mut l = Lab::new(NatConfig { filtering: Filtering::AddressDependent, ..cfg() });
+    l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    let (v, e) = l.send(&udp4(OTHER, 53, POOL, 5000), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::Filtered, .. }), "{v:?}");
+    assert_eq!((e[20], e[21]), (3, 13), "ICMPv4 administratively prohibited");
+    l.pass(&udp4(SERVER, 5353, POOL, 5000), 0, Family::V6);
+}
+
+// RFC 6146 3.5.1: an inbound packet with no BIB entry is dropped.
+#[test]
+fn rfc6146_3_5_1_inbound_without_bib_dropped() {
+    let mut l = Lab::new(cfg());
+    assert_eq!(l.send(&udp4(SERVER, 53, POOL, 5000), 0).0, Verdict::Drop(DropReason::NoState));
+    assert_eq!(l.x.stats.dropped(DropReason::NoState), 1);
+}
+
+// RFC 6146 3.5.2.2: the TCP state machine driven by real packets.
+#[test]
+fn rfc6146_3_5_2_2_tcp_lifecycle() {
+    let mut l = Lab::new(cfg());
+    // Non-SYN in CLOSED creates nothing.
+    assert_eq!(l.send(&tcp6(A, 40000, SERVER, 80, ACK), 0).0, Verdict::Drop(DropReason::NoState));
+    assert_eq!(l.t.bib_count(), 0);
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), 0, Family::V4);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::V6Init));
+    l.pass(&tcp4(SERVER, 80, POOL, 40000, SYN | ACK), 0, Family::V6);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::Established));
+    l.pass(&tcp6(A, 40000, SERVER, 80, FIN | ACK), 0, Family::V4);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::V6FinRcv));
+    l.pass(&tcp4(SERVER, 80, POOL, 40000, FIN | ACK), 0, Family::V6);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::V4FinV6FinRcv));
+    // Closed connections go after TCP_TRANS, not TCP_EST.
+    assert_eq!(l.send(&tcp4(SERVER, 80, POOL, 40000, ACK), 4 * MIN).0, Verdict::Drop(DropReason::NoState));
+    assert_eq!(l.t.session_count(), 0);
+}
+
+// RFC 6146 3.5.2.2: RST moves ESTABLISHED to TRANS; traffic revives it.
+#[test]
+fn rfc6146_3_5_2_2_rst_then_revive() {
+    let mut l = Lab::new(cfg());
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), 0, Family::V4);
+    l.pass(&tcp4(SERVER, 80, POOL, 40000, SYN | ACK), 0, Family::V6);
+    l.pass(&tcp4(SERVER, 80, POOL, 40000, RST), 0, Family::V6);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::Trans));
+    l.pass(&tcp6(A, 40000, SERVER, 80, ACK), MIN, Family::V4);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::Established));
+}
+
+// RFC 6146 3.5.2.2: a V4 SYN to an existing BIB entry (endpoint-independent filtering)
+// opens a session in V4 INIT; the policy switch drops externally initiated TCP.
+#[test]
+fn rfc6146_3_5_2_2_v4_syn_with_bib() {
+    let mut l = Lab::new(cfg());
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), 0, Family::V4);
+    l.pass(&tcp4(OTHER, 1234, POOL, 40000, SYN), 0, Family::V6);
+    let st: Vec<_> = l.t.sessions().filter(|s| s.remote.0 == OTHER).map(|s| s.state).collect();
+    assert_eq!(st, vec![Some(TcpState::V4Init)]);
+    let mut l = Lab::new(NatConfig { drop_external_tcp: true, ..cfg() });
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), 0, Family::V4);
+    assert!(matches!(
+        l.send(&tcp4(OTHER, 1234, POOL, 40000, SYN), 0).0,
+        Verdict::Reply { reason: DropReason::Filtered, .. }
+    ));
+}
+
+// RFC 6146 4: every timeout just before and just after it fires (lazy expiry on lookup).
+#[test]
+fn rfc6146_4_timeouts_fire_exactly() {
+    let t = Timeouts::default();
+    // (set-up packets, lifetime, probe packet)
+    type Case = (Vec<Vec<u8>>, Millis, Vec<u8>);
+    let cases: Vec<(&str, Case)> = vec![
+        ("udp 5 min", (vec![udp6(A, 5000, SERVER, 53)], t.udp, udp4(SERVER, 53, POOL, 5000))),
+        (
+            "icmp 60 s",
+            (
+                vec![V6::new(A, s6(SERVER), 58, echo(128, 77, 1, b"")).build()],
+                t.icmp,
+                V4::new(SERVER, POOL, 1, echo(0, 77, 1, b"")).build(),
+            ),
+        ),
+        (
+            "tcp trans 4 min (V6 INIT)",
+            (vec![tcp6(A, 40000, SERVER, 80, SYN)], t.tcp_trans, tcp4(SERVER, 80, POOL, 40000, SYN | ACK)),
+        ),
+        (
+            "tcp est 2 h 4 min",
+            (
+                vec![tcp6(A, 40000, SERVER, 80, SYN), tcp4(SERVER, 80, POOL, 40000, SYN | ACK)],
+                t.tcp_est,
+                tcp4(SERVER, 80, POOL, 40000, ACK),
+            ),
+        ),
+    ];
+    for (name, (setup, life, probe)) in cases {
+        let mut l = Lab::new(cfg());
+        for p in &setup {
+            assert!(matches!(l.send(p, 0).0, Verdict::Forward(_)), "{name}: set-up");
+        }
+        let mut before = Lab { t: l.t.clone(), x: l.x.clone(), out: vec![0u8; OUT_BUF_LEN] };
+        assert!(matches!(before.send(&probe, life - 1).0, Verdict::Forward(_)), "{name}: alive 1 ms before");
+        assert_eq!(l.send(&probe, life).0, Verdict::Drop(DropReason::NoState), "{name}: gone when it fires");
+    }
+}
+
+// RFC 6146 4: UDP lifetimes are never below UDP_MIN (2 min).
+#[test]
+fn rfc6146_4_udp_min() {
+    let mut c = cfg();
+    c.timeouts.udp = 30 * SEC;
+    let mut l = Lab::new(c);
+    l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    l.pass(&udp4(SERVER, 53, POOL, 5000), 2 * MIN - 1, Family::V6);
+}
+
+// Expiry never sweeps the whole table at once; the budgeted sweep frees BIB entries and ports.
+#[test]
+fn expiry_sweep_is_incremental() {
+    let mut l = Lab::new(cfg());
+    for port in 0..1000u16 {
+        l.pass(&udp6(A, 10000 + port, SERVER, 53), 0, Family::V4);
+    }
+    assert_eq!(l.t.session_count(), 1000);
+    let now = Timeouts::default().udp;
+    assert!(l.t.expire(now - 1, 5000) == 0, "nothing expires early");
+    let mut calls = 0;
+    while l.t.session_count() > 0 {
+        assert!(l.t.expire(now, 100) <= 100);
+        calls += 1;
+        assert!(calls <= 11);
+    }
+    assert_eq!(l.t.bib_count(), 0);
+    assert_eq!(l.t.ports_in_use(Proto::Udp, POOL), 0, "ports returned to pool4");
+    assert_eq!(l.t.counters.sessions_expired, 1000);
+}
+
+// RFC 6146 3.8: hairpinning: B reaches A through A's pool4 transport address.
+#[test]
+fn rfc6146_3_8_hairpinning() {
+    let mut l = Lab::new(cfg());
+    l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4); // A's BIB: POOL:5000
+    let to_pool = l.pass(&udp6(B, 6000, POOL, 5000), 0, Family::V4);
+    assert!(l.t.is_pool4(a4(&to_pool, 16)), "the translated packet is for pool4: loop it back in");
+    let at_a = l.pass(&to_pool, 0, Family::V6);
+    assert_eq!(a6(&at_a, 24), A);
+    assert_eq!(p16(&at_a, 42), 5000);
+    assert_eq!(a6(&at_a, 8), s6(POOL), "from B's pool4 address, embedded");
+    assert_eq!(p16(&at_a, 40), 6000, "B's port (preserved)");
+    assert!(v6_checksums_ok(&at_a));
+}
+
+// RFC 6146 3.1 / 3.5.1: a static BIB entry makes an IPv6 server reachable from IPv4.
+#[test]
+fn rfc6146_static_bib_inbound() {
+    let srv: Ipv6Addr = "2001:db8:1::80".parse().unwrap();
+    let mut l = Lab::new(cfg());
+    l.t.add_static(Proto::Tcp, (srv, 80), (POOL, 8080)).unwrap();
+    assert!(l.t.add_static(Proto::Tcp, (srv, 80), (POOL, 8081)).is_err(), "one entry per IPv6 transport address");
+    assert!(l.t.add_static(Proto::Tcp, (B, 80), (POOL, 8080)).is_err(), "pool4 port taken");
+    let o = l.pass(&tcp4(SERVER, 3333, POOL, 8080, SYN), 0, Family::V6);
+    assert_eq!((a6(&o, 24), p16(&o, 42)), (srv, 80));
+    let r = l.pass(&tcp6(srv, 80, SERVER, 3333, SYN | ACK), 0, Family::V4);
+    assert_eq!((a4(&r, 12), p16(&r, 20)), (POOL, 8080));
+    assert_eq!(tcp_state(&l.t, (srv, 80)), Some(TcpState::Established));
+    // Static entries outlive their sessions; removing one keeps it until its sessions end.
+    l.t.remove_static(Proto::Tcp, (srv, 80)).unwrap();
+    assert_eq!(l.t.bib_count(), 1);
+    l.t.expire(10 * 60 * MIN, 10);
+    assert_eq!(l.t.bib_count(), 0);
+}
+
+// RFC 6146 3.5.3 / RFC 7915 4.3: an ICMPv4 error reaches the IPv6 host whose flow it concerns.
+#[test]
+fn rfc6146_icmp_error_delivered_to_right_host() {
+    let mut l = Lab::new(cfg());
+    l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    let ob = l.pass(&udp6(B, 5001, SERVER, 53), 0, Family::V4);
+    // The router answers B's packet with Port Unreachable.
+    let router = Ipv4Addr::new(198, 51, 100, 254);
+    let err = V4::new(router, POOL, 1, icmp(3, 3, [0; 4], &ob)).build();
+    let e = l.pass(&err, 0, Family::V6);
+    assert_eq!((e[40], e[41]), (1, 4));
+    assert_eq!(a6(&e, 24), B, "to B, not A");
+    assert_eq!((a6(&e, 48 + 8), p16(&e, 48 + 40)), (B, 5001), "quoted packet back in B's terms");
+    // An error about a flow nobody has is dropped.
+    let stray = V4::new(POOL, SERVER, 17, udp(7777, 53, b"")).build();
+    let err = V4::new(router, POOL, 1, icmp(3, 3, [0; 4], &stray)).build();
+    assert_eq!(l.send(&err, 0).0, Verdict::Drop(DropReason::NoState));
+}
+
+// RFC 6146 3.5.3: ICMP queries: the identifier is mapped like a port.
+#[test]
+fn rfc6146_3_5_3_icmp_query() {
+    let mut l = Lab::new(cfg());
+    let o = l.pass(&V6::new(A, s6(SERVER), 58, echo(128, 77, 1, b"ping")).build(), 0, Family::V4);
+    assert_eq!((o[20], p16(&o, 24)), (8, 77));
+    let b = l.pass(&V4::new(SERVER, POOL, 1, echo(0, 77, 1, b"ping")).build(), 0, Family::V6);
+    assert_eq!((b[40], p16(&b, 44), a6(&b, 24)), (129, 77, A));
+}
+
+// RFC 6146 3.5.1.1: no transport address left: dropped with ICMPv6 1/3 (address unreachable).
+#[test]
+fn rfc6146_3_5_1_1_pool_exhausted() {
+    let mut c = cfg();
+    c.pool4[0].addrs[0].ports[Proto::Udp as usize] = PortRange { lo: 2000, hi: 2003 };
+    let mut l = Lab::new(c);
+    for p in 0..4 {
+        l.pass(&udp6(A, 6000 + p, SERVER, 53), 0, Family::V4);
+    }
+    let (v, e) = l.send(&udp6(B, 6000, SERVER, 53), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::PoolExhausted, .. }), "{v:?}");
+    assert_eq!((e[40], e[41]), (1, 3));
+    assert_eq!(l.t.counters.pool_exhausted, 1);
+    // Existing flows still pass.
+    l.pass(&udp6(A, 6001, SERVER, 53), 0, Family::V4);
+}
+
+// Limits: per host, per /64 and in total; at the limit new flows get ICMPv6 1/3.
+#[test]
+fn limits_per_host_net_and_total() {
+    let mut c = cfg();
+    c.limits = Limits { max_sessions: 10, sessions_per_host: 3, sessions_per_net64: 5, bibs_per_host: 100 };
+    let mut l = Lab::new(c);
+    for p in 0..3 {
+        l.pass(&udp6(A, 7000 + p, SERVER, 53), 0, Family::V4);
+    }
+    let (v, _) = l.send(&udp6(A, 7003, SERVER, 53), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::LimitReached, .. }), "per host: {v:?}");
+    l.pass(&udp6(B, 7000, SERVER, 53), 0, Family::V4);
+    l.pass(&udp6(B, 7001, SERVER, 53), 0, Family::V4);
+    let (v, _) = l.send(&udp6(B, 7002, SERVER, 53), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::LimitReached, .. }), "per /64 (A and B share one): {v:?}");
+    for p in 0..3 {
+        l.pass(&udp6(C, 7000 + p, SERVER, 53), 0, Family::V4);
+    }
+    // 8 sessions; inbound sessions to A's entries count against A too.
+    assert!(matches!(l.send(&udp4(OTHER, 1, POOL, 7000), 0).0, Verdict::Drop(DropReason::LimitReached)));
+    let d: Ipv6Addr = "2001:db8:3::1".parse().unwrap();
+    l.pass(&udp6(d, 1, SERVER, 53), 0, Family::V4);
+    l.pass(&udp6(d, 2, SERVER, 53), 0, Family::V4);
+    let (v, _) = l.send(&udp6(d, 3, SERVER, 53), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::LimitReached, .. }), "total: {v:?}");
+    assert_eq!(l.t.session_count(), 10);
+}
+
+// Only TCP, UDP and ICMP can be mapped: others are refused (ICMPv6 1/1) and counted.
+#[test]
+fn unsupported_protocol_refused() {
+    let mut l = Lab::new(cfg());
+    let (v, _) = l.send(&V6::new(A, s6(SERVER), 47, vec![0u8; 8]).build(), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::UnsupportedProtocol, .. }), "{v:?}");
+}
