@@ -5,10 +5,12 @@
 //! [`crate::Mapper`].
 
 pub mod pool4;
+mod shared;
 mod table;
 pub mod tcp;
 
 pub use pool4::{PoolAddr, PoolGroup, PortRange};
+pub use shared::{Nat, NatHandle};
 pub use table::{BibView, NatCounters, NatError, NatMapper, NatTable, SessionView};
 
 use crate::addr::Prefix6052;

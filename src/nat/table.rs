@@ -528,6 +528,55 @@ impl NatTable {
         Ok(Tuple6 { src: b.v6, dst: self.cfg.prefix.embed(t.dst), proto: t.proto, sport: b.port6, dport })
     }
 
+    /// Check every internal invariant; the first one broken, described.
+    /// For tests and fuzzing: it walks the whole table.
+    pub fn check(&self) -> Result<(), String> {
+        let mut per_bib = vec![0u32; self.bibs.slots.len()];
+        for (i, s) in self.sessions.slots.iter().enumerate() {
+            let Some(s) = s else { continue };
+            if self.bibs.get(s.bib).is_none() {
+                return Err(format!("session {i} under missing BIB {}", s.bib));
+            }
+            per_bib[s.bib as usize] += 1;
+            if self.sess.get(&(s.bib, s.remote, s.rport)) != Some(&(i as u32)) {
+                return Err(format!("session {i} not indexed"));
+            }
+        }
+        if self.sess.len() != self.sessions.len {
+            return Err(format!("{} session keys for {} sessions", self.sess.len(), self.sessions.len));
+        }
+        let mut ports = [0u32; 3];
+        for (i, b) in self.bibs.slots.iter().enumerate() {
+            let Some(b) = b else { continue };
+            if b.sessions != per_bib[i] {
+                return Err(format!("BIB {i} counts {} sessions, has {}", b.sessions, per_bib[i]));
+            }
+            if b.sessions == 0 && !b.is_static {
+                return Err(format!("dynamic BIB {i} without sessions"));
+            }
+            if self.bib6.get(&(b.proto, b.v6, b.port6)) != Some(&(i as u32))
+                || self.bib4.get(&(b.proto, b.v4, b.port4)) != Some(&(i as u32))
+            {
+                return Err(format!("BIB {i} not indexed both ways"));
+            }
+            ports[b.proto as usize] += 1;
+        }
+        if self.bib6.len() != self.bibs.len || self.bib4.len() != self.bibs.len {
+            return Err("BIB indexes and entries differ in number".into());
+        }
+        for p in Proto::ALL {
+            let used: u32 = self.cfg.pool4.iter().flat_map(|g| &g.addrs).map(|a| self.pool.in_use(p, a.addr)).sum();
+            if used != ports[p as usize] {
+                return Err(format!("{} pool4 ports in use for {} {} BIB entries", used, ports[p as usize], p.label()));
+            }
+        }
+        let l = &self.cfg.limits;
+        if self.sessions.len > l.max_sessions || self.hosts.values().any(|h| h.sessions > l.sessions_per_host) {
+            return Err("a session limit is exceeded".into());
+        }
+        Ok(())
+    }
+
     /// Every BIB entry (for `nat64ctl bib`).
     pub fn bibs(&self) -> impl Iterator<Item = BibView> + '_ {
         self.bibs.slots.iter().flatten().map(|b| BibView {

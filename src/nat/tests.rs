@@ -36,6 +36,9 @@ impl Lab {
     }
     fn send(&mut self, pkt: &[u8], now: Millis) -> (Verdict, Vec<u8>) {
         let v = self.x.translate(pkt, &mut self.out, &mut NatMapper { table: &mut self.t, now });
+        if let Err(e) = self.t.check() {
+            panic!("table inconsistent after {v:?}: {e}");
+        }
         let bytes = match v {
             Verdict::Forward(o) | Verdict::Reply { out: o, .. } => self.out[o.start..o.start + o.len].to_vec(),
             Verdict::Drop(_) => vec![],
@@ -377,4 +380,95 @@ fn unsupported_protocol_refused() {
     let mut l = Lab::new(cfg());
     let (v, _) = l.send(&V6::new(A, s6(SERVER), 47, vec![0u8; 8]).build(), 0);
     assert!(matches!(v, Verdict::Reply { reason: DropReason::UnsupportedProtocol, .. }), "{v:?}");
+}
+
+// ---------------------------------------------------------------- shared between threads
+
+fn send_shared(nat: &Nat, x: &mut Translator, out: &mut [u8], pkt: &[u8], now: Millis) -> (Verdict, Vec<u8>) {
+    let v = x.translate(pkt, out, &mut nat.at(now));
+    let b = match v {
+        Verdict::Forward(o) | Verdict::Reply { out: o, .. } => out[o.start..o.start + o.len].to_vec(),
+        Verdict::Drop(_) => vec![],
+    };
+    (v, b)
+}
+
+// With several shards a flow's two directions meet in one shard, and the port is still kept.
+#[test]
+fn sharded_flow_round_trip_keeps_port() {
+    let nat = Nat::new(cfg(), 4);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    for port in [5000u16, 5064, 5128, 5192, 40001] {
+        let (v, o) = send_shared(&nat, &mut x, &mut out, &udp6(A, port, SERVER, 53), 0);
+        assert!(matches!(v, Verdict::Forward(_)), "{v:?}");
+        assert_eq!(p16(&o, 20), port, "RFC 6146 3.5.1.1: port kept in every shard");
+        let (v, b) = send_shared(&nat, &mut x, &mut out, &udp4(SERVER, 53, POOL, port), 0);
+        assert!(matches!(v, Verdict::Forward(_)), "{v:?}");
+        assert_eq!((a6(&b, 24), p16(&b, 42)), (A, port));
+    }
+    assert_eq!(nat.session_count(), 5);
+}
+
+// A static entry whose IPv6 and IPv4 ports fall in different shards works both ways.
+#[test]
+fn sharded_static_bib_across_shards() {
+    let srv: Ipv6Addr = "2001:db8:1::80".parse().unwrap();
+    let nat = Nat::new(cfg(), 4);
+    assert_ne!(pool4::shard_of_port(80, 4), pool4::shard_of_port(8080, 4));
+    nat.add_static(Proto::Tcp, (srv, 80), (POOL, 8080)).unwrap();
+    assert!(nat.add_static(Proto::Tcp, (srv, 80), (POOL, 8081)).is_err());
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let (_, o) = send_shared(&nat, &mut x, &mut out, &tcp4(SERVER, 3333, POOL, 8080, SYN), 0);
+    assert_eq!((a6(&o, 24), p16(&o, 42)), (srv, 80));
+    let (_, r) = send_shared(&nat, &mut x, &mut out, &tcp6(srv, 80, SERVER, 3333, SYN | ACK), 0);
+    assert_eq!((a4(&r, 12), p16(&r, 20)), (POOL, 8080), "the reply uses the static mapping");
+    assert_eq!(nat.bib_count(), 1, "no second, dynamic entry");
+    nat.remove_static(Proto::Tcp, (srv, 80)).unwrap();
+}
+
+// Sessions expire while other threads use them: no panic, no lost or doubled state.
+#[test]
+fn sessions_expire_while_threads_use_them() {
+    let nat = Nat::new(NatConfig { limits: Limits { max_sessions: 4000, ..Limits::default() }, ..cfg() }, 4);
+    let clock = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for (host, base) in [(A, 10000u16), (B, 10100), (C, 10000)] {
+            let (nat, clock) = (&nat, &clock);
+            s.spawn(move || {
+                let mut x = Translator::new(XlatConfig::default());
+                let mut out = vec![0u8; OUT_BUF_LEN];
+                for round in 0..60u16 {
+                    for p in 0..150u16 {
+                        let now = clock.load(std::sync::atomic::Ordering::Relaxed);
+                        let port = base + (p + round * 7) % 300;
+                        let (v, o) = send_shared(nat, &mut x, &mut out, &udp6(host, port, SERVER, 53), now);
+                        if let Verdict::Forward(_) = v {
+                            // The reply must come back to this host and port, unless the session expired in between.
+                            let (w, b) =
+                                send_shared(nat, &mut x, &mut out, &udp4(SERVER, 53, a4(&o, 12), p16(&o, 20)), now);
+                            if let Verdict::Forward(_) = w {
+                                assert_eq!((a6(&b, 24), p16(&b, 42)), (host, port));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let (nat, clock) = (&nat, &clock);
+        s.spawn(move || {
+            for _ in 0..200 {
+                clock.fetch_add(20 * SEC, std::sync::atomic::Ordering::Relaxed);
+                nat.expire(clock.load(std::sync::atomic::Ordering::Relaxed), 64);
+                std::thread::yield_now();
+            }
+        });
+    });
+    for i in 0..nat.shard_count() {
+        nat.lock_for_test(i).check().unwrap();
+    }
+    let c = nat.counters();
+    assert_eq!(c.sessions_created - c.sessions_expired, nat.session_count() as u64);
+    assert!(c.sessions_expired > 0, "expiry ran during the test");
 }

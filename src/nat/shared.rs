@@ -1,0 +1,180 @@
+//! The NAT tables shared by the worker threads: `shards` tables, each behind
+//! its own lock and owning the pool4 ports of its 64-port blocks. A packet
+//! goes to the shard of its IPv6-side port (outbound: the source port, which
+//! is also the port kept when free) or of its IPv4-side port (inbound: the
+//! destination port): one lock per packet, never two, and lookups on
+//! different shards never wait for each other.
+//!
+//! Limits are shared out: each shard enforces ⌈limit / shards⌉, so a host
+//! never exceeds its limit and, when its ports fall unevenly on the
+//! shards, may meet it a little early.
+
+use super::pool4::shard_of_port;
+use super::table::{BibView, NatCounters, NatError, NatMapper, NatTable, SessionView};
+use super::{Millis, NatConfig, Proto};
+use crate::addr::Prefix6052;
+use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+/// The shared NAT state.
+#[derive(Debug)]
+pub struct Nat {
+    shards: Box<[Mutex<NatTable>]>,
+    prefix: Prefix6052,
+    pool4: Vec<Ipv4Addr>,
+    /// Static BIB entries whose IPv6 port's shard is not their IPv4 port's:
+    /// where their outbound packets must go. Read only when non-empty.
+    homes: RwLock<HashMap<(Proto, Ipv6Addr, u16), usize>>,
+    has_homes: AtomicBool,
+}
+
+impl Nat {
+    /// `shards` tables (at least 1) sharing `cfg`; limits are divided between them.
+    pub fn new(cfg: NatConfig, shards: usize) -> Self {
+        let n = shards.max(1);
+        let mut per = cfg.clone();
+        let share = |v: u32| v.div_ceil(n as u32).max(1);
+        per.limits.max_sessions = cfg.limits.max_sessions.div_ceil(n).max(1);
+        per.limits.sessions_per_host = share(cfg.limits.sessions_per_host);
+        per.limits.sessions_per_net64 = share(cfg.limits.sessions_per_net64);
+        per.limits.bibs_per_host = share(cfg.limits.bibs_per_host);
+        let pool4 = cfg.pool4.iter().flat_map(|g| g.addrs.iter().map(|a| a.addr)).collect();
+        Nat {
+            shards: (0..n).map(|i| Mutex::new(NatTable::new(per.clone(), i, n))).collect(),
+            prefix: cfg.prefix,
+            pool4,
+            homes: RwLock::new(HashMap::new()),
+            has_homes: AtomicBool::new(false),
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, NatTable> {
+        // A panic while holding the lock would be a bug; the table itself stays usable.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    pub(super) fn lock_for_test(&self, i: usize) -> MutexGuard<'_, NatTable> {
+        self.lock(i)
+    }
+
+    fn by_port(&self, port: u16) -> usize {
+        shard_of_port(port, self.shards.len())
+    }
+
+    /// The shard holding the BIB entry of IPv6 transport address (`a`, `port`).
+    fn v6_home(&self, proto: Proto, a: Ipv6Addr, port: u16) -> usize {
+        if self.has_homes.load(Ordering::Acquire) {
+            if let Some(&k) = self.homes.read().unwrap_or_else(|e| e.into_inner()).get(&(proto, a, port)) {
+                return k;
+            }
+        }
+        self.by_port(port)
+    }
+
+    /// A worker's view at time `now`: the translator's [`Mapper`].
+    pub fn at(&self, now: Millis) -> NatHandle<'_> {
+        NatHandle { nat: self, now }
+    }
+
+    /// True for a pool4 address (hairpinning, RFC 6146 3.8).
+    pub fn is_pool4(&self, a: Ipv4Addr) -> bool {
+        self.pool4.contains(&a)
+    }
+
+    /// Add a static BIB entry (RFC 6146 3.1).
+    pub fn add_static(&self, proto: Proto, v6: (Ipv6Addr, u16), v4: (Ipv4Addr, u16)) -> Result<(), NatError> {
+        let (home6, home4) = (self.v6_home(proto, v6.0, v6.1), self.by_port(v4.1));
+        if home6 != home4 && self.lock(home6).bibs().any(|b| b.proto == proto && b.v6 == v6) {
+            return Err(NatError::Exists(v6.0, v6.1));
+        }
+        self.lock(home4).add_static(proto, v6, v4)?;
+        if home6 != home4 {
+            self.homes.write().unwrap_or_else(|e| e.into_inner()).insert((proto, v6.0, v6.1), home4);
+            self.has_homes.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Remove a static BIB entry (its live sessions keep it until they end).
+    pub fn remove_static(&self, proto: Proto, v6: (Ipv6Addr, u16)) -> Result<(), NatError> {
+        let home = self.v6_home(proto, v6.0, v6.1);
+        self.lock(home).remove_static(proto, v6)?;
+        let mut homes = self.homes.write().unwrap_or_else(|e| e.into_inner());
+        homes.remove(&(proto, v6.0, v6.1));
+        self.has_homes.store(!homes.is_empty(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Run the budgeted expiry sweep on every shard, one lock at a time.
+    pub fn expire(&self, now: Millis, budget_per_shard: usize) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).expire(now, budget_per_shard)).sum()
+    }
+
+    pub fn session_count(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).session_count()).sum()
+    }
+
+    pub fn bib_count(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).bib_count()).sum()
+    }
+
+    /// Counters summed over the shards.
+    pub fn counters(&self) -> NatCounters {
+        let mut c = NatCounters::default();
+        for i in 0..self.shards.len() {
+            let s = self.lock(i).counters;
+            c.bibs_created += s.bibs_created;
+            c.sessions_created += s.sessions_created;
+            c.sessions_expired += s.sessions_expired;
+            c.pool_exhausted += s.pool_exhausted;
+            c.limit_reached += s.limit_reached;
+        }
+        c
+    }
+
+    /// Every BIB entry, shard by shard (each shard locked while it is copied).
+    pub fn bibs(&self) -> Vec<BibView> {
+        (0..self.shards.len()).flat_map(|i| self.lock(i).bibs().collect::<Vec<_>>()).collect()
+    }
+
+    /// Every session, shard by shard.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()
+    }
+}
+
+/// One worker's handle on the shared NAT at a point in time.
+#[derive(Debug, Clone, Copy)]
+pub struct NatHandle<'a> {
+    nat: &'a Nat,
+    pub now: Millis,
+}
+
+impl Mapper for NatHandle<'_> {
+    fn map_6to4(&mut self, t: &Tuple6, meta: &FlowMeta) -> Result<Tuple4, DropReason> {
+        let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        // The IPv6 endpoint: the source of a packet, the destination of a quoted one.
+        let (a, port) = if meta.role == Role::Packet { (t.src, t.sport) } else { (t.dst, t.dport) };
+        let k = self.nat.v6_home(proto, a, port);
+        NatMapper { table: &mut self.nat.lock(k), now: self.now }.map_6to4(t, meta)
+    }
+
+    fn map_4to6(&mut self, t: &Tuple4, meta: &FlowMeta) -> Result<Tuple6, DropReason> {
+        // The pool4 endpoint: the destination of a packet, the source of a quoted one.
+        let port = if meta.role == Role::Packet { t.dport } else { t.sport };
+        let k = self.nat.by_port(port);
+        NatMapper { table: &mut self.nat.lock(k), now: self.now }.map_4to6(t, meta)
+    }
+
+    fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        Ok(self.nat.prefix.embed(a))
+    }
+}
