@@ -77,12 +77,12 @@ impl<T> Slab<T> {
     }
 }
 
+/// Per-IPv6-host use, for the limits. Paired pooling needs no memory here:
+/// pool4 picks a host's address from a hash of the host.
 #[derive(Debug, Clone, Copy, Default)]
 struct HostUse {
     sessions: u32,
     bibs: u32,
-    /// The pool4 address this host was last given (paired pooling).
-    addr4: Option<Ipv4Addr>,
 }
 
 /// Counters of one table.
@@ -138,12 +138,20 @@ pub struct NatTable {
     sessions: Slab<Session>,
     /// (BIB, remote address, remote port) → session: serves both directions.
     sess: Map<(u32, Ipv4Addr, u16), u32>,
-    /// (BIB, remote address) → sessions: address-dependent filtering.
+    /// (BIB, remote address) → sessions: kept only under address-dependent filtering.
     by_remote: Map<(u32, Ipv4Addr), u32>,
-    hosts: Map<Ipv6Addr, HostUse>,
+    /// Keyed by a seeded 64-bit hash of the host address: half the memory
+    /// of the full address; a collision (about 1 in 10^7 among a million
+    /// hosts, and not steerable from outside) only makes two hosts share a limit.
+    hosts: Map<u64, HostUse>,
+    host_hasher: foldhash::fast::RandomState,
     nets: Map<u64, u32>,
     hand: usize,
     pub counters: NatCounters,
+}
+
+fn adf(cfg: &NatConfig) -> bool {
+    cfg.filtering == Filtering::AddressDependent
 }
 
 fn net64(a: &Ipv6Addr) -> u64 {
@@ -165,6 +173,7 @@ impl NatTable {
             sess: map(),
             by_remote: map(),
             hosts: map(),
+            host_hasher: foldhash::fast::RandomState::default(),
             nets: map(),
             hand: 0,
             counters: NatCounters::default(),
@@ -234,9 +243,14 @@ impl NatTable {
         Some(s)
     }
 
+    fn host_key(&self, a: &Ipv6Addr) -> u64 {
+        use std::hash::BuildHasher;
+        self.host_hasher.hash_one(a)
+    }
+
     fn check_session_limits(&mut self, host: &Ipv6Addr) -> Result<(), DropReason> {
         let l = self.cfg.limits;
-        let h = self.hosts.get(host).copied().unwrap_or_default();
+        let h = self.hosts.get(&self.host_key(host)).copied().unwrap_or_default();
         let n = self.nets.get(&net64(host)).copied().unwrap_or(0);
         if self.sessions.len >= l.max_sessions || h.sessions >= l.sessions_per_host || n >= l.sessions_per_net64 {
             self.counters.limit_reached += 1;
@@ -248,7 +262,9 @@ impl NatTable {
     fn new_session(&mut self, bib: u32, remote: Ipv4Addr, rport: u16, state: TcpState, expires: Millis) -> u32 {
         let s = self.sessions.insert(Session { bib, remote, rport, state, expires });
         self.sess.insert((bib, remote, rport), s);
-        *self.by_remote.entry((bib, remote)).or_insert(0) += 1;
+        if adf(&self.cfg) {
+            *self.by_remote.entry((bib, remote)).or_insert(0) += 1;
+        }
         let host = match self.bibs.get_mut(bib) {
             Some(b) => {
                 b.sessions += 1;
@@ -256,7 +272,7 @@ impl NatTable {
             }
             None => Ipv6Addr::UNSPECIFIED,
         };
-        self.hosts.entry(host).or_default().sessions += 1;
+        self.hosts.entry(self.host_key(&host)).or_default().sessions += 1;
         *self.nets.entry(net64(&host)).or_insert(0) += 1;
         self.counters.sessions_created += 1;
         s
@@ -274,7 +290,8 @@ impl NatTable {
         let Some(b) = self.bibs.get_mut(sess.bib) else { return };
         b.sessions -= 1;
         let (host, gone) = (b.v6, b.sessions == 0 && !b.is_static);
-        if let Some(h) = self.hosts.get_mut(&host) {
+        let hk = self.host_key(&host);
+        if let Some(h) = self.hosts.get_mut(&hk) {
             h.sessions -= 1;
         }
         if let Some(n) = self.nets.get_mut(&net64(&host)) {
@@ -293,30 +310,30 @@ impl NatTable {
         self.bib6.remove(&(b.proto, b.v6, b.port6));
         self.bib4.remove(&(b.proto, b.v4, b.port4));
         self.pool.release(b.proto, b.v4, b.port4);
-        if let Some(h) = self.hosts.get_mut(&b.v6) {
+        let hk = self.host_key(&b.v6);
+        if let Some(h) = self.hosts.get_mut(&hk) {
             h.bibs -= 1;
             if h.bibs == 0 && h.sessions == 0 {
-                self.hosts.remove(&b.v6);
+                self.hosts.remove(&hk);
             }
         }
     }
 
     fn create_bib(&mut self, proto: Proto, v6: Ipv6Addr, port6: u16) -> Result<u32, DropReason> {
-        let h = self.hosts.get(&v6).copied().unwrap_or_default();
+        let hk = self.host_key(&v6);
+        let h = self.hosts.get(&hk).copied().unwrap_or_default();
         if h.bibs >= self.cfg.limits.bibs_per_host {
             self.counters.limit_reached += 1;
             return Err(DropReason::LimitReached);
         }
-        let Some((v4, port4)) = self.pool.allocate(proto, v6, port6, h.addr4) else {
+        let Some((v4, port4)) = self.pool.allocate(proto, v6, port6, None) else {
             self.counters.pool_exhausted += 1;
             return Err(DropReason::PoolExhausted);
         };
         let i = self.bibs.insert(Bib { proto, v6, port6, v4, port4, is_static: false, sessions: 0 });
         self.bib6.insert((proto, v6, port6), i);
         self.bib4.insert((proto, v4, port4), i);
-        let e = self.hosts.entry(v6).or_default();
-        e.bibs += 1;
-        e.addr4 = Some(v4);
+        self.hosts.entry(hk).or_default().bibs += 1;
         self.counters.bibs_created += 1;
         Ok(i)
     }
@@ -333,7 +350,8 @@ impl NatTable {
             self.bibs.insert(Bib { proto, v6: v6.0, port6: v6.1, v4: v4.0, port4: v4.1, is_static: true, sessions: 0 });
         self.bib6.insert((proto, v6.0, v6.1), i);
         self.bib4.insert((proto, v4.0, v4.1), i);
-        self.hosts.entry(v6.0).or_default().bibs += 1;
+        let hk = self.host_key(&v6.0);
+        self.hosts.entry(hk).or_default().bibs += 1;
         Ok(())
     }
 
@@ -481,7 +499,7 @@ impl NatTable {
                 if self.bibs.get(bib).is_none() {
                     return Err(DropReason::NoState);
                 }
-                if self.cfg.filtering == Filtering::AddressDependent && !self.by_remote.contains_key(&(bib, t.src)) {
+                if adf(&self.cfg) && !self.by_remote.contains_key(&(bib, t.src)) {
                     return Err(DropReason::Filtered);
                 }
                 if is_tcp {
