@@ -442,3 +442,99 @@ pub fn run_fuzz_input(target: &str, data: &[u8], out: &mut [u8], scratch: &mut [
         }
     }
 }
+
+/// The NAT fuzz target's input handling, shared with the replay test. The
+/// bytes are a program: each step takes 6 bytes (op, host, port, remote,
+/// flags, time step) and sends a TCP, UDP or ICMP packet out or in through a
+/// small table (one pool4 address with 64 ports per protocol and low
+/// limits, so exhaustion and limits are reached), advances time, or runs
+/// the expiry sweep. After every step: the table is consistent
+/// (`NatTable::check`), within its limits, and every translated packet
+/// agrees with a BIB entry.
+pub fn run_nat_fuzz_input(data: &[u8], out: &mut [u8]) {
+    use crate::nat::{Filtering, Limits, NatConfig, NatMapper, NatTable, PortRange, Proto};
+    use crate::{Family, Translator, Verdict, XlatConfig};
+    let prefix: crate::Prefix6052 = match "2001:db8:64::/96".parse() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let pool = Ipv4Addr::new(203, 0, 113, 1);
+    let mut cfg = NatConfig::new(prefix, &[pool]);
+    for p in &mut cfg.pool4[0].addrs[0].ports {
+        *p = PortRange { lo: 1000, hi: 1063 };
+    }
+    cfg.limits = Limits { max_sessions: 40, sessions_per_host: 12, sessions_per_net64: 20, bibs_per_host: 10 };
+    if data.first().is_some_and(|b| b & 1 == 1) {
+        cfg.filtering = Filtering::AddressDependent;
+    }
+    let mut t = NatTable::new(cfg, 0, 1);
+    let _ = t.add_static(Proto::Tcp, (Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x80), 80), (pool, 1000));
+    let mut x = Translator::new(XlatConfig::default());
+    let mut now = 0u64;
+    for step in data.get(1..).unwrap_or(&[]).chunks(6) {
+        let [op, h, port, r, flags, dt] = match *step {
+            [a, b, c, d, e, f] => [a, b, c, d, e, f],
+            _ => break,
+        };
+        now += (dt as u64) << (op >> 6) * 4; // up to about 17 min per step
+        let host = Ipv6Addr::new(0x2001, 0xdb8, (h >> 4) as u16 & 3, 0, 0, 0, 0, h as u16 & 15);
+        let remote = Ipv4Addr::new(198, 51, 100, r & 7);
+        let rport = 50 + (r >> 3) as u16;
+        let proto = [6u8, 17, 1][(op as usize >> 1) % 3];
+        let pkt = match op & 7 {
+            0 | 2 | 4 => {
+                let l4 = match proto {
+                    6 => tcp(2000 + port as u16 % 32, rport, 1, flags, b""),
+                    17 => udp(2000 + port as u16 % 32, rport, b"x"),
+                    _ => echo(128, 2000 + port as u16 % 32, 1, b""),
+                };
+                V6::new(host, prefix.embed(remote), if proto == 1 { 58 } else { proto }, l4).build()
+            }
+            1 | 3 | 5 => {
+                let l4 = match proto {
+                    6 => tcp(rport, 1000 + port as u16 % 64, 1, flags, b""),
+                    17 => udp(rport, 1000 + port as u16 % 64, b"y"),
+                    _ => echo(0, 1000 + port as u16 % 64, 1, b""),
+                };
+                V4::new(remote, pool, proto, l4).build()
+            }
+            6 => {
+                t.expire(now, flags as usize);
+                if let Err(e) = t.check() {
+                    panic!("after expiry: {e}");
+                }
+                continue;
+            }
+            _ => step.to_vec(),
+        };
+        let v = x.translate(&pkt, out, &mut NatMapper { table: &mut t, now });
+        if let Err(e) = t.check() {
+            panic!("table inconsistent after {v:?}: {e}");
+        }
+        if let Verdict::Forward(o) = v {
+            let p = &out[o.start..o.start + o.len];
+            let bibs: Vec<_> = t.bibs().collect();
+            match o.family {
+                Family::V4 if p.len() >= 24 && p[9] != 1 => {
+                    let src = (Ipv4Addr::new(p[12], p[13], p[14], p[15]), u16::from_be_bytes([p[20], p[21]]));
+                    let v6src = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[8..24]).unwrap_or([0; 16]));
+                    assert!(
+                        bibs.iter().any(|b| b.v4 == src && b.v6.0 == v6src),
+                        "IPv4 source {src:?} has no BIB entry for {v6src}"
+                    );
+                }
+                Family::V6 if p.len() >= 44 && p[6] != 58 => {
+                    let dst = (
+                        Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap_or([0; 16])),
+                        u16::from_be_bytes([p[42], p[43]]),
+                    );
+                    assert!(
+                        bibs.iter().any(|b| b.v6 == dst && b.v4.0 == pool),
+                        "IPv6 destination {dst:?} has no BIB entry"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}

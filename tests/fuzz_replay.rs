@@ -3,7 +3,7 @@
 //! every input a fuzzer ever found interesting. With NAT64D_WRITE_SEEDS=1 it
 //! (re)writes the seed files from the builders below.
 
-use nat64d::testpkt::{echo, icmp, run_fuzz_input, tcp, udp, V4, V6};
+use nat64d::testpkt::{echo, icmp, run_fuzz_input, run_nat_fuzz_input, tcp, udp, V4, V6};
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -36,6 +36,22 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("xlat_4to6", "fragment", frag4.build()),
         ("xlat_4to6", "ttl1", ttl1.build()),
         ("xlat_4to6", "icmp4_error", V4::new(s4, p4, 1, icmp(3, 3, [0; 4], &quoted4)).build()),
+        // op, host, port, remote, flags, time step (see testpkt::run_nat_fuzz_input)
+        (
+            "nat_sequence",
+            "tcp_handshake",
+            vec![0, 0, 1, 2, 3, 0x02, 0, 1, 1, 2, 3, 0x12, 1, 0, 1, 2, 3, 0x11, 1, 1, 1, 2, 3, 0x11, 200],
+        ),
+        (
+            "nat_sequence",
+            "udp_out_back_expire",
+            vec![1, 2, 1, 5, 9, 0, 0, 3, 1, 5, 9, 0, 10, 6, 0, 0, 0, 255, 255, 3, 1, 5, 9, 0, 0],
+        ),
+        (
+            "nat_sequence",
+            "icmp_and_exhaustion",
+            [vec![0u8], (0..40u8).flat_map(|i| [4, i % 16, i, 1, 0, 1]).collect::<Vec<u8>>()].concat(),
+        ),
         ("xlat_icmp_error", "v6_port_unreach", [&[1u8, 1, 4, 0, 0, 0, 0][..], &quoted6].concat()),
         ("xlat_icmp_error", "v6_ptb", [&[1u8, 2, 0, 0, 0, 5, 0xdc][..], &quoted6].concat()),
         ("xlat_icmp_error", "v4_frag_needed", [&[0u8, 3, 4, 0, 0, 5, 0xdc][..], &quoted4].concat()),
@@ -47,7 +63,11 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 fn run_target(target: &str, data: &[u8]) {
     let mut out = vec![0u8; OUT_BUF_LEN];
     let mut scratch = vec![0u8; OUT_BUF_LEN];
-    run_fuzz_input(target, data, &mut out, &mut scratch);
+    if target == "nat_sequence" {
+        run_nat_fuzz_input(data, &mut out);
+    } else {
+        run_fuzz_input(target, data, &mut out, &mut scratch);
+    }
 }
 
 #[test]
@@ -67,7 +87,7 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for kind in ["seeds", "corpus", "artifacts", "regressions"] {
-        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error"] {
+        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence"] {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;
             };
