@@ -476,7 +476,7 @@ pub fn run_nat_fuzz_input(data: &[u8], out: &mut [u8]) {
             [a, b, c, d, e, f] => [a, b, c, d, e, f],
             _ => break,
         };
-        now += (dt as u64) << (op >> 6) * 4; // up to about 17 min per step
+        now += (dt as u64) << ((op >> 6) * 4); // up to about 17 min per step
         let host = Ipv6Addr::new(0x2001, 0xdb8, (h >> 4) as u16 & 3, 0, 0, 0, 0, h as u16 & 15);
         let remote = Ipv4Addr::new(198, 51, 100, r & 7);
         let rport = 50 + (r >> 3) as u16;
