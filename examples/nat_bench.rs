@@ -54,8 +54,14 @@ fn host(i: u32) -> Ipv6Addr {
 /// Fill a table with `hosts` × `per_host` UDP sessions (each its own BIB entry); returns seconds taken.
 fn fill(t: &mut NatTable, hosts: u32, per_host: u32) -> f64 {
     let server = prefix().embed(Ipv4Addr::new(198, 51, 100, 7));
-    let meta =
-        nat64d::FlowMeta { role: nat64d::Role::Packet, tcp_flags: 0, fragment: false, first_fragment: false, len: 60 };
+    let meta = nat64d::FlowMeta {
+        role: nat64d::Role::Packet,
+        tcp_flags: 0,
+        fragment: false,
+        first_fragment: false,
+        frag_id: 0,
+        len: 60,
+    };
     let start = Instant::now();
     let mut m = NatMapper { table: t, now: 0 };
     for h in 0..hosts {

@@ -9,8 +9,9 @@
 //! never exceeds its limit and, when its ports fall unevenly on the
 //! shards, may meet it a little early.
 
+use super::frag::FragTable;
 use super::pool4::shard_of_port;
-use super::table::{BibView, NatCounters, NatError, NatMapper, NatTable, SessionView};
+use super::table::{BibView, NatCounters, NatError, NatTable, SessionView, FRAG_CAP};
 use super::{Millis, NatConfig, Proto};
 use crate::addr::Prefix6052;
 use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
@@ -29,6 +30,9 @@ pub struct Nat {
     /// where their outbound packets must go. Read only when non-empty.
     homes: RwLock<HashMap<(Proto, Ipv6Addr, u16), usize>>,
     has_homes: AtomicBool,
+    /// RFC 6146 3.4 fragment state: later fragments have no port to choose
+    /// a shard by, so it is kept apart, locked only for fragments.
+    frags: Mutex<FragTable>,
 }
 
 impl Nat {
@@ -48,6 +52,7 @@ impl Nat {
             pool4,
             homes: RwLock::new(HashMap::new()),
             has_homes: AtomicBool::new(false),
+            frags: Mutex::new(FragTable::new(FRAG_CAP * n)),
         }
     }
 
@@ -63,6 +68,10 @@ impl Nat {
     #[cfg(test)]
     pub(super) fn lock_for_test(&self, i: usize) -> MutexGuard<'_, NatTable> {
         self.lock(i)
+    }
+
+    fn frags(&self) -> MutexGuard<'_, FragTable> {
+        self.frags.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn by_port(&self, port: u16) -> usize {
@@ -161,17 +170,32 @@ pub struct NatHandle<'a> {
 impl Mapper for NatHandle<'_> {
     fn map_6to4(&mut self, t: &Tuple6, meta: &FlowMeta) -> Result<Tuple4, DropReason> {
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        let packet = meta.role == Role::Packet;
+        if packet && meta.fragment && !meta.first_fragment {
+            return self.nat.frags().find_out(t, meta, self.now);
+        }
         // The IPv6 endpoint: the source of a packet, the destination of a quoted one.
-        let (a, port) = if meta.role == Role::Packet { (t.src, t.sport) } else { (t.dst, t.dport) };
+        let (a, port) = if packet { (t.src, t.sport) } else { (t.dst, t.dport) };
         let k = self.nat.v6_home(proto, a, port);
-        NatMapper { table: &mut self.nat.lock(k), now: self.now }.map_6to4(t, meta)
+        let m = if packet { self.nat.lock(k).outbound(t, meta, self.now)? } else { self.nat.lock(k).quoted_6to4(t)? };
+        if packet && meta.first_fragment {
+            self.nat.frags().keep_out(t, meta, m, self.now);
+        }
+        Ok(m)
     }
 
     fn map_4to6(&mut self, t: &Tuple4, meta: &FlowMeta) -> Result<Tuple6, DropReason> {
+        let packet = meta.role == Role::Packet;
+        if packet && meta.fragment && !meta.first_fragment {
+            return self.nat.frags().find_in(t, meta, self.now);
+        }
         // The pool4 endpoint: the destination of a packet, the source of a quoted one.
-        let port = if meta.role == Role::Packet { t.dport } else { t.sport };
-        let k = self.nat.by_port(port);
-        NatMapper { table: &mut self.nat.lock(k), now: self.now }.map_4to6(t, meta)
+        let k = self.nat.by_port(if packet { t.dport } else { t.sport });
+        let m = if packet { self.nat.lock(k).inbound(t, meta, self.now)? } else { self.nat.lock(k).quoted_4to6(t)? };
+        if packet && meta.first_fragment {
+            self.nat.frags().keep_in(t, meta, m, self.now);
+        }
+        Ok(m)
     }
 
     fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {

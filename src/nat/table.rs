@@ -6,6 +6,7 @@
 //! removed there, and `expire(now, budget)` visits at most `budget` slots
 //! from a moving clock hand, so the caller spreads the sweep over time.
 
+use super::frag::FragTable;
 use super::pool4::Pool4;
 use super::tcp::{self, Lifetime, Side, TcpState};
 use super::{Filtering, Millis, NatConfig, Proto, UDP_MIN};
@@ -13,6 +14,9 @@ use crate::addr::is_global_v4;
 use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Fragmented datagrams remembered at once, per table.
+pub(super) const FRAG_CAP: usize = 4096;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -147,6 +151,8 @@ pub struct NatTable {
     host_hasher: foldhash::fast::RandomState,
     nets: Map<u64, u32>,
     hand: usize,
+    /// Fragment state (RFC 6146 3.4) when this table is used on its own.
+    frags: FragTable,
     pub counters: NatCounters,
 }
 
@@ -176,6 +182,7 @@ impl NatTable {
             host_hasher: foldhash::fast::RandomState::default(),
             nets: map(),
             hand: 0,
+            frags: FragTable::new(FRAG_CAP),
             counters: NatCounters::default(),
         }
     }
@@ -391,7 +398,7 @@ impl NatTable {
     }
 
     /// RFC 6146 3.5.1 to 3.5.3: an IPv6 packet going out.
-    fn outbound(&mut self, t: &Tuple6, meta: &FlowMeta, now: Millis) -> Result<Tuple4, DropReason> {
+    pub(super) fn outbound(&mut self, t: &Tuple6, meta: &FlowMeta, now: Millis) -> Result<Tuple4, DropReason> {
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
         if meta.fragment && !meta.first_fragment {
             return Err(DropReason::FragmentNoState);
@@ -467,7 +474,7 @@ impl NatTable {
     }
 
     /// RFC 6146 3.5.1 to 3.5.3: an IPv4 packet coming in.
-    fn inbound(&mut self, t: &Tuple4, meta: &FlowMeta, now: Millis) -> Result<Tuple6, DropReason> {
+    pub(super) fn inbound(&mut self, t: &Tuple4, meta: &FlowMeta, now: Millis) -> Result<Tuple6, DropReason> {
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
         if meta.fragment && !meta.first_fragment {
             return Err(DropReason::FragmentNoState);
@@ -529,7 +536,7 @@ impl NatTable {
 
     /// The packet quoted in an ICMPv6 error: it went from the IPv4 side to
     /// the IPv6 host (remote → client). Looked up, never created.
-    fn quoted_6to4(&self, t: &Tuple6) -> Result<Tuple4, DropReason> {
+    pub(super) fn quoted_6to4(&self, t: &Tuple6) -> Result<Tuple4, DropReason> {
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
         let b = self.bib6.get(&(proto, t.dst, t.dport)).and_then(|&i| self.bibs.get(i)).ok_or(DropReason::NoState)?;
         let remote = self.cfg.prefix.extract(&t.src).ok_or(DropReason::NotInPrefix)?;
@@ -539,7 +546,7 @@ impl NatTable {
 
     /// The packet quoted in an ICMPv4 error: it went from pool4 to the
     /// remote host. Looked up, never created.
-    fn quoted_4to6(&self, t: &Tuple4) -> Result<Tuple6, DropReason> {
+    pub(super) fn quoted_4to6(&self, t: &Tuple4) -> Result<Tuple6, DropReason> {
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
         let b = self.bib4.get(&(proto, t.src, t.sport)).and_then(|&i| self.bibs.get(i)).ok_or(DropReason::NoState)?;
         let dport = if proto == Proto::Icmp { b.port6 } else { t.dport };
@@ -632,13 +639,28 @@ pub struct NatMapper<'a> {
 impl Mapper for NatMapper<'_> {
     fn map_6to4(&mut self, t: &Tuple6, meta: &FlowMeta) -> Result<Tuple4, DropReason> {
         match meta.role {
-            Role::Packet => self.table.outbound(t, meta, self.now),
+            // RFC 6146 3.4: later fragments follow their first fragment.
+            Role::Packet if meta.fragment && !meta.first_fragment => self.table.frags.find_out(t, meta, self.now),
+            Role::Packet => {
+                let m = self.table.outbound(t, meta, self.now)?;
+                if meta.first_fragment {
+                    self.table.frags.keep_out(t, meta, m, self.now);
+                }
+                Ok(m)
+            }
             Role::ErrorInner => self.table.quoted_6to4(t),
         }
     }
     fn map_4to6(&mut self, t: &Tuple4, meta: &FlowMeta) -> Result<Tuple6, DropReason> {
         match meta.role {
-            Role::Packet => self.table.inbound(t, meta, self.now),
+            Role::Packet if meta.fragment && !meta.first_fragment => self.table.frags.find_in(t, meta, self.now),
+            Role::Packet => {
+                let m = self.table.inbound(t, meta, self.now)?;
+                if meta.first_fragment {
+                    self.table.frags.keep_in(t, meta, m, self.now);
+                }
+                Ok(m)
+            }
             Role::ErrorInner => self.table.quoted_4to6(t),
         }
     }

@@ -472,3 +472,61 @@ fn sessions_expire_while_threads_use_them() {
     assert_eq!(c.sessions_created - c.sessions_expired, nat.session_count() as u64);
     assert!(c.sessions_expired > 0, "expiry ran during the test");
 }
+
+// ---------------------------------------------------------------- fragments
+
+/// The first and a later fragment of an IPv4 UDP datagram from SERVER:53 to POOL:`port`.
+fn frags4(port: u16, ident: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut first = V4::new(SERVER, POOL, 17, udp(53, port, &[7u8; 24]));
+    (first.df, first.mf, first.ident) = (false, true, ident);
+    let mut later = V4 { raw_l4: true, ..V4::new(SERVER, POOL, 17, vec![8u8; 16]) };
+    (later.df, later.frag_offset, later.ident) = (false, 4, ident);
+    (first.build(), later.build())
+}
+
+// RFC 6146 3.4: later fragments follow the first fragment's mapping, for FRAGMENT_MIN.
+#[test]
+fn rfc6146_3_4_inbound_fragments() {
+    let mut l = Lab::new(cfg());
+    l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    let (first, later) = frags4(5000, 0x4242);
+    // A later fragment before its first: no state to map it by.
+    assert_eq!(l.send(&later, 0).0, Verdict::Drop(DropReason::FragmentNoState));
+    let f = l.pass(&first, 0, Family::V6);
+    let g = l.pass(&later, 1000, Family::V6);
+    for p in [&f, &g] {
+        assert_eq!((p[6], a6(p, 24), a6(p, 8)), (44, A, s6(SERVER)), "Fragment header, to A, from the server");
+        assert_eq!(u32::from_be_bytes([p[44], p[45], p[46], p[47]]), 0x4242);
+    }
+    assert_eq!(p16(&g, 42) >> 3, 4, "offset kept");
+    // After FRAGMENT_MIN the state is gone.
+    let (first2, later2) = frags4(5000, 0x4343);
+    l.pass(&first2, 10_000, Family::V6);
+    assert_eq!(l.send(&later2, 10_000 + frag::FRAGMENT_MIN).0, Verdict::Drop(DropReason::FragmentNoState));
+}
+
+// RFC 6146 3.4: outbound IPv6 fragments take the pool4 address of their first fragment.
+#[test]
+fn rfc6146_3_4_outbound_fragments() {
+    let mut l = Lab::new(cfg());
+    let first = V6::new(A, s6(SERVER), 17, udp(5000, 53, &[1u8; 40])).fragment(0, true, 77).build();
+    let later = V6 { raw_l4: true, ..V6::new(A, s6(SERVER), 17, vec![2u8; 16]) }.fragment(6, false, 77).build();
+    let f = l.pass(&first, 0, Family::V4);
+    let g = l.pass(&later, 0, Family::V4);
+    assert_eq!((a4(&f, 12), a4(&g, 12)), (POOL, POOL));
+    assert_eq!((a4(&g, 16), p16(&g, 4)), (SERVER, 77), "to the server, IPv4 ID from the Fragment header");
+}
+
+// The shared NAT keeps fragment state apart from the shards: later fragments have no port.
+#[test]
+fn sharded_fragments() {
+    let nat = Nat::new(cfg(), 4);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    send_shared(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0);
+    let (first, later) = frags4(5000, 9);
+    assert!(matches!(send_shared(&nat, &mut x, &mut out, &first, 0).0, Verdict::Forward(_)));
+    let (v, g) = send_shared(&nat, &mut x, &mut out, &later, 0);
+    assert!(matches!(v, Verdict::Forward(_)), "{v:?}");
+    assert_eq!(a6(&g, 24), A);
+}

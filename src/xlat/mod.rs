@@ -110,6 +110,9 @@ pub struct FlowMeta {
     /// True when the packet is a fragment; `first_fragment` when it carries the transport header.
     pub fragment: bool,
     pub first_fragment: bool,
+    /// Fragment identification (IPv4 Identification, or the IPv6 Fragment
+    /// header's), zero when not a fragment.
+    pub frag_id: u32,
     /// The packet's total length as it arrived, for accounting.
     pub len: usize,
 }

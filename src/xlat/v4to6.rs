@@ -231,7 +231,15 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) 
     }
 
     let t4 = Tuple4 { src: h.src, dst: h.dst, proto: p, sport, dport };
-    let meta = FlowMeta { role: Role::Packet, tcp_flags, fragment, first_fragment: fragment && first, len: pkt.len() };
+    let frag_id = if fragment { h.ident as u32 } else { 0 };
+    let meta = FlowMeta {
+        role: Role::Packet,
+        tcp_flags,
+        fragment,
+        first_fragment: fragment && first,
+        frag_id,
+        len: pkt.len(),
+    };
     let t6 = match map.map_4to6(&t4, &meta) {
         Ok(t) => t,
         Err(r) => {
@@ -394,6 +402,7 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv4Header, out: &m
         tcp_flags: 0,
         fragment: ih.is_fragment(),
         first_fragment: ih.is_fragment() && inner_first,
+        frag_id: ih.ident as u32,
         len: inner.len(),
     };
     let t6 = match map.map_4to6(&t4, &meta) {
