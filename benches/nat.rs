@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let meta =
-        FlowMeta { role: Role::Packet, tcp_flags: 0, fragment: false, first_fragment: false, frag_id: 0, len: 60 };
+        FlowMeta { role: Role::Packet, tcp_flags: 0, fragment: false, first_fragment: false, frag_id: 0, packet: &[] };
     g.bench_function("new_session", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -60,7 +60,7 @@ fn fill(t: &mut NatTable, hosts: u32, per_host: u32) -> f64 {
         fragment: false,
         first_fragment: false,
         frag_id: 0,
-        len: 60,
+        packet: &[],
     };
     let start = Instant::now();
     let mut m = NatMapper { table: t, now: 0 };

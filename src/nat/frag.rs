@@ -103,8 +103,8 @@ mod tests {
     use super::*;
     use crate::xlat::Role;
 
-    fn meta(id: u32) -> FlowMeta {
-        FlowMeta { role: Role::Packet, tcp_flags: 0, fragment: true, first_fragment: true, frag_id: id, len: 0 }
+    fn meta(id: u32) -> FlowMeta<'static> {
+        FlowMeta { role: Role::Packet, tcp_flags: 0, fragment: true, first_fragment: true, frag_id: id, packet: &[] }
     }
 
     // RFC 6146 3.4 asks to bound fragment resources: the table never exceeds its size.

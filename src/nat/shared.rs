@@ -127,6 +127,16 @@ impl Nat {
         (0..self.shards.len()).map(|i| self.lock(i).expire(now, budget_per_shard)).sum()
     }
 
+    /// A held IPv4 SYN an IPv6 SYN has matched, from any shard: translate and deliver it.
+    pub fn take_released_syn(&self) -> Option<Vec<u8>> {
+        (0..self.shards.len()).find_map(|i| self.lock(i).take_released_syn())
+    }
+
+    /// A held IPv4 SYN whose time ran out, from any shard: answer it with ICMPv4 3/3.
+    pub fn take_unanswered_syn(&self) -> Option<Vec<u8>> {
+        (0..self.shards.len()).find_map(|i| self.lock(i).take_unanswered_syn())
+    }
+
     pub fn session_count(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).session_count()).sum()
     }

@@ -12,8 +12,22 @@ use super::tcp::{self, Lifetime, Side, TcpState};
 use super::{Filtering, Millis, NatConfig, Proto, UDP_MIN};
 use crate::addr::is_global_v4;
 use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// RFC 6146 section 4: TCP_INCOMING_SYN, how long an IPv4 SYN is held.
+pub const TCP_INCOMING_SYN: Millis = 6000;
+/// IPv4 SYNs held at once, per table.
+pub(super) const MAX_HELD_SYNS: usize = 256;
+
+/// An IPv4 SYN no IPv6 host has asked for yet (RFC 6146 3.5.2.2).
+#[derive(Debug, Clone)]
+struct HeldSyn {
+    /// (pool4 address, pool4 port, remote address, remote port).
+    key: (Ipv4Addr, u16, Ipv4Addr, u16),
+    packet: Vec<u8>,
+    expires: Millis,
+}
 
 /// Fragmented datagrams remembered at once, per table.
 pub(super) const FRAG_CAP: usize = 4096;
@@ -153,6 +167,12 @@ pub struct NatTable {
     hand: usize,
     /// Fragment state (RFC 6146 3.4) when this table is used on its own.
     frags: FragTable,
+    /// IPv4 SYNs held for TCP_INCOMING_SYN, oldest first.
+    held: VecDeque<HeldSyn>,
+    /// Held SYNs an IPv6 SYN has now matched: to translate and deliver.
+    released: Vec<Vec<u8>>,
+    /// Held SYNs whose time ran out: to answer with ICMPv4 3/3.
+    unreachable: Vec<Vec<u8>>,
     pub counters: NatCounters,
 }
 
@@ -183,6 +203,9 @@ impl NatTable {
             nets: map(),
             hand: 0,
             frags: FragTable::new(FRAG_CAP),
+            held: VecDeque::new(),
+            released: Vec::new(),
+            unreachable: Vec::new(),
             counters: NatCounters::default(),
         }
     }
@@ -380,6 +403,7 @@ impl NatTable {
     /// the expired ones (with BIB entries left without sessions). Returns
     /// how many were removed.
     pub fn expire(&mut self, now: Millis, budget: usize) -> usize {
+        self.time_out_syns(now);
         let n = self.sessions.slots.len();
         if n == 0 {
             return 0;
@@ -452,11 +476,15 @@ impl NatTable {
                     self.drop_if_unused(bib);
                     return Err(e);
                 }
-                let (state, life) = if is_tcp {
+                let (mut state, mut life) = if is_tcp {
                     (TcpState::V6Init, Lifetime::TransLife)
                 } else {
                     (TcpState::Established, Lifetime::EstLife)
                 };
+                // RFC 6146 3.5.2.2: V4 INIT (a held V4 SYN) + V6 SYN → ESTABLISHED; the held SYN is released.
+                if is_tcp && self.release_syn(bib, dst4, rport, now) {
+                    (state, life) = (TcpState::Established, Lifetime::EstLife);
+                }
                 let exp = now + self.lifetime(proto, life).unwrap_or(0);
                 self.new_session(bib, dst4, rport, state, exp);
             }
@@ -464,6 +492,63 @@ impl NatTable {
         let b = self.bibs.get(bib).ok_or(DropReason::NoState)?;
         let dport = if proto == Proto::Icmp { b.port4 } else { t.dport };
         Ok(Tuple4 { src: b.v4, dst: dst4, proto: t.proto, sport: b.port4, dport })
+    }
+
+    /// Move held SYNs whose TCP_INCOMING_SYN has passed to `unreachable`.
+    fn time_out_syns(&mut self, now: Millis) {
+        while self.held.front().is_some_and(|h| h.expires <= now) {
+            if let Some(h) = self.held.pop_front() {
+                self.unreachable.push(h.packet);
+            }
+        }
+    }
+
+    /// RFC 6146 3.5.2.2: hold an IPv4 SYN for TCP_INCOMING_SYN.
+    fn hold_syn(&mut self, t: &Tuple4, meta: &FlowMeta, now: Millis) -> Result<Tuple6, DropReason> {
+        self.time_out_syns(now);
+        let key = (t.dst, t.dport, t.src, t.sport);
+        if self.held.iter().any(|h| h.key == key) {
+            return Err(DropReason::V4SynHeld); // a retransmission: the first is kept
+        }
+        if self.held.len() >= MAX_HELD_SYNS || self.unreachable.len() >= MAX_HELD_SYNS {
+            self.counters.limit_reached += 1;
+            return Err(DropReason::LimitReached);
+        }
+        self.held.push_back(HeldSyn { key, packet: meta.packet.to_vec(), expires: now + TCP_INCOMING_SYN });
+        Err(DropReason::V4SynHeld)
+    }
+
+    /// A new outbound session (bib → remote:rport): release the SYN held for it, if any.
+    fn release_syn(&mut self, bib: u32, remote: Ipv4Addr, rport: u16, now: Millis) -> bool {
+        self.time_out_syns(now);
+        let Some(b) = self.bibs.get(bib) else { return false };
+        let key = (b.v4, b.port4, remote, rport);
+        match self.held.iter().position(|h| h.key == key) {
+            Some(i) => {
+                if let Some(h) = self.held.remove(i) {
+                    self.released.push(h.packet);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An IPv4 SYN an IPv6 SYN has matched (RFC 6146 3.5.2.2): translate it
+    /// now (its session exists) and deliver it.
+    pub fn take_released_syn(&mut self) -> Option<Vec<u8>> {
+        self.released.pop()
+    }
+
+    /// An IPv4 SYN nobody answered within TCP_INCOMING_SYN: answer its
+    /// sender with ICMPv4 Port Unreachable (3/3, RFC 6146 3.5.2.2).
+    pub fn take_unanswered_syn(&mut self) -> Option<Vec<u8>> {
+        self.unreachable.pop()
+    }
+
+    /// IPv4 SYNs held now.
+    pub fn held_syns(&self) -> usize {
+        self.held.len()
     }
 
     /// A BIB entry created for a packet that then created no session goes again.
@@ -480,8 +565,17 @@ impl NatTable {
             return Err(DropReason::FragmentNoState);
         }
         let src6 = self.to_v6(t.src)?;
-        let bib = *self.bib4.get(&(proto, t.dst, t.dport)).ok_or(DropReason::NoState)?;
         let is_tcp = proto == Proto::Tcp;
+        let Some(&bib) = self.bib4.get(&(proto, t.dst, t.dport)) else {
+            // RFC 6146 3.5.2.2: CLOSED + V4 SYN with no BIB entry: held for a simultaneous open.
+            if is_tcp && meta.tcp_flags & tcp::SYN != 0 && self.pool.contains(t.dst) {
+                if self.cfg.drop_external_tcp {
+                    return Err(DropReason::Filtered);
+                }
+                return self.hold_syn(t, meta, now);
+            }
+            return Err(DropReason::NoState);
+        };
         let rport = if proto == Proto::Icmp { 0 } else { t.sport };
         match self.live_session(bib, t.src, rport, now) {
             Some(s) => {
@@ -507,6 +601,10 @@ impl NatTable {
                     return Err(DropReason::NoState);
                 }
                 if adf(&self.cfg) && !self.by_remote.contains_key(&(bib, t.src)) {
+                    // RFC 6146 3.5.2.2: a filtered V4 SYN is held too; anything else is refused.
+                    if is_tcp && meta.tcp_flags & tcp::SYN != 0 && !self.cfg.drop_external_tcp {
+                        return self.hold_syn(t, meta, now);
+                    }
                     return Err(DropReason::Filtered);
                 }
                 if is_tcp {
@@ -594,6 +692,9 @@ impl NatTable {
             if used != ports[p as usize] {
                 return Err(format!("{} pool4 ports in use for {} {} BIB entries", used, ports[p as usize], p.label()));
             }
+        }
+        if self.held.len() > MAX_HELD_SYNS || self.unreachable.len() > MAX_HELD_SYNS {
+            return Err("more SYNs held than allowed".into());
         }
         let l = &self.cfg.limits;
         if self.sessions.len > l.max_sessions || self.hosts.values().any(|h| h.sessions > l.sessions_per_host) {

@@ -1,6 +1,7 @@
 //! Stateful NAT64 behaviour, packet by packet through the translator with
 //! time passed in; each test names the RFC 6146 rule it checks.
 
+use super::table::TCP_INCOMING_SYN;
 use super::tcp::TcpState;
 use super::*;
 use crate::testpkt::{echo, icmp, tcp, udp, v4_checksums_ok, v6_checksums_ok, V4, V6};
@@ -529,4 +530,94 @@ fn sharded_fragments() {
     let (v, g) = send_shared(&nat, &mut x, &mut out, &later, 0);
     assert!(matches!(v, Verdict::Forward(_)), "{v:?}");
     assert_eq!(a6(&g, 24), A);
+}
+
+// ---------------------------------------------------------------- IPv4 SYN held (simultaneous open)
+
+// RFC 6146 3.5.2.2: a V4 SYN with no BIB entry is held; a matching V6 SYN within
+// TCP_INCOMING_SYN establishes the session and releases the held SYN to the IPv6 host.
+#[test]
+fn rfc6146_3_5_2_2_simultaneous_open() {
+    let mut l = Lab::new(cfg());
+    let syn4 = tcp4(SERVER, 80, POOL, 40000, SYN);
+    assert_eq!(l.send(&syn4, 0).0, Verdict::Drop(DropReason::V4SynHeld));
+    assert_eq!(l.t.held_syns(), 1);
+    assert_eq!(l.send(&syn4, 100).0, Verdict::Drop(DropReason::V4SynHeld), "a retransmission is not held twice");
+    assert_eq!(l.t.held_syns(), 1);
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), 5 * SEC, Family::V4);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::Established), "V4 INIT + V6 SYN → ESTABLISHED");
+    let held = l.t.take_released_syn().expect("the held SYN is released");
+    assert_eq!(held, syn4);
+    let at_a = l.pass(&held, 5 * SEC, Family::V6);
+    assert_eq!((a6(&at_a, 24), p16(&at_a, 42), at_a[40 + 13]), (A, 40000, SYN));
+    assert_eq!(l.t.take_unanswered_syn(), None);
+}
+
+// RFC 6146 3.5.2.2: a held V4 SYN nobody answers within 6 s gets ICMPv4 Port Unreachable.
+#[test]
+fn rfc6146_3_5_2_2_unanswered_syn_port_unreachable() {
+    let mut l = Lab::new(cfg());
+    let syn4 = tcp4(SERVER, 80, POOL, 40000, SYN);
+    l.send(&syn4, 0);
+    l.t.expire(TCP_INCOMING_SYN - 1, 10);
+    assert_eq!(l.t.take_unanswered_syn(), None, "not before TCP_INCOMING_SYN");
+    l.t.expire(TCP_INCOMING_SYN, 10);
+    let pkt = l.t.take_unanswered_syn().expect("timed out");
+    let v = l.x.icmp4_error_for(&pkt, 3, 3, DropReason::V4SynHeld, &mut l.out);
+    let Verdict::Reply { out: o, .. } = v else { panic!("{v:?}") };
+    let e = &l.out[..o.len];
+    assert_eq!((e[20], e[21], a4(e, 16)), (3, 3, SERVER));
+    assert_eq!(&e[28..], &syn4[..], "quotes the SYN");
+    assert!(v4_checksums_ok(e));
+    // Too late now for the IPv6 side: a new V6 SYN opens a normal V6 INIT session.
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), TCP_INCOMING_SYN + 1, Family::V4);
+    assert_eq!(tcp_state(&l.t, (A, 40000)), Some(TcpState::V6Init));
+    assert_eq!(l.t.take_released_syn(), None);
+}
+
+// Held SYNs are bounded; with drop_external_tcp none is held.
+#[test]
+fn held_syns_bounded_and_policy() {
+    let mut l = Lab::new(cfg());
+    let mut limited = 0;
+    for p in 0..300u16 {
+        if l.send(&tcp4(SERVER, 1000 + p, POOL, 40000, SYN), 0).0 == Verdict::Drop(DropReason::LimitReached) {
+            limited += 1;
+        }
+    }
+    assert_eq!((l.t.held_syns(), limited), (table::MAX_HELD_SYNS, 300 - table::MAX_HELD_SYNS));
+    let mut l = Lab::new(NatConfig { drop_external_tcp: true, ..cfg() });
+    assert!(matches!(
+        l.send(&tcp4(SERVER, 80, POOL, 40000, SYN), 0).0,
+        Verdict::Reply { reason: DropReason::Filtered, .. }
+    ));
+    assert_eq!(l.t.held_syns(), 0);
+}
+
+// RFC 6146 3.5.2.2: under address-dependent filtering a V4 SYN from a new host is held,
+// and released when the IPv6 host opens towards it.
+#[test]
+fn rfc6146_3_5_2_2_adf_syn_held_then_released() {
+    let mut l = Lab::new(NatConfig { filtering: Filtering::AddressDependent, ..cfg() });
+    l.pass(&tcp6(A, 40000, SERVER, 80, SYN), 0, Family::V4);
+    assert_eq!(l.send(&tcp4(OTHER, 443, POOL, 40000, SYN), 0).0, Verdict::Drop(DropReason::V4SynHeld));
+    l.pass(&tcp6(A, 40000, OTHER, 443, SYN), SEC, Family::V4);
+    assert!(l.t.take_released_syn().is_some());
+    let st: Vec<_> = l.t.sessions().filter(|s| s.remote == (OTHER, 443)).map(|s| s.state).collect();
+    assert_eq!(st, vec![Some(TcpState::Established)]);
+}
+
+// The shared NAT holds and releases SYNs like a single table.
+#[test]
+fn sharded_simultaneous_open() {
+    let nat = Nat::new(cfg(), 4);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let syn4 = tcp4(SERVER, 80, POOL, 40000, SYN);
+    assert_eq!(send_shared(&nat, &mut x, &mut out, &syn4, 0).0, Verdict::Drop(DropReason::V4SynHeld));
+    send_shared(&nat, &mut x, &mut out, &tcp6(A, 40000, SERVER, 80, SYN), SEC);
+    assert_eq!(nat.take_released_syn(), Some(syn4));
+    send_shared(&nat, &mut x, &mut out, &tcp4(OTHER, 81, POOL, 40001, SYN), SEC);
+    nat.expire(SEC + TCP_INCOMING_SYN, 16);
+    assert!(nat.take_unanswered_syn().is_some());
 }

@@ -103,7 +103,7 @@ pub enum Role {
 
 /// What the mapper may need besides the tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlowMeta {
+pub struct FlowMeta<'a> {
     pub role: Role,
     /// TCP flags byte (SYN 0x02, FIN 0x01, RST 0x04), zero for other protocols.
     pub tcp_flags: u8,
@@ -113,8 +113,9 @@ pub struct FlowMeta {
     /// Fragment identification (IPv4 Identification, or the IPv6 Fragment
     /// header's), zero when not a fragment.
     pub frag_id: u32,
-    /// The packet's total length as it arrived, for accounting.
-    pub len: usize,
+    /// The packet as it arrived (the quoted part, for `Role::ErrorInner`):
+    /// stateful NAT64 holds an IPv4 SYN it cannot map yet (RFC 6146 3.5.2.2).
+    pub packet: &'a [u8],
 }
 
 /// Supplies the translated addresses and ports. A stateless translator embeds
@@ -305,6 +306,22 @@ impl Translator {
             Verdict::Drop(reason) => self.stats.drop(reason),
         }
         v
+    }
+
+    /// An ICMPv4 error (`ty`, `code`) about the IPv4 packet `pkt`, for its
+    /// sender, written to `out` (e.g. RFC 6146 3.5.2.2's Port Unreachable
+    /// for an IPv4 SYN held in vain). Counted under `reason`.
+    pub fn icmp4_error_for(&mut self, pkt: &[u8], ty: u8, code: u8, reason: DropReason, out: &mut [u8]) -> Verdict {
+        let v = match crate::wire::Ipv4Header::parse(pkt) {
+            Ok(h) if out.len() >= OUT_BUF_LEN => {
+                let no_reply = h.frag_offset != 0
+                    || (h.protocol == 1 && pkt.get(h.header_len).is_some_and(|&t| icmp::is_v4_error(t)));
+                let o = errors::Offending4 { pkt: &pkt[..h.total_len], src: h.src, dst: h.dst, no_reply };
+                errors::reply4(self, o, out, ty, code, 0, reason)
+            }
+            _ => Verdict::Drop(reason),
+        };
+        self.count(v, Family::V4, 0, pkt.len())
     }
 
     /// The next IPv4 Identification value (RFC 7915 5.1: "set according to a

@@ -79,7 +79,10 @@ drop_reasons! {
     PoolExhausted => "pool_exhausted",
     /// A per-host or global session limit was reached.
     LimitReached => "limit_reached",
-    /// A non-first fragment: stateful NAT64 keeps no fragment state yet (RFC 6146 3.4).
+    /// RFC 6146 3.5.2.2: an IPv4 SYN with no state, held for TCP_INCOMING_SYN
+    /// (released if an IPv6 SYN matches it, answered with ICMPv4 3/3 otherwise).
+    V4SynHeld => "v4_syn_held",
+    /// A later fragment whose first fragment was not seen (in time) (RFC 6146 3.4).
     FragmentNoState => "fragment_no_state",
     /// The caller's output buffer is smaller than OUT_BUF_LEN.
     OutputBuffer => "output_buffer",

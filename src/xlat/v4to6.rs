@@ -232,14 +232,8 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) 
 
     let t4 = Tuple4 { src: h.src, dst: h.dst, proto: p, sport, dport };
     let frag_id = if fragment { h.ident as u32 } else { 0 };
-    let meta = FlowMeta {
-        role: Role::Packet,
-        tcp_flags,
-        fragment,
-        first_fragment: fragment && first,
-        frag_id,
-        len: pkt.len(),
-    };
+    let meta =
+        FlowMeta { role: Role::Packet, tcp_flags, fragment, first_fragment: fragment && first, frag_id, packet: pkt };
     let t6 = match map.map_4to6(&t4, &meta) {
         Ok(t) => t,
         Err(r) => {
@@ -403,7 +397,7 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv4Header, out: &m
         fragment: ih.is_fragment(),
         first_fragment: ih.is_fragment() && inner_first,
         frag_id: ih.ident as u32,
-        len: inner.len(),
+        packet: inner,
     };
     let t6 = match map.map_4to6(&t4, &meta) {
         Ok(t) => t,

@@ -192,14 +192,8 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) 
 
     let t6 = Tuple6 { src: h.src, dst: h.dst, proto: p4, sport, dport };
     let frag_id = h.frag.map_or(0, |f| f.ident);
-    let meta = FlowMeta {
-        role: Role::Packet,
-        tcp_flags,
-        fragment,
-        first_fragment: fragment && first,
-        frag_id,
-        len: pkt.len(),
-    };
+    let meta =
+        FlowMeta { role: Role::Packet, tcp_flags, fragment, first_fragment: fragment && first, frag_id, packet: pkt };
     let t4 = match map.map_6to4(&t6, &meta) {
         Ok(t) => t,
         Err(r) => {
@@ -389,7 +383,7 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv6Header, out: &m
         fragment: ih.is_fragment(),
         first_fragment: ih.is_fragment() && inner_first,
         frag_id: ih.frag.map_or(0, |f| f.ident),
-        len: inner.len(),
+        packet: inner,
     };
     let t4 = match map.map_6to4(&t6, &meta) {
         Ok(t) => t,
