@@ -2,9 +2,11 @@
 //! addresses ([`addr`]), packet views and checksums ([`wire`]) and RFC 7915
 //! IP/ICMP translation ([`xlat`]). The daemon's I/O drivers sit around it.
 
-#![forbid(unsafe_code)]
+// `unsafe` only in the TUN / syscall layer (src/dataplane/tun.rs).
+#![deny(unsafe_code)]
 
 pub mod addr;
+pub mod dataplane;
 pub mod nat;
 pub mod wire;
 pub mod xlat;

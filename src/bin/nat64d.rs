@@ -1,30 +1,110 @@
-//! The nat64d daemon. The translation core is in the library; the TUN
-//! dataplane, configuration and control socket come with the daemon issue
-//! (see README "Status"). Until then this binary says so plainly.
+//! nat64d: the NAT64 gateway daemon. Wiring only: flags → configuration,
+//! the TUN device and its routes, one worker on the shared NAT.
 
-use std::process::ExitCode;
+use clap::Parser;
+use nat64d::dataplane::{tun::Tun, worker};
+use nat64d::nat::{Nat, NatConfig};
+use nat64d::{Prefix6052, XlatConfig};
+use std::net::Ipv4Addr;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::AtomicBool;
 
-const HELP: &str = "\
-nat64d: NAT64/DNS64 gateway (RFC 6146 / RFC 7915 / RFC 6052 / RFC 6147)
+/// NAT64 gateway: RFC 6146 stateful NAT64 with RFC 7915 translation over a TUN device.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// RFC 6052 prefix IPv4 hosts are reached under (pool6).
+    #[arg(long, default_value = "64:ff9b::/96")]
+    pool6: Prefix6052,
+    /// IPv4 addresses to translate to (pool4): ADDRESS or PREFIX/LEN (at most /16); repeat for more.
+    #[arg(long, required = true)]
+    pool4: Vec<String>,
+    /// TUN device to create or attach to.
+    #[arg(long, default_value = "nat64")]
+    tun: String,
+    /// MTU of the TUN device, used as the next-hop MTU on both sides.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u16,
+    /// Do not configure the device's link state and routes (the operator does).
+    #[arg(long)]
+    no_setup: bool,
+    /// Allow non-global IPv4 addresses under 64:ff9b::/96 (labs only; RFC 6052 3.1).
+    #[arg(long)]
+    allow_non_global: bool,
+    /// NAT table shards (locks); each owns the pool4 ports of its 64-port blocks.
+    #[arg(long, default_value_t = 16)]
+    shards: usize,
+}
 
-USAGE: nat64d [--help | --version]
+fn pool4_addrs(items: &[String]) -> Result<Vec<Ipv4Addr>, String> {
+    let mut out = vec![];
+    for it in items {
+        let (a, len) = match it.split_once('/') {
+            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("--pool4 {it}: bad prefix length"))?),
+            None => (it.as_str(), 32),
+        };
+        let a: Ipv4Addr = a.parse().map_err(|_| format!("--pool4 {it}: not an IPv4 address"))?;
+        if !(16..=32).contains(&len) {
+            return Err(format!("--pool4 {it}: prefix length must be 16 to 32"));
+        }
+        let base = u32::from(a) & (u32::MAX.checked_shl(32 - len as u32).unwrap_or(0));
+        out.extend((0..(1u32 << (32 - len))).map(|i| Ipv4Addr::from(base + i)));
+    }
+    Ok(out)
+}
 
-The translation core is built and tested (cargo test); the daemon that runs
-it on a TUN device is not written yet. See README.md, section Status.";
+fn ip(args: &[&str]) -> Result<(), String> {
+    let st = Command::new("ip").args(args).status().map_err(|e| format!("cannot run 'ip {}': {e}", args.join(" ")))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("'ip {}' failed ({st})", args.join(" ")))
+    }
+}
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("nat64d {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let a = Args::parse();
+    let pool4 = match pool4_addrs(&a.pool4) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("nat64d: {e}");
+            return ExitCode::from(2);
         }
-        Some("--help" | "-h") => {
-            println!("{HELP}");
-            ExitCode::SUCCESS
+    };
+    let tun = match Tun::open(&a.tun) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("nat64d: cannot open TUN device '{}': {e} (root or CAP_NET_ADMIN needed)", a.tun);
+            return ExitCode::from(1);
         }
-        _ => {
-            eprintln!("nat64d: the TUN dataplane is not implemented yet (translation core only); see README.md, section Status");
-            ExitCode::from(2)
+    };
+    if !a.no_setup {
+        let (mtu, pool6) = (a.mtu.to_string(), a.pool6.to_string());
+        let mut steps = vec![
+            vec!["link", "set", "dev", tun.name(), "mtu", &mtu, "up"],
+            vec!["-6", "route", "replace", &pool6, "dev", tun.name()],
+        ];
+        for p in &a.pool4 {
+            steps.push(vec!["-4", "route", "replace", p, "dev", tun.name()]);
+        }
+        for step in &steps {
+            if let Err(e) = ip(step) {
+                eprintln!("nat64d: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let mut cfg = NatConfig::new(a.pool6, &pool4);
+    cfg.allow_non_global = a.allow_non_global;
+    let nat = Nat::new(cfg, a.shards);
+    let xcfg = XlatConfig { ipv6_mtu: a.mtu.max(1280), ipv4_mtu: a.mtu, ..XlatConfig::default() };
+    eprintln!("nat64d: translating {} <-> {} address(es) of pool4 on {}", a.pool6, pool4.len(), tun.name());
+    let stop = AtomicBool::new(false);
+    match worker::run(&tun, &nat, xcfg, &stop) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nat64d: {} failed: {e}", tun.name());
+            ExitCode::from(1)
         }
     }
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The nat64d namespace lab: an IPv6-only client, a gateway running nat64d,
+# an IPv4-only server, on one machine, with documentation addresses only.
+#
+#   client 2001:db8:1::10 ── gw 2001:db8:1::1 | nat64d | 192.0.2.1 ── server 192.0.2.2
+#   pool6 2001:db8:64::/96 (the server is 2001:db8:64::c000:202), pool4 203.0.113.0/28
+#
+# Usage (as root): scripts/lab.sh demo | up | down
+#   demo: build, bring the lab up, ping and fetch a page through the gateway, tear down
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+C=nat64-client G=nat64-gw S=nat64-server
+RUN=/run/nat64d-lab
+SERVER6=2001:db8:64::c000:202
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+
+down() {
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$f"
+  done
+  for ns in $C $G $S; do ip netns del "$ns" 2>/dev/null || true; done
+}
+
+up() {
+  [ "$(id -u)" = 0 ] || { echo "lab.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
+  need ip iproute2
+  cargo build --release --bin nat64d
+  down
+  mkdir -p "$RUN"
+  for ns in $C $G $S; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  ip link add c0 netns $C type veth peer name g0 netns $G
+  ip link add s0 netns $S type veth peer name g1 netns $G
+  ip -n $C addr add 2001:db8:1::10/64 dev c0 nodad
+  ip -n $C link set c0 up
+  ip -n $C -6 route add default via 2001:db8:1::1
+  ip -n $G addr add 2001:db8:1::1/64 dev g0 nodad
+  ip -n $G addr add 192.0.2.1/24 dev g1
+  ip -n $G link set g0 up
+  ip -n $G link set g1 up
+  ip netns exec $G sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1
+  ip -n $S addr add 192.0.2.2/24 dev s0
+  ip -n $S link set s0 up
+  ip -n $S route add 203.0.113.0/24 via 192.0.2.1
+  ip netns exec $G target/release/nat64d --pool6 2001:db8:64::/96 --pool4 203.0.113.0/28 --tun nat64 \
+    >"$RUN/nat64d.log" 2>&1 &
+  echo $! >"$RUN/nat64d.pid"
+  for _ in $(seq 50); do ip -n $G link show nat64 2>/dev/null | grep -q UP && break; sleep 0.1; done
+  echo "lab up: nat64d pid $(cat "$RUN/nat64d.pid"), log $RUN/nat64d.log"
+}
+
+demo() {
+  need ping iputils-ping
+  up
+  trap down EXIT
+  ip netns exec $S python3 -m http.server 80 --bind 192.0.2.2 --directory "$PWD" >/dev/null 2>&1 &
+  echo $! >"$RUN/http.pid"
+  sleep 0.5
+  echo "== ping the IPv4-only server from the IPv6-only client, through NAT64"
+  ip netns exec $C ping -c 3 -W 2 $SERVER6
+  echo "== HTTP fetch through NAT64: http://[$SERVER6]/README.md"
+  ip netns exec $C curl -sS --max-time 5 "http://[$SERVER6]/README.md" | head -n 3
+  echo "== done"
+}
+
+case "${1:-demo}" in
+  up) up ;;
+  down) down ;;
+  demo) demo ;;
+  *) echo "usage: $0 demo|up|down" >&2; exit 2 ;;
+esac

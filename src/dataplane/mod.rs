@@ -1,0 +1,6 @@
+//! Packet I/O around the pure core: the TUN device and the worker loop that
+//! reads packets, runs them through the translator and the NAT, and writes
+//! the results back.
+
+pub mod tun;
+pub mod worker;

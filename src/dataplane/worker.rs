@@ -1,0 +1,66 @@
+//! One worker: read a packet from the TUN device into a buffer with
+//! headroom, translate it in place through the shared NAT, write the result
+//! back. Once a second it runs the NAT's budgeted expiry sweep and drains the
+//! held-SYN queues (RFC 6146 3.5.2.2). A single queue for now: multi-queue
+//! TUN (one worker per queue) is the next step.
+
+use super::tun::Tun;
+use crate::nat::Nat;
+use crate::xlat::{DropReason, Stats, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Room before a packet for the larger IPv6 header (and a Fragment header).
+const HEADROOM: usize = 64;
+/// Sessions visited per expiry sweep and shard.
+const SWEEP_BUDGET: usize = 4096;
+
+/// Run until `stop` is set; returns the translator's counters.
+pub fn run(tun: &Tun, nat: &Nat, cfg: XlatConfig, stop: &AtomicBool) -> io::Result<Stats> {
+    let mut x = Translator::new(cfg);
+    let mut buf = vec![0u8; HEADROOM + 65536];
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let start = Instant::now();
+    let mut last_sweep = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now = start.elapsed().as_millis() as u64;
+        if now >= last_sweep + 1000 {
+            last_sweep = now;
+            nat.expire(now, SWEEP_BUDGET);
+            while let Some(syn) = nat.take_released_syn() {
+                let v = x.translate(&syn, &mut out, &mut nat.at(now));
+                send(tun, v, &[], &out)?;
+            }
+            while let Some(syn) = nat.take_unanswered_syn() {
+                let v = x.icmp4_error_for(&syn, 3, 3, DropReason::V4SynHeld, &mut out);
+                send(tun, v, &[], &out)?;
+            }
+        }
+        if !tun.wait_readable(200)? {
+            continue;
+        }
+        let n = match tun.recv(&mut buf[HEADROOM..]) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
+            Err(e) => return Err(e),
+        };
+        let v = x.translate_in_place(&mut buf, HEADROOM, n, &mut out, &mut nat.at(now));
+        send(tun, v, &buf, &out)?;
+    }
+    Ok(x.stats)
+}
+
+fn send(tun: &Tun, v: Verdict, buf: &[u8], out: &[u8]) -> io::Result<()> {
+    if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
+        for p in o.packets(if o.in_place { buf } else { out }) {
+            // A full device queue or a vanished route drops this packet, not the worker.
+            if let Err(e) = tun.send(p) {
+                if e.raw_os_error() == Some(libc::EBADF) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
