@@ -450,23 +450,7 @@ impl NatTable {
             }
         };
         match sess {
-            Some(s) => {
-                let life = if is_tcp {
-                    let st = self.sessions.get(s).map(|s| s.state).unwrap_or(TcpState::Closed);
-                    let (next, life) = tcp::transition(st, Side::V6, meta.tcp_flags);
-                    if let Some(x) = self.sessions.get_mut(s) {
-                        x.state = next;
-                    }
-                    life
-                } else {
-                    Lifetime::EstLife
-                };
-                if let Some(ms) = self.lifetime(proto, life) {
-                    if let Some(x) = self.sessions.get_mut(s) {
-                        x.expires = now + ms;
-                    }
-                }
-            }
+            Some(s) => self.touch(s, proto, Side::V6, meta.tcp_flags, now),
             None => {
                 if is_tcp && meta.tcp_flags & tcp::SYN == 0 {
                     self.drop_if_unused(bib);
@@ -492,6 +476,23 @@ impl NatTable {
         let b = self.bibs.get(bib).ok_or(DropReason::NoState)?;
         let dport = if proto == Proto::Icmp { b.port4 } else { t.dport };
         Ok(Tuple4 { src: b.v4, dst: dst4, proto: t.proto, sport: b.port4, dport })
+    }
+
+    /// A packet of live session `s` from `side`: the TCP state moves
+    /// (RFC 6146 3.5.2.2) and the lifetime is refreshed as the state says;
+    /// UDP and ICMP sessions get their full lifetime again.
+    fn touch(&mut self, s: u32, proto: Proto, side: Side, flags: u8, now: Millis) {
+        let life = match self.sessions.get_mut(s) {
+            Some(x) if proto == Proto::Tcp => {
+                let (next, life) = tcp::transition(x.state, side, flags);
+                x.state = next;
+                life
+            }
+            _ => Lifetime::EstLife,
+        };
+        if let (Some(ms), Some(x)) = (self.lifetime(proto, life), self.sessions.get_mut(s)) {
+            x.expires = now + ms;
+        }
     }
 
     /// Move held SYNs whose TCP_INCOMING_SYN has passed to `unreachable`.
@@ -578,23 +579,7 @@ impl NatTable {
         };
         let rport = if proto == Proto::Icmp { 0 } else { t.sport };
         match self.live_session(bib, t.src, rport, now) {
-            Some(s) => {
-                let life = if is_tcp {
-                    let st = self.sessions.get(s).map(|s| s.state).unwrap_or(TcpState::Closed);
-                    let (next, life) = tcp::transition(st, Side::V4, meta.tcp_flags);
-                    if let Some(x) = self.sessions.get_mut(s) {
-                        x.state = next;
-                    }
-                    life
-                } else {
-                    Lifetime::EstLife
-                };
-                if let Some(ms) = self.lifetime(proto, life) {
-                    if let Some(x) = self.sessions.get_mut(s) {
-                        x.expires = now + ms;
-                    }
-                }
-            }
+            Some(s) => self.touch(s, proto, Side::V4, meta.tcp_flags, now),
             None => {
                 // The BIB may have lost its last session just now (expired above).
                 if self.bibs.get(bib).is_none() {
