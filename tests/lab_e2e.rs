@@ -71,6 +71,7 @@ impl Lab {
                 "nat64",
             ])
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start nat64d");
         lab.daemon = Some(daemon);
@@ -156,4 +157,21 @@ fn lab_ping_udp_tcp_through_nat64() {
     let mut r = recv.split_whitespace();
     assert_eq!(r.next(), Some("2097152"), "all bytes arrived");
     assert_eq!(r.next(), Some(sent.trim()), "same bytes at both ends");
+
+    // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
+    let mut lab = lab;
+    let mut d = lab.daemon.take().expect("daemon");
+    run("kill", &["-TERM", &d.id().to_string()]).expect("send SIGTERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = d.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "nat64d did not stop within 5 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut d.stderr.take().expect("stderr"), &mut err).expect("read stderr");
+    assert!(status.success(), "exit status {status}; stderr: {err}");
+    assert!(err.contains("nat64d: stopped:"), "final counters on stderr: {err}");
 }

@@ -8,6 +8,7 @@ use nat64d::{Prefix6052, XlatConfig};
 use std::net::Ipv4Addr;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// NAT64 gateway: RFC 6146 stateful NAT64 with RFC 7915 translation over a TUN device.
 #[derive(Parser, Debug)]
@@ -79,6 +80,9 @@ fn main() -> ExitCode {
         }
     };
     if !a.no_setup {
+        // No link-local address on the TUN device, so the kernel sends no MLD or
+        // router solicitations into it; best effort (older kernels lack the knob).
+        let _ = ip(&["link", "set", "dev", tun.name(), "addrgenmode", "none"]);
         let (mtu, pool6) = (a.mtu.to_string(), a.pool6.to_string());
         let mut steps = vec![
             vec!["link", "set", "dev", tun.name(), "mtu", &mtu, "up"],
@@ -99,9 +103,33 @@ fn main() -> ExitCode {
     let nat = Nat::new(cfg, a.shards);
     let xcfg = XlatConfig { ipv6_mtu: a.mtu.max(1280), ipv4_mtu: a.mtu, ..XlatConfig::default() };
     eprintln!("nat64d: translating {} <-> {} address(es) of pool4 on {}", a.pool6, pool4.len(), tun.name());
-    let stop = AtomicBool::new(false);
+    // SIGTERM / SIGINT: the worker sees the flag within its poll interval and stops cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("nat64d: cannot handle signal {sig}: {e}");
+            return ExitCode::from(1);
+        }
+    }
     match worker::run(&tun, &nat, xcfg, &stop) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(stats) => {
+            let (o, i) = (&stats.out_6to4, &stats.in_4to6);
+            let drops: u64 = stats.drops.iter().sum();
+            eprintln!(
+                "nat64d: stopped: {} packets IPv6->IPv4, {} IPv4->IPv6, {} dropped, {} ICMP errors sent, {} sessions left",
+                o.packets.iter().sum::<u64>(),
+                i.packets.iter().sum::<u64>(),
+                drops,
+                stats.icmp_errors_sent,
+                nat.session_count()
+            );
+            for r in nat64d::DropReason::ALL {
+                if stats.dropped(*r) > 0 {
+                    eprintln!("nat64d:   dropped {}: {}", r.label(), stats.dropped(*r));
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("nat64d: {} failed: {e}", tun.name());
             ExitCode::from(1)

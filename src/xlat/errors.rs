@@ -33,7 +33,15 @@ pub(super) fn reply6(
     param: u32,
     reason: DropReason,
 ) -> Verdict {
-    if !x.cfg.icmp_errors || o.is_error || o.src.is_unspecified() || o.src.is_multicast() {
+    // RFC 4443 2.4 (e): no error for a packet sent to a multicast address,
+    // except Packet Too Big and Parameter Problem code 2.
+    let multicast_ok = ty == 2 || (ty == 4 && code == 2);
+    if !x.cfg.icmp_errors
+        || o.is_error
+        || o.src.is_unspecified()
+        || o.src.is_multicast()
+        || (o.dst.is_multicast() && !multicast_ok)
+    {
         return Verdict::Drop(reason);
     }
     let src = x.cfg.own_v6.unwrap_or(o.dst);

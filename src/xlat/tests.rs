@@ -231,6 +231,17 @@ fn rfc7915_5_4_no_error_when_disabled_or_for_errors() {
     assert_eq!(run(&mut xl(), &e.build()).0, Verdict::Drop(DropReason::HopLimitExceeded));
 }
 
+// RFC 4443 2.4 (e): no Time Exceeded for a packet sent to a multicast address
+// (the kernel's own MLD reports on the TUN device have Hop Limit 1).
+#[test]
+fn rfc4443_2_4_e_no_error_for_multicast_destination() {
+    let mut p = V6::new("fe80::1".parse().unwrap(), "ff02::16".parse().unwrap(), 58, icmp(143, 0, [0; 4], &[0u8; 20]));
+    p.hop = 1;
+    let mut x = xl();
+    assert_eq!(run(&mut x, &p.build()).0, Verdict::Drop(DropReason::HopLimitExceeded));
+    assert_eq!(x.stats.icmp_errors_sent, 0);
+}
+
 // RFC 7915 5.1: Hop-by-Hop / Destination Options are skipped and not counted in Total Length.
 #[test]
 fn rfc7915_5_1_extension_headers_skipped() {
