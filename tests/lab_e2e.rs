@@ -47,6 +47,7 @@ impl Lab {
         lab.ip(&["link", "add", &vc, "netns", &c, "type", "veth", "peer", "name", &vg0, "netns", &g]);
         lab.ip(&["link", "add", &vs, "netns", &s, "type", "veth", "peer", "name", &vg1, "netns", &g]);
         lab.ip(&["-n", &c, "addr", "add", "2001:db8:1::10/64", "dev", &vc, "nodad"]);
+        lab.ip(&["-n", &c, "addr", "add", "2001:db8:1::11/64", "dev", &vc, "nodad"]);
         lab.ip(&["-n", &c, "link", "set", &vc, "up"]);
         lab.ip(&["-n", &c, "-6", "route", "add", "default", "via", "2001:db8:1::1"]);
         lab.ip(&["-n", &g, "addr", "add", "2001:db8:1::1/64", "dev", &vg0, "nodad"]);
@@ -69,6 +70,8 @@ impl Lab {
                 "203.0.113.0/28",
                 "--tun",
                 "nat64",
+                "--bib",
+                "tcp,[2001:db8:1::10]:8080,203.0.113.1:8080",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -105,7 +108,7 @@ fn python() -> &'static str {
 }
 
 #[test]
-fn lab_ping_udp_tcp_through_nat64() {
+fn lab_ping_udp_tcp_static_bib_hairpin_sigterm() {
     let is_root = run("id", &["-u"]).is_ok_and(|o| o.trim() == "0");
     if !is_root {
         assert!(
@@ -157,6 +160,36 @@ fn lab_ping_udp_tcp_through_nat64() {
     let mut r = recv.split_whitespace();
     assert_eq!(r.next(), Some("2097152"), "all bytes arrived");
     assert_eq!(r.next(), Some(sent.trim()), "same bytes at both ends");
+
+    // A static BIB entry (RFC 6146 3.1): the IPv4 server reaches the IPv6
+    // service at 203.0.113.1:8080; then hairpinning (RFC 6146 3.8): the second
+    // IPv6 address reaches the same service through that pool4 address,
+    // 2001:db8:64::cb00:7101, seen there from its own pool4 address, embedded.
+    let ns_c = lab.ns[0].clone();
+    let service = std::thread::spawn(move || {
+        run(
+            "ip",
+            &["netns", "exec", &ns_c, python(), "-c", "import socket\nl=socket.socket(socket.AF_INET6);l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('2001:db8:1::10',8080));l.listen(2);l.settimeout(20)\nfor _ in range(2):\n c,a=l.accept();c.sendall(('hello '+a[0]).encode());c.close();print(a[0],flush=True)"],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let from_v4 = lab
+        .exec(
+            2,
+            &[
+                py,
+                "-c",
+                "import socket;c=socket.create_connection(('203.0.113.1',8080),timeout=10);print(c.recv(200).decode())",
+            ],
+        )
+        .expect("IPv4 client through the static BIB entry");
+    assert_eq!(from_v4.trim(), format!("hello {SERVER6}"), "the IPv6 service sees the IPv4 client, embedded");
+    let hairpin = lab
+        .exec(0, &[py, "-c", "import socket;s=socket.socket(socket.AF_INET6);s.bind(('2001:db8:1::11',0));s.settimeout(10);s.connect(('2001:db8:64::cb00:7101',8080));print(s.recv(200).decode())"])
+        .expect("hairpinned IPv6 client");
+    assert!(hairpin.trim().starts_with("hello 2001:db8:64::cb00:71"), "seen from a pool4 address, embedded: {hairpin}");
+    let peers = service.join().unwrap().expect("IPv6 service");
+    assert_eq!(peers.lines().count(), 2, "{peers}");
 
     // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
     let mut lab = lab;

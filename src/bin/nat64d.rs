@@ -3,9 +3,9 @@
 
 use clap::Parser;
 use nat64d::dataplane::{tun::Tun, worker};
-use nat64d::nat::{Nat, NatConfig};
+use nat64d::nat::{Nat, NatConfig, Proto};
 use nat64d::{Prefix6052, XlatConfig};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -32,6 +32,10 @@ struct Args {
     /// Allow non-global IPv4 addresses under 64:ff9b::/96 (labs only; RFC 6052 3.1).
     #[arg(long)]
     allow_non_global: bool,
+    /// Static BIB entry PROTO,[IPV6]:PORT,IPV4:PORT (e.g. tcp,[2001:db8::80]:80,203.0.113.1:8080):
+    /// the IPv6 server is reachable from IPv4 at the pool4 address and port. Repeatable.
+    #[arg(long = "bib", value_name = "ENTRY")]
+    bibs: Vec<String>,
     /// NAT table shards (locks); each owns the pool4 ports of its 64-port blocks.
     #[arg(long, default_value_t = 16)]
     shards: usize,
@@ -54,6 +58,26 @@ fn pool4_addrs(items: &[String]) -> Result<Vec<Ipv4Addr>, String> {
     Ok(out)
 }
 
+type StaticBib = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16));
+
+/// Parse `--bib PROTO,[IPV6]:PORT,IPV4:PORT`.
+fn static_bib(s: &str) -> Result<StaticBib, String> {
+    let bad = |why: &str| format!("--bib {s}: {why} (expected PROTO,[IPV6]:PORT,IPV4:PORT)");
+    let mut f = s.split(',');
+    let (Some(p), Some(a6), Some(a4), None) = (f.next(), f.next(), f.next(), f.next()) else {
+        return Err(bad("three comma-separated parts needed"));
+    };
+    let proto = match p.trim().to_ascii_lowercase().as_str() {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "icmp" => Proto::Icmp,
+        _ => return Err(bad("protocol must be tcp, udp or icmp")),
+    };
+    let v6: SocketAddrV6 = a6.trim().parse().map_err(|_| bad("not [IPV6]:PORT"))?;
+    let v4: SocketAddrV4 = a4.trim().parse().map_err(|_| bad("not IPV4:PORT"))?;
+    Ok((proto, (*v6.ip(), v6.port()), (*v4.ip(), v4.port())))
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let st = Command::new("ip").args(args).status().map_err(|e| format!("cannot run 'ip {}': {e}", args.join(" ")))?;
     if st.success() {
@@ -67,6 +91,13 @@ fn main() -> ExitCode {
     let a = Args::parse();
     let pool4 = match pool4_addrs(&a.pool4) {
         Ok(p) => p,
+        Err(e) => {
+            eprintln!("nat64d: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bibs: Vec<StaticBib> = match a.bibs.iter().map(|b| static_bib(b)).collect() {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("nat64d: {e}");
             return ExitCode::from(2);
@@ -101,6 +132,12 @@ fn main() -> ExitCode {
     let mut cfg = NatConfig::new(a.pool6, &pool4);
     cfg.allow_non_global = a.allow_non_global;
     let nat = Nat::new(cfg, a.shards);
+    for (i, &(proto, v6, v4)) in bibs.iter().enumerate() {
+        if let Err(e) = nat.add_static(proto, v6, v4) {
+            eprintln!("nat64d: --bib {}: {e}", a.bibs[i]);
+            return ExitCode::from(2);
+        }
+    }
     let xcfg = XlatConfig { ipv6_mtu: a.mtu.max(1280), ipv4_mtu: a.mtu, ..XlatConfig::default() };
     eprintln!("nat64d: translating {} <-> {} address(es) of pool4 on {}", a.pool6, pool4.len(), tun.name());
     // SIGTERM / SIGINT: the worker sees the flag within its poll interval and stops cleanly.
