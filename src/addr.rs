@@ -57,25 +57,6 @@ impl Prefix6052 {
         Ok(Prefix6052 { bits: u128::from(addr), mask: mask_of(len), len })
     }
 
-    /// `new` for constants: None where `new` would return an error.
-    pub const fn new_const(addr: Ipv6Addr, len: u8) -> Option<Self> {
-        if !matches!(len, 32 | 40 | 48 | 56 | 64 | 96) {
-            return None;
-        }
-        let bytes = addr.octets();
-        let mut i = len as usize / 8;
-        while i < 16 {
-            if bytes[i] != 0 {
-                return None;
-            }
-            i += 1;
-        }
-        if len == 96 && bytes[8] != 0 {
-            return None;
-        }
-        Some(Prefix6052 { bits: u128::from_be_bytes(bytes), mask: mask_of(len), len })
-    }
-
     pub fn addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.bits)
     }

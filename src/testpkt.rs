@@ -299,11 +299,10 @@ pub fn v6_checksums_ok(p: &[u8]) -> bool {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnyMapper;
 
-const FUZZ_PREFIX: crate::Prefix6052 =
-    match crate::Prefix6052::new_const(Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0, 0), 96) {
-        Some(p) => p,
-        None => panic!(),
-    };
+/// 2001:db8:64::/96, the prefix the fuzz mapper embeds under.
+fn fuzz_prefix() -> crate::Prefix6052 {
+    crate::Prefix6052::new(Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0, 0), 96).unwrap_or(crate::Prefix6052::WKP)
+}
 
 impl crate::Mapper for AnyMapper {
     fn map_6to4(&mut self, t: &crate::Tuple6, _: &crate::FlowMeta) -> Result<crate::Tuple4, crate::DropReason> {
@@ -321,15 +320,15 @@ impl crate::Mapper for AnyMapper {
     }
     fn map_4to6(&mut self, t: &crate::Tuple4, _: &crate::FlowMeta) -> Result<crate::Tuple6, crate::DropReason> {
         Ok(crate::Tuple6 {
-            src: FUZZ_PREFIX.embed(t.src),
-            dst: FUZZ_PREFIX.embed(t.dst),
+            src: fuzz_prefix().embed(t.src),
+            dst: fuzz_prefix().embed(t.dst),
             proto: t.proto,
             sport: t.sport ^ 0x5a5a,
             dport: t.dport ^ 0x5a5a,
         })
     }
     fn host_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, crate::DropReason> {
-        Ok(FUZZ_PREFIX.embed(a))
+        Ok(fuzz_prefix().embed(a))
     }
 }
 

@@ -10,8 +10,7 @@ use super::frag::FragTable;
 use super::pool4::Pool4;
 use super::tcp::{self, Lifetime, Side, TcpState};
 use super::{Filtering, Millis, NatConfig, Proto, UDP_MIN};
-use crate::addr::is_global_v4;
-use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
+use crate::xlat::{DropReason, FlowMeta, Mapper, Rfc6052Mapper, Role, Tuple4, Tuple6};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -149,6 +148,8 @@ pub struct SessionView {
 #[derive(Debug, Clone)]
 pub struct NatTable {
     cfg: NatConfig,
+    /// pool6 with the RFC 6052 3.1 rule: the same mapping a stateless translator uses.
+    addrs: Rfc6052Mapper,
     pool: Pool4,
     bibs: Slab<Bib>,
     bib6: Map<(Proto, Ipv6Addr, u16), u32>,
@@ -190,6 +191,7 @@ impl NatTable {
         cfg.timeouts.udp = cfg.timeouts.udp.max(UDP_MIN);
         let pool = Pool4::new(cfg.pool4.clone(), shard, shards);
         NatTable {
+            addrs: Rfc6052Mapper { prefix: cfg.prefix, allow_non_global: cfg.allow_non_global },
             cfg,
             pool,
             bibs: Slab::new(),
@@ -231,24 +233,6 @@ impl NatTable {
     /// Ports of `proto` in use on pool4 address `a`.
     pub fn ports_in_use(&self, proto: Proto, a: Ipv4Addr) -> u32 {
         self.pool.in_use(proto, a)
-    }
-
-    fn to_v4(&self, a: &Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
-        let v4 = self.cfg.prefix.extract(a).ok_or(DropReason::NotInPrefix)?;
-        self.check_global(v4)?;
-        Ok(v4)
-    }
-
-    fn to_v6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
-        self.check_global(a)?;
-        Ok(self.cfg.prefix.embed(a))
-    }
-
-    fn check_global(&self, a: Ipv4Addr) -> Result<(), DropReason> {
-        if self.cfg.prefix.is_well_known() && !self.cfg.allow_non_global && !is_global_v4(a) {
-            return Err(DropReason::NonGlobalV4);
-        }
-        Ok(())
     }
 
     fn lifetime(&self, proto: Proto, l: Lifetime) -> Option<Millis> {
@@ -427,7 +411,7 @@ impl NatTable {
         if meta.fragment && !meta.first_fragment {
             return Err(DropReason::FragmentNoState);
         }
-        let dst4 = self.to_v4(&t.dst)?;
+        let dst4 = self.addrs.to_v4(&t.dst)?;
         let is_tcp = proto == Proto::Tcp;
         let rport = if proto == Proto::Icmp { 0 } else { t.dport };
         // Find the BIB entry and a live session; expiring the session may
@@ -565,7 +549,7 @@ impl NatTable {
         if meta.fragment && !meta.first_fragment {
             return Err(DropReason::FragmentNoState);
         }
-        let src6 = self.to_v6(t.src)?;
+        let src6 = self.addrs.to_v6(t.src)?;
         let is_tcp = proto == Proto::Tcp;
         let Some(&bib) = self.bib4.get(&(proto, t.dst, t.dport)) else {
             // RFC 6146 3.5.2.2: CLOSED + V4 SYN with no BIB entry: held for a simultaneous open.
