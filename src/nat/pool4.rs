@@ -78,6 +78,8 @@ pub struct Pool4 {
     used: Vec<[Option<Box<[u64; WORDS]>>; 3]>,
     /// Start of each group's addresses in `used`.
     base: Vec<usize>,
+    /// Address → (group, slot): a constant-time look-up however large the pool.
+    index: std::collections::HashMap<Ipv4Addr, (usize, usize)>,
     in_use: Vec<[u32; 3]>,
 }
 
@@ -85,10 +87,15 @@ impl Pool4 {
     /// The allocator for shard `shard` of `shards`.
     pub fn new(groups: Vec<PoolGroup>, shard: usize, shards: usize) -> Self {
         let mut base = Vec::with_capacity(groups.len());
+        let mut index = std::collections::HashMap::new();
         let mut n = 0;
-        for g in &groups {
+        for (g, grp) in groups.iter().enumerate() {
             base.push(n);
-            n += g.addrs.len();
+            for (i, a) in grp.addrs.iter().enumerate() {
+                // An address listed twice belongs to its first group.
+                index.entry(a.addr).or_insert((g, n + i));
+            }
+            n += grp.addrs.len();
         }
         Pool4 {
             groups,
@@ -96,6 +103,7 @@ impl Pool4 {
             shards: shards.max(1),
             used: (0..n).map(|_| [None, None, None]).collect(),
             base,
+            index,
             in_use: vec![[0; 3]; n],
         }
     }
@@ -106,12 +114,7 @@ impl Pool4 {
 
     /// The slot of a pool address, if it is one.
     fn slot(&self, a: Ipv4Addr) -> Option<(usize, usize)> {
-        for (g, grp) in self.groups.iter().enumerate() {
-            if let Some(i) = grp.addrs.iter().position(|p| p.addr == a) {
-                return Some((g, self.base[g] + i));
-            }
-        }
-        None
+        self.index.get(&a).copied()
     }
 
     /// True when `a` is a pool4 address (of any group).

@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 pub struct Nat {
     shards: Box<[Mutex<NatTable>]>,
     prefix: Prefix6052,
-    pool4: Vec<Ipv4Addr>,
+    pool4: std::collections::HashSet<Ipv4Addr>,
     /// Static BIB entries whose IPv6 port's shard is not their IPv4 port's:
     /// where their outbound packets must go. Read only when non-empty.
     homes: RwLock<HashMap<(Proto, Ipv6Addr, u16), usize>>,
