@@ -6,7 +6,7 @@
 //! for ICMPv4, 1280 for ICMPv6.
 
 use super::{DropReason, Family, Output, Translator, Verdict};
-use crate::wire::{checksum, ipv4, ipv6, proto};
+use crate::wire::{checksum, ipv4, ipv6, proto, Ipv4Header};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub(super) const MAX_ICMP4: usize = 576;
@@ -67,6 +67,16 @@ pub(super) struct Offending4<'a> {
     pub dst: Ipv4Addr,
     /// An ICMPv4 error or a non-first fragment: never answer it.
     pub no_reply: bool,
+}
+
+impl<'a> Offending4<'a> {
+    /// The packet `pkt` (already cut to its Total Length) with header `h`.
+    /// RFC 1122 3.2.2: never answer a non-first fragment or an ICMP error.
+    pub fn new(pkt: &'a [u8], h: &Ipv4Header) -> Self {
+        let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
+        let is_error = h.protocol == proto::ICMP && l4.first().is_some_and(|&t| super::icmp::is_v4_error(t));
+        Offending4 { pkt, src: h.src, dst: h.dst, no_reply: h.frag_offset != 0 || is_error }
+    }
 }
 
 /// Answer an IPv4 packet with ICMPv4 (type, code, second header word).

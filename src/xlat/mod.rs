@@ -314,10 +314,7 @@ impl Translator {
     pub fn icmp4_error_for(&mut self, pkt: &[u8], ty: u8, code: u8, reason: DropReason, out: &mut [u8]) -> Verdict {
         let v = match crate::wire::Ipv4Header::parse(pkt) {
             Ok(h) if out.len() >= OUT_BUF_LEN => {
-                let no_reply = h.frag_offset != 0
-                    || (h.protocol == 1 && pkt.get(h.header_len).is_some_and(|&t| icmp::is_v4_error(t)));
-                let o = errors::Offending4 { pkt: &pkt[..h.total_len], src: h.src, dst: h.dst, no_reply };
-                errors::reply4(self, o, out, ty, code, 0, reason)
+                errors::reply4(self, errors::Offending4::new(&pkt[..h.total_len], &h), out, ty, code, 0, reason)
             }
             _ => Verdict::Drop(reason),
         };

@@ -169,12 +169,7 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) 
     let fragment = h.is_fragment();
     let p = h.protocol;
     // Built only on the paths that answer with an error.
-    let offending = || Offending4 {
-        pkt,
-        src: h.src,
-        dst: h.dst,
-        no_reply: !first || (p == proto::ICMP && body.first().is_some_and(|&t| icmp::is_v4_error(t))),
-    };
+    let offending = || Offending4::new(pkt, &h);
 
     // RFC 7915 4.1: an unexpired source route is not translated: ICMPv4 3/5.
     if Ipv4Header::unexpired_source_route(pkt, h.header_len).is_some() {
