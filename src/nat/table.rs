@@ -424,26 +424,21 @@ impl NatTable {
                 bib = None;
             }
         }
+        if sess.is_none() {
+            // RFC 6146 3.5.2.2: in CLOSED only a V6 SYN creates state; and a
+            // new session must fit the limits, checked before any BIB entry is made.
+            if is_tcp && meta.tcp_flags & tcp::SYN == 0 {
+                return Err(DropReason::NoState);
+            }
+            self.check_session_limits(&t.src)?;
+        }
         let bib = match bib {
             Some(b) => b,
-            // RFC 6146 3.5.2.2: in CLOSED only a V6 SYN creates state.
-            None if is_tcp && meta.tcp_flags & tcp::SYN == 0 => return Err(DropReason::NoState),
-            None => {
-                self.check_session_limits(&t.src)?;
-                self.create_bib(proto, t.src, t.sport)?
-            }
+            None => self.create_bib(proto, t.src, t.sport)?,
         };
         match sess {
             Some(s) => self.touch(s, proto, Side::V6, meta.tcp_flags, now),
             None => {
-                if is_tcp && meta.tcp_flags & tcp::SYN == 0 {
-                    self.drop_if_unused(bib);
-                    return Err(DropReason::NoState);
-                }
-                if let Err(e) = self.check_session_limits(&t.src) {
-                    self.drop_if_unused(bib);
-                    return Err(e);
-                }
                 let (mut state, mut life) = if is_tcp {
                     (TcpState::V6Init, Lifetime::TransLife)
                 } else {
@@ -534,13 +529,6 @@ impl NatTable {
     /// IPv4 SYNs held now.
     pub fn held_syns(&self) -> usize {
         self.held.len()
-    }
-
-    /// A BIB entry created for a packet that then created no session goes again.
-    fn drop_if_unused(&mut self, bib: u32) {
-        if self.bibs.get(bib).is_some_and(|b| b.sessions == 0 && !b.is_static) {
-            self.remove_bib(bib);
-        }
     }
 
     /// RFC 6146 3.5.1 to 3.5.3: an IPv4 packet coming in.
