@@ -7,36 +7,22 @@
 //! Larger tables, two threads and memory per session: `examples/nat_bench.rs`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use nat64d::nat::{NatConfig, NatMapper, NatTable, PoolAddr, PoolGroup};
-use nat64d::testpkt::{udp, V6};
-use nat64d::{FlowMeta, Mapper, Prefix6052, Role, Translator, Tuple6, Verdict, XlatConfig, OUT_BUF_LEN};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use nat64d::nat::{NatMapper, NatTable};
+use nat64d::testpkt::{bench_host, bench_nat_config, udp, V6};
+use nat64d::{FlowMeta, Mapper, Role, Translator, Tuple6, Verdict, XlatConfig, OUT_BUF_LEN};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-fn config() -> NatConfig {
-    let mut c = NatConfig::new("2001:db8:64::/96".parse::<Prefix6052>().unwrap(), &[]);
-    c.pool4 = vec![PoolGroup {
-        clients: None,
-        addrs: (0..32).map(|i| PoolAddr::new(Ipv4Addr::new(203, 0, 113, i))).collect(),
-    }];
-    c.limits.max_sessions = 2_000_000;
-    c
-}
-
-fn host(i: u32) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1)
-}
-
 fn bench(c: &mut Criterion) {
-    let server = config().prefix.embed(Ipv4Addr::new(198, 51, 100, 7));
+    let server = bench_nat_config().prefix.embed(Ipv4Addr::new(198, 51, 100, 7));
     let mut g = c.benchmark_group("nat");
     g.throughput(Throughput::Elements(1));
 
-    let mut t = NatTable::new(config(), 0, 1);
+    let mut t = NatTable::new(bench_nat_config(), 0, 1);
     let mut x = Translator::new(XlatConfig::default());
     let mut out = vec![0u8; OUT_BUF_LEN];
     let pkts: Vec<Vec<u8>> = (0..100u32)
-        .map(|i| V6::new(host(i / 10), server, 17, udp(1024 + (i % 10) as u16, 53, &[0u8; 64])).build())
+        .map(|i| V6::new(bench_host(i / 10), server, 17, udp(1024 + (i % 10) as u16, 53, &[0u8; 64])).build())
         .collect();
     for p in &pkts {
         assert!(matches!(x.translate(p, &mut out, &mut NatMapper { table: &mut t, now: 0 }), Verdict::Forward(_)));
@@ -60,12 +46,12 @@ fn bench(c: &mut Criterion) {
             let mut done = 0u64;
             while done < iters {
                 let n = (iters - done).min(500_000);
-                let mut t = NatTable::new(config(), 0, 1);
+                let mut t = NatTable::new(bench_nat_config(), 0, 1);
                 let mut m = NatMapper { table: &mut t, now: 0 };
                 let start = Instant::now();
                 for k in 0..n as u32 {
                     let tuple = Tuple6 {
-                        src: host(k >> 10),
+                        src: bench_host(k >> 10),
                         dst: server,
                         proto: 17,
                         sport: 1024 + (k & 1023) as u16,

@@ -2,12 +2,12 @@
 //! new sessions per second, established-flow lookup + translation per packet
 //! (small table and 1M sessions), 1 vs 2 threads on the shared NAT, and
 //! memory per session with 1M sessions (counting allocator).
-use nat64d::nat::{Nat, NatConfig, NatMapper, NatTable, PoolAddr, PoolGroup};
-use nat64d::testpkt::{udp, V6};
+use nat64d::nat::{Nat, NatMapper, NatTable};
+use nat64d::testpkt::{bench_host, bench_nat_config, udp, V6};
 use nat64d::{Prefix6052, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,23 +32,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn prefix() -> Prefix6052 {
-    "2001:db8:64::/96".parse().expect("prefix")
-}
-
-/// 32 pool4 addresses (203.0.113.0/27), limits high enough for a million sessions.
-fn config() -> NatConfig {
-    let mut c = NatConfig::new(prefix(), &[]);
-    c.pool4 = vec![PoolGroup {
-        clients: None,
-        addrs: (0..32).map(|i| PoolAddr::new(Ipv4Addr::new(203, 0, 113, i))).collect(),
-    }];
-    c.limits.max_sessions = 2_000_000;
-    c
-}
-
-/// Client `i`: its own /64.
-fn host(i: u32) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1)
+    bench_nat_config().prefix
 }
 
 /// Fill a table with `hosts` × `per_host` UDP sessions (each its own BIB entry); returns seconds taken.
@@ -66,7 +50,8 @@ fn fill(t: &mut NatTable, hosts: u32, per_host: u32) -> f64 {
     let mut m = NatMapper { table: t, now: 0 };
     for h in 0..hosts {
         for p in 0..per_host {
-            let tuple = nat64d::Tuple6 { src: host(h), dst: server, proto: 17, sport: 1024 + p as u16, dport: 53 };
+            let tuple =
+                nat64d::Tuple6 { src: bench_host(h), dst: server, proto: 17, sport: 1024 + p as u16, dport: 53 };
             black_box(nat64d::Mapper::map_6to4(&mut m, &tuple, &meta).expect("session"));
         }
     }
@@ -77,7 +62,7 @@ fn main() {
     // 1. New sessions per second and memory per session, 1M sessions, one thread.
     for (hosts, per_host) in [(1000u32, 1000u32), (1_000_000, 1)] {
         let before = LIVE.load(Ordering::Relaxed);
-        let mut t = NatTable::new(config(), 0, 1);
+        let mut t = NatTable::new(bench_nat_config(), 0, 1);
         let secs = fill(&mut t, hosts, per_host);
         let n = (hosts * per_host) as f64;
         let bytes = (LIVE.load(Ordering::Relaxed) - before) as f64;
@@ -92,7 +77,7 @@ fn main() {
 
     // 2. Established flow: lookup + translation (in place), small table and 1M sessions.
     for (hosts, per_host) in [(10u32, 10u32), (1000, 1000)] {
-        let mut t = NatTable::new(config(), 0, 1);
+        let mut t = NatTable::new(bench_nat_config(), 0, 1);
         fill(&mut t, hosts, per_host);
         let mut x = Translator::new(XlatConfig { ipv6_mtu: 1500, ..XlatConfig::default() });
         let mut out = vec![0u8; OUT_BUF_LEN];
@@ -101,7 +86,7 @@ fn main() {
         let pkts: Vec<Vec<u8>> = (0..1024u32)
             .map(|i| {
                 let k = i.wrapping_mul(2_654_435_761) % (hosts * per_host);
-                V6::new(host(k / per_host), server, 17, udp(1024 + (k % per_host) as u16, 53, &[0u8; 64])).build()
+                V6::new(bench_host(k / per_host), server, 17, udp(1024 + (k % per_host) as u16, 53, &[0u8; 64])).build()
             })
             .collect();
         let mut buf = vec![0u8; 64 + 200];
@@ -124,13 +109,13 @@ fn main() {
 
     // 3. Shared NAT (8 shards): 1 thread vs 2 threads on established flows.
     //    Each thread has its own 1024 flows; their ports spread over all port blocks.
-    let nat = Nat::new(config(), 8);
+    let nat = Nat::new(bench_nat_config(), 8);
     let server = prefix().embed(Ipv4Addr::new(198, 51, 100, 7));
     let flows = |t: u32| -> Vec<Vec<u8>> {
         (0..1024u32)
             .map(|i| {
                 let port = 1024 + ((i * 7919 + t * 104_729) % 60_000) as u16;
-                V6::new(host(t * 32 + i % 32), server, 17, udp(port, 53, &[0u8; 64])).build()
+                V6::new(bench_host(t * 32 + i % 32), server, 17, udp(port, 53, &[0u8; 64])).build()
             })
             .collect()
     };

@@ -537,3 +537,22 @@ pub fn run_nat_fuzz_input(data: &[u8], out: &mut [u8]) {
         }
     }
 }
+
+/// The NAT the benchmarks measure (`benches/nat.rs`, `examples/nat_bench.rs`):
+/// pool6 2001:db8:64::/96, 32 pool4 addresses (203.0.113.0/27), limits high
+/// enough for a million sessions.
+pub fn bench_nat_config() -> crate::nat::NatConfig {
+    use crate::nat::{NatConfig, PoolAddr, PoolGroup};
+    let mut c = NatConfig::new(fuzz_prefix(), &[]);
+    c.pool4 = vec![PoolGroup {
+        clients: None,
+        addrs: (0..32).map(|i| PoolAddr::new(Ipv4Addr::new(203, 0, 113, i))).collect(),
+    }];
+    c.limits.max_sessions = 2_000_000;
+    c
+}
+
+/// Benchmark client `i`, each in its own /64.
+pub fn bench_host(i: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1)
+}
