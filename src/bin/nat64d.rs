@@ -149,15 +149,17 @@ fn main() -> ExitCode {
         }
     }
     match worker::run(&tun, &nat, xcfg, &stop) {
-        Ok(stats) => {
+        Ok(w) => {
+            let stats = &w.xlat;
             let (o, i) = (&stats.out_6to4, &stats.in_4to6);
             let drops: u64 = stats.drops.iter().sum();
             eprintln!(
-                "nat64d: stopped: {} packets IPv6->IPv4, {} IPv4->IPv6, {} dropped, {} ICMP errors sent, {} sessions left",
+                "nat64d: stopped: {} packets IPv6->IPv4, {} IPv4->IPv6, {} dropped, {} ICMP errors sent, {} lost writing to the TUN device, {} sessions left",
                 o.packets.iter().sum::<u64>(),
                 i.packets.iter().sum::<u64>(),
                 drops,
                 stats.icmp_errors_sent,
+                w.tun_write_errors,
                 nat.session_count()
             );
             for r in nat64d::DropReason::ALL {

@@ -16,8 +16,17 @@ const HEADROOM: usize = 64;
 /// Sessions visited per expiry sweep and shard.
 const SWEEP_BUDGET: usize = 4096;
 
-/// Run until `stop` is set; returns the translator's counters.
-pub fn run(tun: &Tun, nat: &Nat, cfg: XlatConfig, stop: &AtomicBool) -> io::Result<Stats> {
+/// A worker's counters when it stops.
+#[derive(Debug, Clone)]
+pub struct WorkerStats {
+    pub xlat: Stats,
+    /// Packets the TUN device refused (full queue, no route): lost, so counted.
+    pub tun_write_errors: u64,
+}
+
+/// Run until `stop` is set; returns the worker's counters.
+pub fn run(tun: &Tun, nat: &Nat, cfg: XlatConfig, stop: &AtomicBool) -> io::Result<WorkerStats> {
+    let mut write_errors = 0u64;
     let mut x = Translator::new(cfg);
     let mut buf = vec![0u8; HEADROOM + 65536];
     let mut out = vec![0u8; OUT_BUF_LEN];
@@ -30,11 +39,11 @@ pub fn run(tun: &Tun, nat: &Nat, cfg: XlatConfig, stop: &AtomicBool) -> io::Resu
             nat.expire(now, SWEEP_BUDGET);
             while let Some(syn) = nat.take_released_syn() {
                 let v = x.translate(&syn, &mut out, &mut nat.at(now));
-                send(tun, v, &[], &out)?;
+                send(tun, v, &[], &out, &mut write_errors)?;
             }
             while let Some(syn) = nat.take_unanswered_syn() {
                 let v = x.icmp4_error_for(&syn, 3, 3, DropReason::V4SynHeld, &mut out);
-                send(tun, v, &[], &out)?;
+                send(tun, v, &[], &out, &mut write_errors)?;
             }
         }
         if !tun.wait_readable(200)? {
@@ -46,19 +55,20 @@ pub fn run(tun: &Tun, nat: &Nat, cfg: XlatConfig, stop: &AtomicBool) -> io::Resu
             Err(e) => return Err(e),
         };
         let v = x.translate_in_place(&mut buf, HEADROOM, n, &mut out, &mut nat.at(now));
-        send(tun, v, &buf, &out)?;
+        send(tun, v, &buf, &out, &mut write_errors)?;
     }
-    Ok(x.stats)
+    Ok(WorkerStats { xlat: x.stats, tun_write_errors: write_errors })
 }
 
-fn send(tun: &Tun, v: Verdict, buf: &[u8], out: &[u8]) -> io::Result<()> {
+fn send(tun: &Tun, v: Verdict, buf: &[u8], out: &[u8], write_errors: &mut u64) -> io::Result<()> {
     if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
         for p in o.packets(if o.in_place { buf } else { out }) {
-            // A full device queue or a vanished route drops this packet, not the worker.
+            // A full device queue or a vanished route loses this packet (counted), not the worker.
             if let Err(e) = tun.send(p) {
                 if e.raw_os_error() == Some(libc::EBADF) {
                     return Err(e);
                 }
+                *write_errors += 1;
             }
         }
     }
