@@ -46,12 +46,15 @@ pub fn run(tun: &Tun, nat: &Nat, cfg: XlatConfig, stop: &AtomicBool) -> io::Resu
                 send(tun, v, &[], &out, &mut write_errors)?;
             }
         }
-        if !tun.wait_readable(200)? {
-            continue;
-        }
+        // One read per packet while packets wait; a poll (up to 200 ms, so
+        // the sweep and the stop flag are seen) only when the queue is empty.
         let n = match tun.recv(&mut buf[HEADROOM..]) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tun.wait_readable(200)?;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         let v = x.translate_in_place(&mut buf, HEADROOM, n, &mut out, &mut nat.at(now));
