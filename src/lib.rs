@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod addr;
+pub mod config;
 pub mod dataplane;
 pub mod nat;
 pub mod wire;

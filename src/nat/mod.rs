@@ -20,7 +20,8 @@ use crate::addr::Prefix6052;
 pub type Millis = u64;
 
 /// The three protocols a stateful NAT64 maps (RFC 6146 section 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Proto {
     Tcp = 0,
@@ -44,6 +45,18 @@ impl Proto {
 
     pub fn label(self) -> &'static str {
         ["tcp", "udp", "icmp"][self as usize]
+    }
+}
+
+impl std::str::FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            "icmp" => Ok(Proto::Icmp),
+            _ => Err(format!("'{s}' is not a protocol (tcp, udp or icmp)")),
+        }
     }
 }
 

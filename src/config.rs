@@ -1,0 +1,572 @@
+//! The daemon's configuration: a TOML file (every key optional, with the
+//! defaults below) plus command-line overrides. Pure code: text in, a
+//! validated [`Config`] or an error naming the file, the line and the key out.
+//!
+//! What can change at run time (SIGHUP, `nat64ctl reload`) and what needs a
+//! restart is decided here too ([`Config::restart_only_changes`]), so a
+//! reload either applies a whole file or none of it.
+
+use crate::addr::Prefix6052;
+use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, UDP_MIN};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Serialize with `Display`, deserialize with `FromStr` (prefixes, networks).
+mod text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(D::Error::custom)
+    }
+}
+
+/// An IPv4 address or prefix of pool4 (`203.0.113.0/28`, `203.0.113.7`), /16 to /32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl Ipv4Net {
+    /// Every address of the network (at most 65536).
+    pub fn addrs(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let base = u32::from(self.addr);
+        (0..(1u32 << (32 - self.len))).map(move |i| Ipv4Addr::from(base + i))
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("'{s}': bad prefix length"))?),
+            None => (s, 32),
+        };
+        let a: Ipv4Addr = a.parse().map_err(|_| format!("'{s}' is not an IPv4 address or prefix"))?;
+        if !(16..=32).contains(&len) {
+            return Err(format!("'{s}': pool4 prefix length must be 16 to 32"));
+        }
+        let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
+        if u32::from(a) & !mask != 0 {
+            return Err(format!("'{s}' has host bits set (the network is {}/{len})", Ipv4Addr::from(u32::from(a) & mask)));
+        }
+        Ok(Ipv4Net { addr: a, len })
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A static BIB entry (RFC 6146 3.1): the IPv6 server `ipv6` is reachable
+/// from IPv4 at the pool4 transport address `ipv4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticBib {
+    pub proto: Proto,
+    pub ipv6: SocketAddrV6,
+    pub ipv4: SocketAddrV4,
+}
+
+impl FromStr for StaticBib {
+    type Err = String;
+    /// `PROTO,[IPV6]:PORT,IPV4:PORT`, the command-line form.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("'{s}': {why} (expected PROTO,[IPV6]:PORT,IPV4:PORT)");
+        let mut f = s.split(',');
+        let (Some(p), Some(a6), Some(a4), None) = (f.next(), f.next(), f.next(), f.next()) else {
+            return Err(bad("three comma-separated parts needed"));
+        };
+        let proto = p.trim().parse().map_err(|e: String| bad(&e))?;
+        let ipv6 = a6.trim().parse().map_err(|_| bad("not [IPV6]:PORT"))?;
+        let ipv4 = a4.trim().parse().map_err(|_| bad("not IPV4:PORT"))?;
+        Ok(StaticBib { proto, ipv6, ipv4 })
+    }
+}
+
+/// The TUN device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunSection {
+    /// Interface name (created, or attached to when it exists).
+    pub name: String,
+    /// MTU of the device: the next-hop MTU on both sides (at least 1280).
+    pub mtu: u16,
+    /// Set the link up with its MTU and route pool6 and pool4 into it.
+    pub setup: bool,
+    /// Queues, one worker thread each; 0 means one per CPU.
+    pub queues: usize,
+}
+
+impl Default for TunSection {
+    fn default() -> Self {
+        TunSection { name: "nat64".into(), mtu: 1500, setup: true, queues: 0 }
+    }
+}
+
+/// Session lifetimes in seconds (RFC 6146 section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSection {
+    /// UDP_DEFAULT; RFC 6146 4 forbids less than UDP_MIN (120).
+    pub udp: u64,
+    /// TCP_EST (established connections).
+    pub tcp_est: u64,
+    /// TCP_TRANS (opening and closing connections).
+    pub tcp_trans: u64,
+    /// ICMP_DEFAULT (echo sessions).
+    pub icmp: u64,
+}
+
+impl Default for TimeoutSection {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        TimeoutSection { udp: t.udp / 1000, tcp_est: t.tcp_est / 1000, tcp_trans: t.tcp_trans / 1000, icmp: t.icmp / 1000 }
+    }
+}
+
+/// Bounds on state, so one host cannot take the gateway down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSection {
+    pub max_sessions: usize,
+    pub sessions_per_host: u32,
+    pub sessions_per_net64: u32,
+    pub bibs_per_host: u32,
+}
+
+impl Default for LimitSection {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitSection {
+            max_sessions: l.max_sessions,
+            sessions_per_host: l.sessions_per_host,
+            sessions_per_net64: l.sessions_per_net64,
+            bibs_per_host: l.bibs_per_host,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilteringMode {
+    EndpointIndependent,
+    AddressDependent,
+}
+
+/// The stateful NAT (RFC 6146).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatSection {
+    /// Table shards (locks); each owns the pool4 ports of its 64-port blocks.
+    pub shards: usize,
+    /// Inbound filtering (RFC 4787): "endpoint-independent" or "address-dependent".
+    pub filtering: FilteringMode,
+    /// Drop TCP connections opened from the IPv4 side instead of holding the SYN (RFC 6146 3.5.2.2).
+    pub drop_external_tcp: bool,
+    pub timeouts: TimeoutSection,
+    pub limits: LimitSection,
+}
+
+impl Default for NatSection {
+    fn default() -> Self {
+        NatSection {
+            shards: 16,
+            filtering: FilteringMode::EndpointIndependent,
+            drop_external_tcp: false,
+            timeouts: TimeoutSection::default(),
+            limits: LimitSection::default(),
+        }
+    }
+}
+
+/// The control socket `nat64ctl` talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    pub socket: PathBuf,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection { socket: PathBuf::from(DEFAULT_SOCKET) }
+    }
+}
+
+/// Where `nat64ctl` looks for the daemon unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/nat64d/control.sock";
+
+/// The Prometheus endpoint (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub level: LogLevel,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: LogLevel::Info }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// RFC 6052 prefix the IPv4 Internet is reached under.
+    #[serde(with = "text")]
+    pub pool6: Prefix6052,
+    /// IPv4 addresses the IPv6 clients are translated to.
+    pub pool4: Vec<PoolEntry>,
+    /// Allow non-global IPv4 addresses under 64:ff9b::/96 (labs only; RFC 6052 3.1).
+    pub allow_non_global: bool,
+    pub tun: TunSection,
+    pub nat: NatSection,
+    pub static_bib: Vec<StaticBib>,
+    pub control: ControlSection,
+    pub metrics: MetricsSection,
+    pub log: LogSection,
+}
+
+/// One pool4 entry (a string in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PoolEntry(#[serde(with = "text")] pub Ipv4Net);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pool6: Prefix6052::WKP,
+            pool4: vec![],
+            allow_non_global: false,
+            tun: TunSection::default(),
+            nat: NatSection::default(),
+            static_bib: vec![],
+            control: ControlSection::default(),
+            metrics: MetricsSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+/// A configuration error: where, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or "command line".
+    pub source: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key path (`nat.timeouts.udp`), when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key '{k}'")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The table header in force at each line, and where each `key =` is.
+struct KeyIndex {
+    /// (line, dotted key) for every `key = value` line.
+    keys: Vec<(usize, String)>,
+}
+
+impl KeyIndex {
+    fn new(src: &str) -> Self {
+        let mut section = String::new();
+        let mut keys = vec![];
+        for (i, raw) in src.lines().enumerate() {
+            let l = raw.trim();
+            if let Some(h) = l.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+                section = h.trim().to_string();
+            } else if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                section = h.trim().to_string();
+            } else if let Some((k, _)) = l.split_once('=') {
+                let k = k.trim().trim_matches('"');
+                if !k.is_empty() && !k.starts_with('#') {
+                    let full = if section.is_empty() { k.to_string() } else { format!("{section}.{k}") };
+                    keys.push((i + 1, full));
+                }
+            }
+        }
+        KeyIndex { keys }
+    }
+
+    fn key_at(&self, line: usize) -> Option<String> {
+        self.keys.iter().find(|(l, _)| *l == line).map(|(_, k)| k.clone())
+    }
+
+    /// The last line defining `key` (a later definition would be a TOML error anyway).
+    fn line_of(&self, key: &str) -> Option<usize> {
+        self.keys.iter().rev().find(|(_, k)| k == key).map(|(l, _)| *l)
+    }
+}
+
+/// Command-line settings that override the file (and survive reloads).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub pool6: Option<Prefix6052>,
+    pub pool4: Vec<Ipv4Net>,
+    pub allow_non_global: bool,
+    pub tun: Option<String>,
+    pub mtu: Option<u16>,
+    pub no_setup: bool,
+    pub queues: Option<usize>,
+    pub shards: Option<usize>,
+    pub static_bib: Vec<StaticBib>,
+    pub socket: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+    pub log_level: Option<LogLevel>,
+}
+
+impl Config {
+    /// Parse and validate TOML text; `source` names it in errors.
+    pub fn parse(src: &str, source: &str) -> Result<Config, ConfigError> {
+        let idx = KeyIndex::new(src);
+        let cfg: Config = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
+            let key = line.and_then(|l| idx.key_at(l));
+            ConfigError { source: source.to_string(), line, key, message: e.message().trim().to_string() }
+        })?;
+        cfg.validate().map_err(|(key, message)| ConfigError {
+            source: source.to_string(),
+            line: idx.line_of(&key),
+            key: Some(key),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Read, parse and validate a file, then apply the command-line overrides.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    source: name.clone(),
+                    line: None,
+                    key: None,
+                    message: format!("cannot read: {e}"),
+                })?;
+                Config::parse(&text, &name)?
+            }
+            None => Config::default(),
+        };
+        cfg.apply(ov);
+        cfg.validate().map_err(|(key, message)| ConfigError {
+            source: "command line".into(),
+            line: None,
+            key: Some(key),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, ov: &Overrides) {
+        if let Some(p) = ov.pool6 {
+            self.pool6 = p;
+        }
+        if !ov.pool4.is_empty() {
+            self.pool4 = ov.pool4.iter().map(|&n| PoolEntry(n)).collect();
+        }
+        self.allow_non_global |= ov.allow_non_global;
+        if let Some(t) = &ov.tun {
+            self.tun.name = t.clone();
+        }
+        if let Some(m) = ov.mtu {
+            self.tun.mtu = m;
+        }
+        if ov.no_setup {
+            self.tun.setup = false;
+        }
+        if let Some(q) = ov.queues {
+            self.tun.queues = q;
+        }
+        if let Some(s) = ov.shards {
+            self.nat.shards = s;
+        }
+        for b in &ov.static_bib {
+            if !self.static_bib.contains(b) {
+                self.static_bib.push(*b);
+            }
+        }
+        if let Some(s) = &ov.socket {
+            self.control.socket = s.clone();
+        }
+        if let Some(m) = ov.metrics {
+            self.metrics.listen = Some(m);
+        }
+        if let Some(l) = ov.log_level {
+            self.log.level = l;
+        }
+    }
+
+    /// Checks serde cannot express; the error names the key.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((k.to_string(), m));
+        let total: u64 = self.pool4.iter().map(|e| 1u64 << (32 - e.0.len)).sum();
+        if total > 1 << 16 {
+            return err("pool4", format!("{total} addresses; at most 65536 are supported"));
+        }
+        if self.tun.name.is_empty()
+            || self.tun.name.len() > 15
+            || !self.tun.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return err("tun.name", format!("'{}' is not an interface name (1-15 of [A-Za-z0-9._-])", self.tun.name));
+        }
+        if self.tun.mtu < 1280 {
+            return err("tun.mtu", format!("{} is below 1280, the IPv6 minimum MTU", self.tun.mtu));
+        }
+        if self.tun.queues > 256 {
+            return err("tun.queues", format!("{} queues; the kernel allows at most 256", self.tun.queues));
+        }
+        if !(1..=1024).contains(&self.nat.shards) {
+            return err("nat.shards", format!("{} is not in 1..=1024", self.nat.shards));
+        }
+        let t = &self.nat.timeouts;
+        if t.udp * 1000 < UDP_MIN {
+            return err("nat.timeouts.udp", format!("{} s is below UDP_MIN, 120 s (RFC 6146 section 4)", t.udp));
+        }
+        if t.tcp_est * 1000 < 2 * 3600 * 1000 + 4 * 60 * 1000 {
+            return err(
+                "nat.timeouts.tcp_est",
+                format!("{} s is below TCP_EST, 7440 s (RFC 6146 section 4 forbids less)", t.tcp_est),
+            );
+        }
+        if t.tcp_trans < 240 {
+            return err(
+                "nat.timeouts.tcp_trans",
+                format!("{} s is below TCP_TRANS, 240 s (RFC 6146 section 4 forbids less)", t.tcp_trans),
+            );
+        }
+        if t.icmp == 0 || t.udp > 86400 * 7 || t.tcp_est > 86400 * 7 || t.tcp_trans > 86400 || t.icmp > 86400 {
+            return err("nat.timeouts", "timeouts must be at least 1 s and at most a week (a day for tcp_trans and icmp)".into());
+        }
+        let l = &self.nat.limits;
+        if l.max_sessions == 0 || l.sessions_per_host == 0 || l.sessions_per_net64 == 0 || l.bibs_per_host == 0 {
+            return err("nat.limits", "limits must be at least 1".into());
+        }
+        let (mut seen6, mut seen4) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        for b in &self.static_bib {
+            if !self.pool4.iter().any(|e| e.0.addrs().any(|a| a == *b.ipv4.ip())) {
+                return err("static_bib.ipv4", format!("{} is not a pool4 address", b.ipv4.ip()));
+            }
+            if !seen6.insert((b.proto, b.ipv6)) {
+                return err("static_bib.ipv6", format!("{} {} has two static entries", b.proto.label(), b.ipv6));
+            }
+            if !seen4.insert((b.proto, b.ipv4)) {
+                return err("static_bib.ipv4", format!("{} {} has two static entries", b.proto.label(), b.ipv4));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys that differ between `self` and `new` and cannot change without a
+    /// restart (the device, the prefix, the table layout, the sockets).
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut v = vec![];
+        if self.pool6 != new.pool6 {
+            v.push("pool6");
+        }
+        if self.allow_non_global != new.allow_non_global {
+            v.push("allow_non_global");
+        }
+        if self.tun != new.tun {
+            v.push("tun");
+        }
+        if self.nat.shards != new.nat.shards {
+            v.push("nat.shards");
+        }
+        if self.nat.filtering != new.nat.filtering {
+            v.push("nat.filtering");
+        }
+        if self.control != new.control {
+            v.push("control");
+        }
+        if self.metrics != new.metrics {
+            v.push("metrics");
+        }
+        if self.log != new.log {
+            v.push("log");
+        }
+        v
+    }
+
+    /// Every pool4 address, in order.
+    pub fn pool4_addrs(&self) -> Vec<Ipv4Addr> {
+        self.pool4.iter().flat_map(|e| e.0.addrs()).collect()
+    }
+
+    /// The NAT tables' configuration.
+    pub fn nat_config(&self) -> NatConfig {
+        let mut c = NatConfig::new(self.pool6, &self.pool4_addrs());
+        c.allow_non_global = self.allow_non_global;
+        let t = &self.nat.timeouts;
+        c.timeouts = Timeouts { udp: t.udp * 1000, tcp_est: t.tcp_est * 1000, tcp_trans: t.tcp_trans * 1000, icmp: t.icmp * 1000 };
+        c.filtering = match self.nat.filtering {
+            FilteringMode::EndpointIndependent => Filtering::EndpointIndependent,
+            FilteringMode::AddressDependent => Filtering::AddressDependent,
+        };
+        c.drop_external_tcp = self.nat.drop_external_tcp;
+        let l = &self.nat.limits;
+        c.limits = Limits {
+            max_sessions: l.max_sessions,
+            sessions_per_host: l.sessions_per_host,
+            sessions_per_net64: l.sessions_per_net64,
+            bibs_per_host: l.bibs_per_host,
+        };
+        c
+    }
+
+    /// The configuration as TOML (for `nat64ctl config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

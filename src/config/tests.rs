@@ -1,0 +1,144 @@
+use super::*;
+
+const FULL: &str = r#"
+pool6 = "2001:db8:64::/96"
+pool4 = ["203.0.113.0/28", "198.51.100.7"]
+
+[tun]
+name = "nat64"
+mtu = 1500
+queues = 2
+
+[nat]
+shards = 8
+filtering = "address-dependent"
+
+[nat.timeouts]
+udp = 300
+icmp = 30
+
+[[static_bib]]
+proto = "tcp"
+ipv6 = "[2001:db8:1::10]:80"
+ipv4 = "203.0.113.1:8080"
+"#;
+
+fn parse_err(src: &str) -> ConfigError {
+    Config::parse(src, "nat64d.toml").expect_err("config must be refused")
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    let c = Config::parse("", "x.toml").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.pool6, Prefix6052::WKP);
+    assert_eq!(c.nat.timeouts.udp, 300, "RFC 6146 4: UDP_DEFAULT 5 min");
+    assert_eq!(c.nat.timeouts.tcp_est, 7440, "RFC 6146 4: TCP_EST 2 h 4 min");
+    assert_eq!(c.nat.timeouts.tcp_trans, 240, "RFC 6146 4: TCP_TRANS 4 min");
+    assert_eq!(c.nat.timeouts.icmp, 60, "RFC 6146 4: ICMP_DEFAULT 60 s");
+    assert_eq!(c.control.socket, Path::new(DEFAULT_SOCKET));
+    assert_eq!(c.metrics.listen, None, "metrics are off unless asked for");
+}
+
+#[test]
+fn full_file_parses() {
+    let c = Config::parse(FULL, "x.toml").unwrap();
+    assert_eq!(c.pool6.to_string(), "2001:db8:64::/96");
+    assert_eq!(c.pool4_addrs().len(), 17);
+    assert_eq!(c.tun.queues, 2);
+    assert_eq!(c.nat.filtering, FilteringMode::AddressDependent);
+    assert_eq!(c.nat.timeouts.icmp, 30);
+    assert_eq!(c.nat.timeouts.tcp_est, 7440, "unset keys keep their defaults");
+    assert_eq!(c.static_bib[0].proto, Proto::Tcp);
+    let n = c.nat_config();
+    assert_eq!(n.timeouts.icmp, 30_000);
+    assert_eq!(n.filtering, Filtering::AddressDependent);
+}
+
+#[test]
+fn the_shown_config_parses_back_to_itself() {
+    let c = Config::parse(FULL, "x.toml").unwrap();
+    let again = Config::parse(&c.to_toml(), "shown").unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = parse_err("pool4 = [\"203.0.113.1\"]\n[nat]\nshard = 4\n");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert_eq!(e.key.as_deref(), Some("nat.shard"), "{e}");
+    let text = e.to_string();
+    assert!(text.starts_with("nat64d.toml:3: key 'nat.shard': "), "{text}");
+    assert!(text.contains("unknown field"), "{text}");
+}
+
+#[test]
+fn bad_value_names_its_line() {
+    let e = parse_err("pool6 = \"64:ff9b::/95\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("pool6")), "{e}");
+    assert!(e.message.contains("RFC 6052"), "{e}");
+    let e = parse_err("[tun]\nmtu = \"big\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("tun.mtu")), "{e}");
+    let e = parse_err("pool4 = [\"203.0.113.1/33\"]\n");
+    assert_eq!(e.line, Some(1), "{e}");
+}
+
+#[test]
+fn toml_syntax_error_has_a_line() {
+    let e = parse_err("pool4 = [\"203.0.113.1\"]\n\n[nat\n");
+    assert_eq!(e.line, Some(3), "{e}");
+}
+
+#[test]
+fn semantic_errors_name_the_key_and_line() {
+    // RFC 6146 4: UDP_MIN is 2 minutes.
+    let e = parse_err("pool4 = [\"203.0.113.1\"]\n[nat.timeouts]\nudp = 60\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("nat.timeouts.udp")), "{e}");
+    let e = parse_err("pool4 = [\"10.0.0.0/15\"]\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("pool4")), "{e}");
+    let e = parse_err("pool4 = [\"203.0.113.0/28\"]\n[tun]\nmtu = 1000\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("tun.mtu")), "{e}");
+    let e = parse_err(
+        "pool4 = [\"203.0.113.0/28\"]\n[[static_bib]]\nproto = \"tcp\"\nipv6 = \"[2001:db8::1]:80\"\nipv4 = \"192.0.2.1:80\"\n",
+    );
+    assert_eq!((e.line, e.key.as_deref()), (Some(5), Some("static_bib.ipv4")), "{e}");
+    assert!(e.message.contains("not a pool4 address"), "{e}");
+    let e = parse_err("pool4 = [\"203.0.113.1/24\"]\n");
+    assert!(e.message.contains("host bits"), "{e}");
+}
+
+#[test]
+fn command_line_overrides_the_file() {
+    let dir = std::env::temp_dir().join(format!("nat64d-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("c.toml");
+    std::fs::write(&p, FULL).unwrap();
+    let ov = Overrides { mtu: Some(1400), queues: Some(1), pool4: vec!["203.0.113.0/28".parse().unwrap()], ..Default::default() };
+    let c = Config::load(Some(&p), &ov).unwrap();
+    assert_eq!((c.tun.mtu, c.tun.queues, c.pool4.len()), (1400, 1, 1));
+    assert_eq!(c.nat.shards, 8, "the file's other keys stay");
+    let missing = Config::load(Some(&dir.join("nope.toml")), &Overrides::default()).unwrap_err();
+    assert!(missing.to_string().contains("nope.toml: cannot read"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reload_tells_what_needs_a_restart() {
+    let a = Config::parse(FULL, "x").unwrap();
+    let mut b = a.clone();
+    b.nat.timeouts.icmp = 10;
+    b.pool4.pop();
+    b.static_bib.clear();
+    assert!(a.restart_only_changes(&b).is_empty(), "pool4, timeouts and static BIB change at run time");
+    b.pool6 = Prefix6052::WKP;
+    b.tun.mtu = 1400;
+    assert_eq!(a.restart_only_changes(&b), vec!["pool6", "tun"]);
+}
+
+#[test]
+fn static_bib_command_line_form() {
+    let b: StaticBib = "udp,[2001:db8::5]:53,203.0.113.2:53".parse().unwrap();
+    assert_eq!((b.proto, b.ipv6.port(), b.ipv4.port()), (Proto::Udp, 53, 53));
+    assert!("sctp,[2001:db8::5]:53,203.0.113.2:53".parse::<StaticBib>().unwrap_err().contains("protocol"));
+    assert!("tcp,[2001:db8::5]:53".parse::<StaticBib>().is_err());
+}
