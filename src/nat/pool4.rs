@@ -108,6 +108,11 @@ impl Pool4 {
         }
     }
 
+    /// An empty allocator for the same shard over new groups (a reload).
+    pub fn with_groups(&self, groups: Vec<PoolGroup>) -> Self {
+        Pool4::new(groups, self.shard, self.shards)
+    }
+
     pub fn groups(&self) -> &[PoolGroup] {
         &self.groups
     }

@@ -25,7 +25,6 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 pub struct Nat {
     shards: Box<[Mutex<NatTable>]>,
     prefix: Prefix6052,
-    pool4: std::collections::HashSet<Ipv4Addr>,
     /// Static BIB entries whose IPv6 port's shard is not their IPv4 port's:
     /// where their outbound packets must go. Read only when non-empty.
     homes: RwLock<HashMap<(Proto, Ipv6Addr, u16), usize>>,
@@ -39,17 +38,10 @@ impl Nat {
     /// `shards` tables (at least 1) sharing `cfg`; limits are divided between them.
     pub fn new(cfg: NatConfig, shards: usize) -> Self {
         let n = shards.max(1);
-        let mut per = cfg.clone();
-        let share = |v: u32| v.div_ceil(n as u32).max(1);
-        per.limits.max_sessions = cfg.limits.max_sessions.div_ceil(n).max(1);
-        per.limits.sessions_per_host = share(cfg.limits.sessions_per_host);
-        per.limits.sessions_per_net64 = share(cfg.limits.sessions_per_net64);
-        per.limits.bibs_per_host = share(cfg.limits.bibs_per_host);
-        let pool4 = cfg.pool4.iter().flat_map(|g| g.addrs.iter().map(|a| a.addr)).collect();
+        let per = per_shard(&cfg, n);
         Nat {
             shards: (0..n).map(|i| Mutex::new(NatTable::new(per.clone(), i, n))).collect(),
             prefix: cfg.prefix,
-            pool4,
             homes: RwLock::new(HashMap::new()),
             has_homes: AtomicBool::new(false),
             frags: Mutex::new(FragTable::new(FRAG_CAP * n)),
@@ -93,9 +85,23 @@ impl Nat {
         NatHandle { nat: self, now }
     }
 
-    /// True for a pool4 address (hairpinning, RFC 6146 3.8).
-    pub fn is_pool4(&self, a: Ipv4Addr) -> bool {
-        self.pool4.contains(&a)
+    /// Apply a new configuration to every shard, one lock at a time, keeping
+    /// all state (see [`NatTable::reconfigure`]).
+    pub fn reconfigure(&self, cfg: &NatConfig) {
+        let per = per_shard(cfg, self.shards.len());
+        for i in 0..self.shards.len() {
+            self.lock(i).reconfigure(per.clone());
+        }
+    }
+
+    /// The configuration in force (limits as shared out to one shard).
+    pub fn config(&self) -> NatConfig {
+        self.lock(0).config().clone()
+    }
+
+    /// Ports of `proto` in use on pool4 address `a`, all shards.
+    pub fn ports_in_use(&self, proto: Proto, a: Ipv4Addr) -> u32 {
+        (0..self.shards.len()).map(|i| self.lock(i).ports_in_use(proto, a)).sum()
     }
 
     /// Add a static BIB entry (RFC 6146 3.1).
@@ -168,6 +174,17 @@ impl Nat {
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()
     }
+}
+
+/// One shard's configuration: limits divided by the shard count.
+fn per_shard(cfg: &NatConfig, n: usize) -> NatConfig {
+    let mut per = cfg.clone();
+    let share = |v: u32| v.div_ceil(n as u32).max(1);
+    per.limits.max_sessions = cfg.limits.max_sessions.div_ceil(n).max(1);
+    per.limits.sessions_per_host = share(cfg.limits.sessions_per_host);
+    per.limits.sessions_per_net64 = share(cfg.limits.sessions_per_net64);
+    per.limits.bibs_per_host = share(cfg.limits.bibs_per_host);
+    per
 }
 
 /// One worker's handle on the shared NAT at a point in time.

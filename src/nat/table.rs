@@ -660,6 +660,27 @@ impl NatTable {
         Ok(())
     }
 
+    /// Apply a new configuration without dropping state (a reload): pool4,
+    /// timeouts, limits and the IPv4-SYN policy change; the prefix and the
+    /// filtering mode are fixed for the table's life (the daemon refuses to
+    /// reload a change of either). Every BIB entry keeps its transport
+    /// address; one on an address no longer in pool4 serves its sessions
+    /// until they end, and new flows get addresses of the new pool.
+    /// Live sessions keep their expiry time; the new timeouts apply from
+    /// their next packet.
+    pub fn reconfigure(&mut self, mut cfg: NatConfig) {
+        cfg.timeouts.udp = cfg.timeouts.udp.max(UDP_MIN);
+        cfg.prefix = self.cfg.prefix;
+        cfg.allow_non_global = self.cfg.allow_non_global;
+        cfg.filtering = self.cfg.filtering;
+        let mut pool = self.pool.with_groups(cfg.pool4.clone());
+        for b in self.bibs.slots.iter().flatten() {
+            pool.reserve(b.proto, b.v4, b.port4);
+        }
+        self.pool = pool;
+        self.cfg = cfg;
+    }
+
     /// Every BIB entry (for `nat64ctl bib`).
     pub fn bibs(&self) -> impl Iterator<Item = BibView> + '_ {
         self.bibs.slots.iter().flatten().map(|b| BibView {

@@ -621,3 +621,45 @@ fn sharded_simultaneous_open() {
     nat.expire(SEC + TCP_INCOMING_SYN, 16);
     assert!(nat.take_unanswered_syn().is_some());
 }
+
+// A reload (Nat::reconfigure) keeps every session and BIB entry: a flow on
+// an address taken out of pool4 still works both ways until it ends, new
+// flows get the new pool, and the new timeouts apply from the next packet
+// (RFC 6146 4 lifetimes, changed by the operator at run time).
+#[test]
+fn reconfigure_keeps_state_and_drains_removed_addresses() {
+    let nat = Nat::new(cfg(), 4);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let (_, o) = send_shared(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0);
+    assert_eq!(a4(&o, 12), POOL);
+    let new_pool = Ipv4Addr::new(203, 0, 113, 9);
+    let mut c = NatConfig::new(pf(), &[new_pool]);
+    c.timeouts.udp = 10 * MIN;
+    nat.reconfigure(&c);
+    assert_eq!(nat.session_count(), 1, "the reload kept the session");
+    // The old flow still goes out from, and comes back to, its old address.
+    let (_, o) = send_shared(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), SEC);
+    assert_eq!((a4(&o, 12), p16(&o, 20)), (POOL, 5000));
+    let (v, b) = send_shared(&nat, &mut x, &mut out, &udp4(SERVER, 53, POOL, 5000), SEC);
+    assert!(matches!(v, Verdict::Forward(_)), "{v:?}");
+    assert_eq!(a6(&b, 24), A);
+    // A new flow gets the new pool.
+    let (_, o) = send_shared(&nat, &mut x, &mut out, &udp6(B, 6000, SERVER, 53), SEC);
+    assert_eq!((a4(&o, 12), p16(&o, 20)), (new_pool, 6000));
+    // The new UDP timeout counts from the last packet (at 1 s): alive at 9 min, gone after 10.
+    nat.expire(9 * MIN, usize::MAX);
+    assert_eq!(nat.session_count(), 2);
+    nat.expire(10 * MIN + 2 * SEC, usize::MAX);
+    assert_eq!(nat.session_count(), 0);
+    for i in 0..4 {
+        nat.lock_for_test(i).check().unwrap();
+    }
+    // A port still held by a live BIB entry on a kept address is not handed out twice.
+    let (_, o) = send_shared(&nat, &mut x, &mut out, &udp6(A, 7000, SERVER, 53), 11 * MIN);
+    nat.reconfigure(&c);
+    let (_, o2) = send_shared(&nat, &mut x, &mut out, &udp6(B, 7000, SERVER, 53), 11 * MIN);
+    assert_eq!((a4(&o, 12), p16(&o, 20)), (new_pool, 7000));
+    assert_eq!(a4(&o2, 12), new_pool);
+    assert_ne!(p16(&o2, 20), 7000, "RFC 6146 3.5.1.1: the reserved port is taken");
+}
