@@ -6,7 +6,10 @@
 #   pool6 2001:db8:64::/96 (the server is 2001:db8:64::c000:202), pool4 203.0.113.0/28
 #
 # Usage (as root): scripts/lab.sh demo | up | down
-#   demo: build, bring the lab up, ping and fetch a page through the gateway, tear down
+#   demo: build, bring the lab up, ping and fetch a page through the gateway,
+#         show `nat64ctl stats`, tear down
+#   up:   leave the lab running; then e.g.
+#         target/release/nat64ctl --socket /run/nat64d-lab/control.sock sessions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +33,7 @@ down() {
 up() {
   [ "$(id -u)" = 0 ] || { echo "lab.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
   need ip iproute2
-  cargo build --release --bin nat64d
+  cargo build --release --bin nat64d --bin nat64ctl
   down
   mkdir -p "$RUN"
   for ns in $C $G $S; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
@@ -48,7 +51,7 @@ up() {
   ip -n $S link set s0 up
   ip -n $S route add 203.0.113.0/24 via 192.0.2.1
   ip netns exec $G target/release/nat64d --pool6 2001:db8:64::/96 --pool4 203.0.113.0/28 --tun nat64 \
-    >"$RUN/nat64d.log" 2>&1 &
+    --control-socket "$RUN/control.sock" >"$RUN/nat64d.log" 2>&1 &
   echo $! >"$RUN/nat64d.pid"
   for _ in $(seq 50); do ip -n $G link show nat64 2>/dev/null | grep -q UP && break; sleep 0.1; done
   echo "lab up: nat64d pid $(cat "$RUN/nat64d.pid"), log $RUN/nat64d.log"
@@ -56,6 +59,7 @@ up() {
 
 demo() {
   need ping iputils-ping
+  need curl curl
   up
   trap down EXIT
   ip netns exec $S python3 -m http.server 80 --bind 192.0.2.2 --directory "$PWD" >/dev/null 2>&1 &
@@ -65,6 +69,10 @@ demo() {
   ip netns exec $C ping -c 3 -W 2 $SERVER6
   echo "== HTTP fetch through NAT64: http://[$SERVER6]/README.md"
   ip netns exec $C curl -sS --max-time 5 "http://[$SERVER6]/README.md" | head -n 3
+  echo "== nat64ctl stats"
+  target/release/nat64ctl --socket "$RUN/control.sock" stats
+  echo "== nat64ctl sessions"
+  target/release/nat64ctl --socket "$RUN/control.sock" sessions
   echo "== done"
 }
 

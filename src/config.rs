@@ -63,7 +63,10 @@ impl FromStr for Ipv4Net {
         }
         let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
         if u32::from(a) & !mask != 0 {
-            return Err(format!("'{s}' has host bits set (the network is {}/{len})", Ipv4Addr::from(u32::from(a) & mask)));
+            return Err(format!(
+                "'{s}' has host bits set (the network is {}/{len})",
+                Ipv4Addr::from(u32::from(a) & mask)
+            ));
         }
         Ok(Ipv4Net { addr: a, len })
     }
@@ -138,7 +141,12 @@ pub struct TimeoutSection {
 impl Default for TimeoutSection {
     fn default() -> Self {
         let t = Timeouts::default();
-        TimeoutSection { udp: t.udp / 1000, tcp_est: t.tcp_est / 1000, tcp_trans: t.tcp_trans / 1000, icmp: t.icmp / 1000 }
+        TimeoutSection {
+            udp: t.udp / 1000,
+            tcp_est: t.tcp_est / 1000,
+            tcp_trans: t.tcp_trans / 1000,
+            icmp: t.icmp / 1000,
+        }
     }
 }
 
@@ -484,7 +492,10 @@ impl Config {
             );
         }
         if t.icmp == 0 || t.udp > 86400 * 7 || t.tcp_est > 86400 * 7 || t.tcp_trans > 86400 || t.icmp > 86400 {
-            return err("nat.timeouts", "timeouts must be at least 1 s and at most a week (a day for tcp_trans and icmp)".into());
+            return err(
+                "nat.timeouts",
+                "timeouts must be at least 1 s and at most a week (a day for tcp_trans and icmp)".into(),
+            );
         }
         let l = &self.nat.limits;
         if l.max_sessions == 0 || l.sessions_per_host == 0 || l.sessions_per_net64 == 0 || l.bibs_per_host == 0 {
@@ -546,7 +557,12 @@ impl Config {
         let mut c = NatConfig::new(self.pool6, &self.pool4_addrs());
         c.allow_non_global = self.allow_non_global;
         let t = &self.nat.timeouts;
-        c.timeouts = Timeouts { udp: t.udp * 1000, tcp_est: t.tcp_est * 1000, tcp_trans: t.tcp_trans * 1000, icmp: t.icmp * 1000 };
+        c.timeouts = Timeouts {
+            udp: t.udp * 1000,
+            tcp_est: t.tcp_est * 1000,
+            tcp_trans: t.tcp_trans * 1000,
+            icmp: t.icmp * 1000,
+        };
         c.filtering = match self.nat.filtering {
             FilteringMode::EndpointIndependent => Filtering::EndpointIndependent,
             FilteringMode::AddressDependent => Filtering::AddressDependent,

@@ -2,13 +2,15 @@
 //! addresses ([`addr`]), packet views and checksums ([`wire`]) and RFC 7915
 //! IP/ICMP translation ([`xlat`]). The daemon's I/O drivers sit around it.
 
-// `unsafe` only in the TUN / syscall layer (src/dataplane/tun.rs).
+// `unsafe` only in the syscall layers (src/dataplane/tun.rs, src/sys.rs).
 #![deny(unsafe_code)]
 
 pub mod addr;
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod nat;
+pub mod sys;
 pub mod wire;
 pub mod xlat;
 

@@ -12,6 +12,34 @@ const SERVER6: &str = "2001:db8:64::c000:202";
 struct Lab {
     ns: [String; 3],
     daemon: Option<Child>,
+    /// Configuration file and control socket.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// The daemon's configuration file; `extra` is appended (a reload test changes it).
+fn lab_config(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"# nat64d end-to-end lab
+pool6 = "2001:db8:64::/96"
+pool4 = ["203.0.113.0/28"]
+
+[tun]
+name = "nat64"
+queues = 2
+
+[nat.timeouts]
+icmp = 2
+
+[control]
+socket = "{}/control.sock"
+
+[[static_bib]]
+proto = "tcp"
+ipv6 = "[2001:db8:1::10]:8080"
+ipv4 = "203.0.113.1:8080"
+{extra}"#,
+        dir.display()
+    )
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
@@ -24,6 +52,22 @@ fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
 }
 
 impl Lab {
+    fn socket(&self) -> String {
+        self.dir.as_ref().expect("lab dir").join("control.sock").display().to_string()
+    }
+
+    /// Run nat64ctl against the lab's daemon.
+    fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut a = vec!["--socket".to_string(), self.socket()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        run(env!("CARGO_BIN_EXE_nat64ctl"), &a)
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ctl(&["stats", "--json"]).expect("nat64ctl stats --json")).expect("stats JSON")
+    }
+
     fn ip(&self, args: &[&str]) {
         run("ip", args).unwrap();
     }
@@ -37,7 +81,7 @@ impl Lab {
     fn up() -> Lab {
         let id = std::process::id() % 100_000;
         let ns = [format!("n64c{id}"), format!("n64g{id}"), format!("n64s{id}")];
-        let mut lab = Lab { ns, daemon: None };
+        let mut lab = Lab { ns, daemon: None, dir: None };
         let [c, g, s] = [lab.ns[0].clone(), lab.ns[1].clone(), lab.ns[2].clone()];
         for n in [&c, &g, &s] {
             lab.ip(&["netns", "add", n]);
@@ -58,21 +102,13 @@ impl Lab {
         lab.ip(&["-n", &s, "addr", "add", "192.0.2.2/24", "dev", &vs]);
         lab.ip(&["-n", &s, "link", "set", &vs, "up"]);
         lab.ip(&["-n", &s, "route", "add", "203.0.113.0/24", "via", "192.0.2.1"]);
+        let dir = std::env::temp_dir().join(format!("nat64d-e2e-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("nat64d.toml");
+        std::fs::write(&config, lab_config(&dir, "")).unwrap();
+        lab.dir = Some(dir);
         let daemon = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &g,
-                env!("CARGO_BIN_EXE_nat64d"),
-                "--pool6",
-                "2001:db8:64::/96",
-                "--pool4",
-                "203.0.113.0/28",
-                "--tun",
-                "nat64",
-                "--bib",
-                "tcp,[2001:db8:1::10]:8080,203.0.113.1:8080",
-            ])
+            .args(["netns", "exec", &g, env!("CARGO_BIN_EXE_nat64d"), "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -96,6 +132,9 @@ impl Drop for Lab {
         for n in &self.ns {
             let _ = run("ip", &["netns", "del", n]);
         }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -108,7 +147,7 @@ fn python() -> &'static str {
 }
 
 #[test]
-fn lab_ping_udp_tcp_static_bib_hairpin_sigterm() {
+fn lab_end_to_end() {
     let is_root = run("id", &["-u"]).is_ok_and(|o| o.trim() == "0");
     if !is_root {
         assert!(
@@ -191,6 +230,12 @@ fn lab_ping_udp_tcp_static_bib_hairpin_sigterm() {
     let peers = service.join().unwrap().expect("IPv6 service");
     assert_eq!(peers.lines().count(), 2, "{peers}");
 
+    counters_sessions_and_expiry(&lab);
+    time_exceeded_from_ipv4_side(&lab);
+    path_mtu_discovery(&lab);
+    reload_keeps_sessions(&lab);
+    malformed_packets_are_counted(&lab);
+
     // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
     let mut lab = lab;
     let mut d = lab.daemon.take().expect("daemon");
@@ -206,5 +251,177 @@ fn lab_ping_udp_tcp_static_bib_hairpin_sigterm() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut d.stderr.take().expect("stderr"), &mut err).expect("read stderr");
     assert!(status.success(), "exit status {status}; stderr: {err}");
-    assert!(err.contains("nat64d: stopped:"), "final counters on stderr: {err}");
+    assert!(err.contains("stopped: "), "final counters on stderr: {err}");
+}
+
+fn packets(v: &serde_json::Value, dir: &str, proto: &str) -> u64 {
+    v["translated"][dir][proto]["packets"].as_u64().unwrap_or_else(|| panic!("no {dir} {proto} in {v}"))
+}
+
+fn drops(v: &serde_json::Value, reason: &str) -> u64 {
+    v["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop reason {reason} in {v}"))
+}
+
+/// Poll `f` until it holds or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// Run a Python program in namespace `ns` in the background.
+fn spawn_py(lab: &Lab, ns: usize, prog: &str) -> std::thread::JoinHandle<Result<String, String>> {
+    let (n, prog) = (lab.ns[ns].clone(), prog.to_string());
+    std::thread::spawn(move || run("ip", &["netns", "exec", &n, python(), "-c", &prog]))
+}
+
+// `nat64ctl stats` counts exactly the traffic sent; `nat64ctl sessions`
+// lists the flow; an ICMP session expires after its configured lifetime
+// (RFC 6146 4: ICMP_DEFAULT, set to 2 s in the lab's configuration).
+fn counters_sessions_and_expiry(lab: &Lab) {
+    let before = lab.stats();
+    let server = spawn_py(
+        lab,
+        2,
+        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('192.0.2.2',5354));s.settimeout(10)\nfor _ in range(20):\n d,a=s.recvfrom(2000);s.sendto(d,a)",
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let got = lab
+        .exec(0, &[python(), "-c", &format!("import socket;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(('2001:db8:1::10',40200));s.settimeout(3);n=0\nfor i in range(20):\n s.sendto(b'x'*100,('{SERVER6}',5354));n+=len(s.recvfrom(2000)[0])\nprint(n)")])
+        .expect("20 UDP round trips");
+    assert_eq!(got.trim(), "2000");
+    server.join().unwrap().expect("UDP echo server");
+    assert!(
+        eventually(2, || {
+            let after = lab.stats();
+            packets(&after, "6to4", "udp") - packets(&before, "6to4", "udp") == 20
+                && packets(&after, "4to6", "udp") - packets(&before, "4to6", "udp") == 20
+        }),
+        "20 UDP packets each way counted: before {before}, after {}",
+        lab.stats()
+    );
+    let sessions = lab.ctl(&["sessions", "--proto", "udp", "--addr", "2001:db8:1::10"]).expect("nat64ctl sessions");
+    assert!(sessions.contains("[2001:db8:1::10]:40200") && sessions.contains("192.0.2.2:5354"), "{sessions}");
+    let table = lab.ctl(&["stats"]).expect("nat64ctl stats");
+    assert!(table.contains("IPv6 -> IPv4 udp") && table.contains("pool4: 16 address(es)"), "{table}");
+
+    lab.exec(0, &["ping", "-c", "1", "-W", "3", SERVER6]).expect("ping");
+    let icmp = |l: &Lab| l.stats()["sessions"]["icmp"].as_u64().unwrap();
+    assert!(icmp(lab) >= 1, "the echo made an ICMP session");
+    assert!(eventually(6, || icmp(lab) == 0), "ICMP sessions expire after icmp = 2 s (and the 1 s sweep)");
+}
+
+// RFC 7915 4.2: an ICMPv4 Time Exceeded from a router on the IPv4 side
+// reaches the IPv6 client as ICMPv6 Time Exceeded, from the router's
+// address under pool6. Hop limit 3: the gateway's kernel makes it 2, the
+// translator 1, and the gateway's IPv4 forwarding expires it.
+fn time_exceeded_from_ipv4_side(lab: &Lab) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns[0], "ping", "-c", "1", "-W", "3", "-t", "3", SERVER6])
+        .output()
+        .expect("ping -t 3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Time exceeded") && text.contains("2001:db8:64::c000:201"), "{text}");
+}
+
+// RFC 7915 4.2 / RFC 1191: a smaller IPv4 link answers the translated
+// packets with Fragmentation Needed; the client receives Packet Too Big with
+// the MTU plus 20 and the TCP transfer still completes, byte for byte.
+fn path_mtu_discovery(lab: &Lab) {
+    let id = std::process::id() % 100_000;
+    let g1 = format!("g{id}b");
+    lab.ip(&["-n", &lab.ns[1], "link", "set", &g1, "mtu", "1400"]);
+    let sink = spawn_py(
+        lab,
+        2,
+        "import socket,hashlib\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',9090));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.settimeout(20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = lab
+        .exec(0, &[python(), "-c", &format!("import socket,hashlib,random\nr=random.Random(9);d=bytes(r.getrandbits(8) for _ in range(1<<20))\nc=socket.create_connection(('{SERVER6}',9090),timeout=20);c.sendall(d);c.close();print(len(d),hashlib.sha256(d).hexdigest())")])
+        .expect("upload across the 1400-byte IPv4 link");
+    let got = sink.join().unwrap().expect("TCP sink");
+    assert_eq!(got.trim(), sent.trim(), "same bytes at both ends");
+    let route = lab.exec(0, &["ip", "-6", "route", "get", SERVER6]).expect("route get");
+    assert!(route.contains("mtu 1420"), "Packet Too Big taught the client the path MTU: {route}");
+    lab.ip(&["-n", &lab.ns[1], "link", "set", &g1, "mtu", "1500"]);
+}
+
+// SIGHUP and `nat64ctl reload` apply a changed configuration while a TCP
+// connection is open, and it completes intact; a bad file is refused with
+// its file, line and key, and the running configuration stays.
+fn reload_keeps_sessions(lab: &Lab) {
+    let dir = lab.dir.clone().unwrap();
+    let config = dir.join("nat64d.toml");
+    let pid = lab.daemon.as_ref().unwrap().id().to_string();
+    let sink = spawn_py(
+        lab,
+        2,
+        "import socket,hashlib\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',9091));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.settimeout(20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Twelve 64 KiB chunks, 0.25 s apart: the connection lives through the reloads below.
+    let source = spawn_py(
+        lab,
+        0,
+        &format!("import socket,hashlib,time\nc=socket.create_connection(('{SERVER6}',9091),timeout=20);h=hashlib.sha256();n=0\nfor i in range(12):\n b=bytes([i])*65536;c.sendall(b);h.update(b);n+=len(b);time.sleep(0.25)\nc.close();print(n,h.hexdigest())"),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let extra = "\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"[2001:db8:1::10]:53\"\nipv4 = \"203.0.113.2:53\"\n";
+    std::fs::write(&config, lab_config(&dir, extra)).unwrap();
+    run("kill", &["-HUP", &pid]).expect("SIGHUP");
+    assert!(
+        eventually(3, || lab
+            .ctl(&["bib", "--proto", "udp"])
+            .is_ok_and(|b| b.contains("203.0.113.2:53") && b.contains("static"))),
+        "SIGHUP applied the new static entry: {:?}",
+        lab.ctl(&["bib"])
+    );
+    assert_eq!(lab.ctl(&["reload"]).expect("nat64ctl reload").trim(), "configuration unchanged");
+    std::fs::write(&config, format!("{}\n[nat]\nshard = 4\n", lab_config(&dir, ""))).unwrap();
+    let bad = lab.ctl(&["reload"]).expect_err("a bad file is refused");
+    assert!(bad.contains("nat64d.toml:") && bad.contains("'nat.shard'") && bad.contains("kept"), "{bad}");
+    std::fs::write(&config, lab_config(&dir, "")).unwrap();
+    assert!(lab.ctl(&["reload"]).expect("reload").contains("live sessions kept"));
+    assert!(!lab.ctl(&["bib", "--proto", "udp"]).unwrap().contains("203.0.113.2:53"), "the entry left with the file");
+    let sent = source.join().unwrap().expect("slow TCP source");
+    let got = sink.join().unwrap().expect("TCP sink");
+    assert_eq!(got.trim(), sent.trim(), "the connection survived the reloads intact");
+    // Static entries at run time.
+    lab.ctl(&["bib", "add", "udp", "[2001:db8:1::10]:5353", "203.0.113.3:5353"]).expect("bib add");
+    assert!(lab.ctl(&["bib", "--addr", "203.0.113.3"]).unwrap().contains("[2001:db8:1::10]:5353"));
+    lab.ctl(&["bib", "remove", "udp", "[2001:db8:1::10]:5353"]).expect("bib remove");
+    let again = lab.ctl(&["bib", "remove", "udp", "[2001:db8:1::10]:5353"]).expect_err("nothing left to remove");
+    assert!(again.contains("no static BIB entry"), "{again}");
+}
+
+// Garbage from the network is dropped and counted by name, and the gateway
+// keeps translating: truncated transport headers, an unknown protocol, a
+// Routing header with Segments Left (RFC 7915 5.1: ICMPv6 Parameter
+// Problem), a malformed ICMPv6 error, and 300 random payloads.
+fn malformed_packets_are_counted(lab: &Lab) {
+    let before = lab.stats();
+    let prog = format!(
+        "import socket,random\ns=socket.socket(socket.AF_INET6,socket.SOCK_RAW,socket.IPPROTO_RAW)\nsrc=socket.inet_pton(socket.AF_INET6,'2001:db8:1::10');dst=socket.inet_pton(socket.AF_INET6,'{SERVER6}')\ndef pkt(nh,p): return bytes([0x60,0,0,0])+len(p).to_bytes(2,'big')+bytes([nh,64])+src+dst+p\ncases=[(17,b'\\x01\\x02\\x03'),(6,b'\\x00'*7),(253,b'x'*20),(43,bytes([17,0,0,1,0,0,0,0])+b'\\x00'*8),(58,bytes([1,4,0,0,0,0,0,0])+b'\\x45'+b'\\x00'*10)]\nr=random.Random(7)\nfor i in range(300): cases.append((r.choice([6,17,58,44,60,43]),bytes(r.getrandbits(8) for _ in range(r.randrange(0,120)))))\nfor nh,p in cases: s.sendto(pkt(nh,p),('{SERVER6}',0))\nprint(len(cases))"
+    );
+    let sent = lab.exec(0, &[python(), "-c", &prog]).expect("raw sender");
+    assert_eq!(sent.trim(), "305");
+    let grew = |after: &serde_json::Value, r: &str| drops(after, r) > drops(&before, r);
+    assert!(
+        eventually(3, || {
+            let a = lab.stats();
+            ["l4_truncated", "unsupported_protocol", "segments_left", "icmp_inner_malformed"]
+                .iter()
+                .all(|r| grew(&a, r))
+        }),
+        "each kind of garbage counted by name: before {before}, after {}",
+        lab.stats()
+    );
+    let ping = lab.exec(0, &["ping", "-c", "2", "-W", "3", SERVER6]).expect("still translating");
+    assert!(ping.contains("2 received"), "{ping}");
 }

@@ -113,7 +113,12 @@ fn command_line_overrides_the_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("c.toml");
     std::fs::write(&p, FULL).unwrap();
-    let ov = Overrides { mtu: Some(1400), queues: Some(1), pool4: vec!["203.0.113.0/28".parse().unwrap()], ..Default::default() };
+    let ov = Overrides {
+        mtu: Some(1400),
+        queues: Some(1),
+        pool4: vec!["203.0.113.0/28".parse().unwrap()],
+        ..Default::default()
+    };
     let c = Config::load(Some(&p), &ov).unwrap();
     assert_eq!((c.tun.mtu, c.tun.queues, c.pool4.len()), (1400, 1, 1));
     assert_eq!(c.nat.shards, 8, "the file's other keys stay");

@@ -1,7 +1,8 @@
 //! A Linux TUN device (`/dev/net/tun`, TUNSETIFF with IFF_TUN | IFF_NO_PI):
 //! the only place with `unsafe` code, each block with its SAFETY reason.
-//! IFF_MULTI_QUEUE (one queue per worker) and IFF_VNET_HDR offloads are
-//! the next steps of the dataplane.
+//! With more than one queue the device is IFF_MULTI_QUEUE: one file
+//! descriptor per worker, and the kernel spreads flows over them by hash.
+//! IFF_VNET_HDR offloads are the next step of the dataplane.
 
 #![allow(unsafe_code)]
 
@@ -13,6 +14,7 @@ const IFNAMSIZ: usize = 16;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 
 #[repr(C)]
 struct IfReq {
@@ -29,8 +31,27 @@ pub struct Tun {
 }
 
 impl Tun {
-    /// Create (or attach to) the TUN device `name`.
+    /// Create (or attach to) the TUN device `name`, single queue.
     pub fn open(name: &str) -> io::Result<Tun> {
+        Self::open_flags(name, IFF_TUN | IFF_NO_PI)
+    }
+
+    /// Create (or attach to) `name` with `n` queues (multi-queue when n > 1).
+    pub fn open_queues(name: &str, n: usize) -> io::Result<Vec<Tun>> {
+        if n <= 1 {
+            return Ok(vec![Self::open(name)?]);
+        }
+        let first = Self::open_flags(name, IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE)?;
+        let mut v = Vec::with_capacity(n);
+        let actual = first.name.clone();
+        v.push(first);
+        for _ in 1..n {
+            v.push(Self::open_flags(&actual, IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE)?);
+        }
+        Ok(v)
+    }
+
+    fn open_flags(name: &str, flags: libc::c_short) -> io::Result<Tun> {
         if name.is_empty()
             || name.len() >= IFNAMSIZ
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
@@ -41,7 +62,7 @@ impl Tun {
             ));
         }
         let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
-        let mut req = IfReq { name: [0; IFNAMSIZ], flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
+        let mut req = IfReq { name: [0; IFNAMSIZ], flags, _pad: [0; 22] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReq lays
         // out (name, flags, padding to 40 bytes); the fd is open and owned.

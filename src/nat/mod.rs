@@ -12,7 +12,7 @@ pub mod tcp;
 
 pub use pool4::{PoolAddr, PoolGroup, PortRange};
 pub use shared::{Nat, NatHandle};
-pub use table::{BibView, NatCounters, NatError, NatMapper, NatTable, SessionView, TCP_INCOMING_SYN};
+pub use table::{BibView, Census, NatCounters, NatError, NatMapper, NatTable, SessionView, TCP_INCOMING_SYN};
 
 use crate::addr::Prefix6052;
 

@@ -132,6 +132,16 @@ impl Pool4 {
         shard_of_port(port, self.shards) == self.shard
     }
 
+    /// Every address with a port in use: (address, ports in use per [`Proto`]).
+    pub fn usage(&self) -> impl Iterator<Item = (Ipv4Addr, [u32; 3])> + '_ {
+        self.groups.iter().enumerate().flat_map(move |(g, grp)| {
+            grp.addrs.iter().enumerate().filter_map(move |(i, a)| {
+                let u = self.in_use[self.base[g] + i];
+                (u != [0; 3]).then_some((a.addr, u))
+            })
+        })
+    }
+
     /// Ports of `proto` in use on `a` in this shard.
     pub fn in_use(&self, proto: Proto, a: Ipv4Addr) -> u32 {
         self.slot(a).map_or(0, |(_, s)| self.in_use[s][proto as usize])

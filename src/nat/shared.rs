@@ -11,7 +11,7 @@
 
 use super::frag::FragTable;
 use super::pool4::shard_of_port;
-use super::table::{BibView, NatCounters, NatError, NatTable, SessionView, FRAG_CAP};
+use super::table::{BibView, Census, NatCounters, NatError, NatTable, SessionView, FRAG_CAP};
 use super::{Millis, NatConfig, Proto};
 use crate::addr::Prefix6052;
 use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
@@ -168,6 +168,43 @@ impl Nat {
     /// Every BIB entry, shard by shard (each shard locked while it is copied).
     pub fn bibs(&self) -> Vec<BibView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).bibs().collect::<Vec<_>>()).collect()
+    }
+
+    /// Sessions and BIB entries counted, all shards.
+    pub fn census(&self) -> Census {
+        let mut c = Census::default();
+        for i in 0..self.shards.len() {
+            c.add(&self.lock(i).census());
+        }
+        c
+    }
+
+    /// pool4 addresses with ports in use, per protocol, all shards, in address order.
+    pub fn pool_usage(&self) -> Vec<(Ipv4Addr, [u32; 3])> {
+        let mut m = std::collections::BTreeMap::<Ipv4Addr, [u32; 3]>::new();
+        for i in 0..self.shards.len() {
+            for (a, u) in self.lock(i).pool_usage() {
+                let e = m.entry(a).or_default();
+                for p in 0..3 {
+                    e[p] += u[p];
+                }
+            }
+        }
+        m.into_iter().collect()
+    }
+
+    /// Up to `limit` sessions that `keep` accepts, and how many it accepts in all.
+    pub fn sessions_matching(&self, keep: impl Fn(&SessionView) -> bool, limit: usize) -> (Vec<SessionView>, usize) {
+        let (mut v, mut n) = (Vec::new(), 0);
+        for i in 0..self.shards.len() {
+            for s in self.lock(i).sessions().filter(|s| keep(s)) {
+                n += 1;
+                if v.len() < limit {
+                    v.push(s);
+                }
+            }
+        }
+        (v, n)
     }
 
     /// Every session, shard by shard.

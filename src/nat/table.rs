@@ -112,6 +112,34 @@ pub struct NatCounters {
     pub limit_reached: u64,
 }
 
+/// What the table holds, counted (for `nat64ctl stats` and metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Sessions per [`Proto`].
+    pub sessions: [u64; 3],
+    /// TCP sessions per state, indexed by `TcpState as usize`.
+    pub tcp_states: [u64; 8],
+    /// BIB entries per [`Proto`], static ones included.
+    pub bibs: [u64; 3],
+    pub static_bibs: u64,
+    /// IPv4 SYNs held (RFC 6146 3.5.2.2).
+    pub held_syns: u64,
+}
+
+impl Census {
+    pub fn add(&mut self, o: &Census) {
+        for i in 0..3 {
+            self.sessions[i] += o.sessions[i];
+            self.bibs[i] += o.bibs[i];
+        }
+        for i in 0..8 {
+            self.tcp_states[i] += o.tcp_states[i];
+        }
+        self.static_bibs += o.static_bibs;
+        self.held_syns += o.held_syns;
+    }
+}
+
 /// Why a management request on the table failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NatError {
@@ -679,6 +707,28 @@ impl NatTable {
         }
         self.pool = pool;
         self.cfg = cfg;
+    }
+
+    /// Count sessions and BIB entries (a walk over both tables).
+    pub fn census(&self) -> Census {
+        let mut c = Census { held_syns: self.held.len() as u64, ..Census::default() };
+        for b in self.bibs.slots.iter().flatten() {
+            c.bibs[b.proto as usize] += 1;
+            c.static_bibs += b.is_static as u64;
+        }
+        for s in self.sessions.slots.iter().flatten() {
+            let Some(b) = self.bibs.get(s.bib) else { continue };
+            c.sessions[b.proto as usize] += 1;
+            if b.proto == Proto::Tcp {
+                c.tcp_states[s.state as usize] += 1;
+            }
+        }
+        c
+    }
+
+    /// pool4 addresses with ports in use, per protocol.
+    pub fn pool_usage(&self) -> impl Iterator<Item = (Ipv4Addr, [u32; 3])> + '_ {
+        self.pool.usage()
     }
 
     /// Every BIB entry (for `nat64ctl bib`).

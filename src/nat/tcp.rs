@@ -15,6 +15,18 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// Every state, in declaration order (`state as usize` indexes it).
+    pub const ALL: [TcpState; 8] = [
+        TcpState::Closed,
+        TcpState::V6Init,
+        TcpState::V4Init,
+        TcpState::Established,
+        TcpState::V4FinRcv,
+        TcpState::V6FinRcv,
+        TcpState::V4FinV6FinRcv,
+        TcpState::Trans,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             TcpState::Closed => "closed",

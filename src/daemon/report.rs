@@ -1,0 +1,349 @@
+//! The daemon's counters as one report: built from the workers' published
+//! counters and the NAT's census, sent as JSON over the control socket,
+//! rendered as a table by `nat64ctl stats` and as Prometheus text by the
+//! metrics endpoint. One structure, so the three never disagree.
+
+use crate::dataplane::worker::WorkerStats;
+use crate::nat::{tcp::TcpState, Census, NatCounters, Proto};
+use crate::xlat::{DropReason, PROTO_LABELS};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// Packets and bytes in one direction for one protocol.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Ports in use on one pool4 address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolUse {
+    pub address: Ipv4Addr,
+    pub tcp: u32,
+    pub udp: u32,
+    pub icmp: u32,
+}
+
+/// The stateful NAT's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatReport {
+    pub bibs_created: u64,
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub pool_exhausted: u64,
+    pub limit_reached: u64,
+    pub held_syns: u64,
+}
+
+/// Everything `nat64ctl stats` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub uptime_secs: u64,
+    pub workers: usize,
+    /// "6to4" and "4to6" → protocol ("tcp", "udp", "icmp", "other") → traffic.
+    pub translated: BTreeMap<String, BTreeMap<String, Traffic>>,
+    /// Packets that left as more than one fragment, per direction.
+    pub fragmented: BTreeMap<String, u64>,
+    /// Every drop reason (zeros included, so scripts see a stable set of keys).
+    pub drops: BTreeMap<String, u64>,
+    pub icmp_errors_sent: u64,
+    pub tun_write_errors: u64,
+    /// Sessions per protocol.
+    pub sessions: BTreeMap<String, u64>,
+    /// TCP sessions per RFC 6146 state.
+    pub tcp_states: BTreeMap<String, u64>,
+    /// BIB entries per protocol (static ones included).
+    pub bibs: BTreeMap<String, u64>,
+    pub static_bibs: u64,
+    pub nat: NatReport,
+    /// Number of pool4 addresses configured.
+    pub pool4_addresses: usize,
+    /// Addresses with ports in use.
+    pub pool4: Vec<PoolUse>,
+}
+
+pub const DIRECTIONS: [&str; 2] = ["6to4", "4to6"];
+
+impl StatsReport {
+    /// Assemble the report from its parts.
+    pub fn build(
+        uptime_secs: u64,
+        workers: &[WorkerStats],
+        census: &Census,
+        nat: &NatCounters,
+        pool4_addresses: usize,
+        pool_use: &[(Ipv4Addr, [u32; 3])],
+    ) -> StatsReport {
+        let mut total = WorkerStats::default();
+        for w in workers {
+            total.xlat.merge(&w.xlat);
+            total.tun_write_errors += w.tun_write_errors;
+        }
+        let x = &total.xlat;
+        let mut r = StatsReport {
+            uptime_secs,
+            workers: workers.len(),
+            icmp_errors_sent: x.icmp_errors_sent,
+            tun_write_errors: total.tun_write_errors,
+            static_bibs: census.static_bibs,
+            pool4_addresses,
+            nat: NatReport {
+                bibs_created: nat.bibs_created,
+                sessions_created: nat.sessions_created,
+                sessions_expired: nat.sessions_expired,
+                pool_exhausted: nat.pool_exhausted,
+                limit_reached: nat.limit_reached,
+                held_syns: census.held_syns,
+            },
+            ..StatsReport::default()
+        };
+        for (dir, c) in DIRECTIONS.iter().zip([&x.out_6to4, &x.in_4to6]) {
+            let m = r.translated.entry(dir.to_string()).or_default();
+            for (i, p) in PROTO_LABELS.iter().enumerate() {
+                m.insert(p.to_string(), Traffic { packets: c.packets[i], bytes: c.bytes[i] });
+            }
+            r.fragmented.insert(dir.to_string(), c.fragmented);
+        }
+        for d in DropReason::ALL {
+            r.drops.insert(d.label().to_string(), x.dropped(*d));
+        }
+        for p in Proto::ALL {
+            r.sessions.insert(p.label().to_string(), census.sessions[p as usize]);
+            r.bibs.insert(p.label().to_string(), census.bibs[p as usize]);
+        }
+        for s in TcpState::ALL {
+            r.tcp_states.insert(s.label().to_string(), census.tcp_states[s as usize]);
+        }
+        r.pool4 = pool_use.iter().map(|&(address, u)| PoolUse { address, tcp: u[0], udp: u[1], icmp: u[2] }).collect();
+        r
+    }
+
+    pub fn packets(&self, dir: &str) -> u64 {
+        self.translated.get(dir).map_or(0, |m| m.values().map(|t| t.packets).sum())
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+
+    /// The table `nat64ctl stats` prints; with `prev` and the seconds between
+    /// the two reports, a rate column too (`--watch`).
+    pub fn render(&self, prev: Option<(&StatsReport, f64)>) -> String {
+        let mut o = String::new();
+        let rate = |now: u64, f: &dyn Fn(&StatsReport) -> u64| match prev {
+            Some((p, secs)) if secs > 0.0 => format!("{:>12.1}/s", now.saturating_sub(f(p)) as f64 / secs),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "nat64d up {}, {} worker(s)", human_duration(self.uptime_secs), self.workers);
+        let _ = writeln!(o, "\n{:<22}{:>12}{:>16}", "translated", "packets", "bytes");
+        for dir in DIRECTIONS {
+            let label = if dir == "6to4" { "IPv6 -> IPv4" } else { "IPv4 -> IPv6" };
+            for proto in PROTO_LABELS {
+                let Some(t) = self.translated.get(dir).and_then(|m| m.get(proto)) else { continue };
+                if t.packets == 0 && proto == "other" {
+                    continue;
+                }
+                let (d, p) = (dir.to_string(), proto.to_string());
+                let get = move |r: &StatsReport| r.translated.get(&d).and_then(|m| m.get(&p)).map_or(0, |t| t.packets);
+                let _ = writeln!(
+                    o,
+                    "  {:<20}{:>12}{:>16}{}",
+                    format!("{label} {proto}"),
+                    t.packets,
+                    t.bytes,
+                    rate(t.packets, &get)
+                );
+            }
+        }
+        let _ = writeln!(o, "  {:<20}{:>12}", "ICMP errors sent", self.icmp_errors_sent);
+        let _ = writeln!(o, "  {:<20}{:>12}", "TUN write errors", self.tun_write_errors);
+        let _ = writeln!(
+            o,
+            "\n{:<34}{:>16}{}",
+            "dropped",
+            self.total_drops(),
+            rate(self.total_drops(), &|r: &StatsReport| r.total_drops())
+        );
+        for (reason, n) in self.drops.iter().filter(|(_, &n)| n > 0) {
+            let _ = writeln!(o, "  {reason:<32}{n:>16}");
+        }
+        let _ = writeln!(o, "\n{:<18}{:>16}{:>16}", "state", "sessions", "BIB entries");
+        for p in Proto::ALL {
+            let l = p.label();
+            let _ = writeln!(
+                o,
+                "  {:<16}{:>16}{:>16}",
+                l,
+                self.sessions.get(l).copied().unwrap_or(0),
+                self.bibs.get(l).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(o, "  {:<16}{:>16}{:>16}", "static", "", self.static_bibs);
+        let states: Vec<String> =
+            self.tcp_states.iter().filter(|(_, &n)| n > 0).map(|(s, n)| format!("{s} {n}")).collect();
+        if !states.is_empty() {
+            let _ = writeln!(o, "  TCP states: {}", states.join(", "));
+        }
+        let n = &self.nat;
+        let _ = writeln!(
+            o,
+            "  created: {} sessions, {} BIB entries; expired: {} sessions; pool exhausted: {}; limit reached: {}; IPv4 SYNs held: {}",
+            n.sessions_created, n.bibs_created, n.sessions_expired, n.pool_exhausted, n.limit_reached, n.held_syns
+        );
+        let _ = writeln!(o, "\npool4: {} address(es), {} in use", self.pool4_addresses, self.pool4.len());
+        if !self.pool4.is_empty() {
+            let _ = writeln!(o, "  {:<18}{:>10}{:>10}{:>10}", "address", "tcp", "udp", "icmp");
+            for u in self.pool4.iter().take(64) {
+                let _ = writeln!(o, "  {:<18}{:>10}{:>10}{:>10}", u.address.to_string(), u.tcp, u.udp, u.icmp);
+            }
+            if self.pool4.len() > 64 {
+                let _ = writeln!(o, "  ... {} more (nat64ctl stats --json lists all)", self.pool4.len() - 64);
+            }
+        }
+        o
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let mut o = String::new();
+        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(&mut o, "nat64d_packets_total", "counter", "Packets translated, by direction and protocol.");
+        for (dir, m) in &self.translated {
+            for (p, t) in m {
+                let _ = writeln!(o, "nat64d_packets_total{{direction=\"{dir}\",proto=\"{p}\"}} {}", t.packets);
+            }
+        }
+        head(&mut o, "nat64d_bytes_total", "counter", "Bytes translated, by direction and protocol.");
+        for (dir, m) in &self.translated {
+            for (p, t) in m {
+                let _ = writeln!(o, "nat64d_bytes_total{{direction=\"{dir}\",proto=\"{p}\"}} {}", t.bytes);
+            }
+        }
+        head(&mut o, "nat64d_drops_total", "counter", "Packets dropped, by reason.");
+        for (r, n) in &self.drops {
+            let _ = writeln!(o, "nat64d_drops_total{{reason=\"{r}\"}} {n}");
+        }
+        let simple = [
+            ("nat64d_icmp_errors_sent_total", "counter", "ICMP errors the gateway sent.", self.icmp_errors_sent),
+            ("nat64d_tun_write_errors_total", "counter", "Packets the TUN device refused.", self.tun_write_errors),
+            ("nat64d_sessions_created_total", "counter", "Sessions created.", self.nat.sessions_created),
+            ("nat64d_sessions_expired_total", "counter", "Sessions expired.", self.nat.sessions_expired),
+            ("nat64d_bib_created_total", "counter", "Dynamic BIB entries created.", self.nat.bibs_created),
+            (
+                "nat64d_pool_exhausted_total",
+                "counter",
+                "New flows refused: no free pool4 port.",
+                self.nat.pool_exhausted,
+            ),
+            ("nat64d_limit_reached_total", "counter", "New flows refused by a limit.", self.nat.limit_reached),
+            ("nat64d_held_syns", "gauge", "IPv4 SYNs held (RFC 6146 3.5.2.2).", self.nat.held_syns),
+            ("nat64d_static_bib_entries", "gauge", "Static BIB entries.", self.static_bibs),
+            ("nat64d_uptime_seconds", "gauge", "Seconds since the daemon started.", self.uptime_secs),
+            ("nat64d_workers", "gauge", "Worker threads (TUN queues).", self.workers as u64),
+            ("nat64d_pool4_addresses", "gauge", "Configured pool4 addresses.", self.pool4_addresses as u64),
+        ];
+        for (name, kind, help, v) in simple {
+            head(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        head(&mut o, "nat64d_sessions", "gauge", "Sessions, by protocol.");
+        for (p, n) in &self.sessions {
+            let _ = writeln!(o, "nat64d_sessions{{proto=\"{p}\"}} {n}");
+        }
+        head(&mut o, "nat64d_tcp_sessions", "gauge", "TCP sessions, by RFC 6146 state.");
+        for (s, n) in &self.tcp_states {
+            let _ = writeln!(o, "nat64d_tcp_sessions{{state=\"{s}\"}} {n}");
+        }
+        head(&mut o, "nat64d_bib_entries", "gauge", "BIB entries, by protocol.");
+        for (p, n) in &self.bibs {
+            let _ = writeln!(o, "nat64d_bib_entries{{proto=\"{p}\"}} {n}");
+        }
+        head(&mut o, "nat64d_pool4_ports_in_use", "gauge", "Ports in use, by pool4 address and protocol.");
+        for u in &self.pool4 {
+            for (p, n) in [("tcp", u.tcp), ("udp", u.udp), ("icmp", u.icmp)] {
+                let _ = writeln!(o, "nat64d_pool4_ports_in_use{{address=\"{}\",proto=\"{p}\"}} {n}", u.address);
+            }
+        }
+        o
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
+pub fn human_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StatsReport {
+        let mut w = WorkerStats::default();
+        w.xlat.out_6to4.packets[0] = 10;
+        w.xlat.out_6to4.bytes[0] = 1000;
+        w.xlat.in_4to6.packets[2] = 3;
+        w.xlat.drops[DropReason::NoState as usize] = 7;
+        let mut w2 = WorkerStats::default();
+        w2.xlat.out_6to4.packets[0] = 5;
+        w2.tun_write_errors = 1;
+        let census = Census {
+            sessions: [2, 1, 0],
+            tcp_states: [0, 0, 0, 2, 0, 0, 0, 0],
+            bibs: [2, 1, 0],
+            static_bibs: 1,
+            held_syns: 0,
+        };
+        let pool = [(Ipv4Addr::new(203, 0, 113, 1), [2, 1, 0])];
+        StatsReport::build(75, &[w, w2], &census, &NatCounters::default(), 16, &pool)
+    }
+
+    #[test]
+    fn workers_are_summed_and_every_reason_is_present() {
+        let r = sample();
+        assert_eq!(r.translated["6to4"]["tcp"], Traffic { packets: 15, bytes: 1000 });
+        assert_eq!(r.packets("4to6"), 3);
+        assert_eq!(r.drops.len(), DropReason::COUNT);
+        assert_eq!(r.drops["no_state"], 7);
+        assert_eq!(r.tun_write_errors, 1);
+        assert_eq!(r.tcp_states["established"], 2);
+        let back: StatsReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r, "the JSON form carries everything");
+    }
+
+    #[test]
+    fn table_shows_traffic_drops_state_and_pool() {
+        let t = sample().render(None);
+        for want in ["up 1m 15s", "IPv6 -> IPv4 tcp", "no_state", "established 2", "203.0.113.1"] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        let mut later = sample();
+        later.translated.get_mut("6to4").unwrap().get_mut("tcp").unwrap().packets += 20;
+        let t = later.render(Some((&sample(), 2.0)));
+        assert!(t.contains("10.0/s"), "rate of 20 packets in 2 s:\n{t}");
+    }
+
+    #[test]
+    fn prometheus_names_and_labels() {
+        let p = sample().prometheus();
+        assert!(p.contains("nat64d_packets_total{direction=\"6to4\",proto=\"tcp\"} 15\n"), "{p}");
+        assert!(p.contains("nat64d_drops_total{reason=\"no_state\"} 7\n"));
+        assert!(p.contains("nat64d_sessions{proto=\"tcp\"} 2\n"));
+        assert!(p.contains("# TYPE nat64d_drops_total counter\n"));
+        // Every sample line is NAME{LABELS} VALUE or NAME VALUE.
+        for l in p.lines().filter(|l| !l.starts_with('#')) {
+            let (name, v) = l.rsplit_once(' ').unwrap();
+            assert!(v.parse::<f64>().is_ok(), "{l}");
+            assert!(name.starts_with("nat64d_"), "{l}");
+        }
+    }
+}
