@@ -147,3 +147,36 @@ fn static_bib_command_line_form() {
     assert!("sctp,[2001:db8::5]:53,203.0.113.2:53".parse::<StaticBib>().unwrap_err().contains("protocol"));
     assert!("tcp,[2001:db8::5]:53".parse::<StaticBib>().is_err());
 }
+
+// The shipped example (systemd/nat64d.toml) parses, holds the defaults it
+// claims, and mentions every key the daemon knows, so it stays in step.
+#[test]
+fn shipped_example_is_valid_and_complete() {
+    let text = include_str!("../../systemd/nat64d.toml");
+    let c = Config::parse(text, "systemd/nat64d.toml").unwrap();
+    let mut d = Config::default();
+    d.pool4 = c.pool4.clone();
+    assert_eq!(c, d, "the example's values are the defaults (apart from pool4)");
+    let mut shown = Config::default();
+    shown.metrics.listen = Some("127.0.0.1:9864".parse().unwrap());
+    shown.static_bib.push("tcp,[2001:db8::80]:80,203.0.113.1:80".parse().unwrap());
+    let idx = KeyIndex::new(&shown.to_toml());
+    // Commented-out examples count: `# [[static_bib]]`, `# listen = ...`.
+    let uncomment = |l: &str| {
+        let body = l.trim_start().strip_prefix("# ").unwrap_or(l);
+        let is_header = body.starts_with('[') && body.ends_with(']');
+        let is_key = body
+            .split_once(" = ")
+            .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        if is_header || is_key {
+            body.to_string()
+        } else {
+            l.to_string()
+        }
+    };
+    let uncommented: String = text.lines().map(|l| uncomment(l) + "\n").collect();
+    let example = KeyIndex::new(&uncommented);
+    for (_, key) in &idx.keys {
+        assert!(example.keys.iter().any(|(_, k)| k == key), "systemd/nat64d.toml does not document '{key}'");
+    }
+}
