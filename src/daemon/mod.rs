@@ -353,7 +353,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         n => n,
     };
     let tuns = Tun::open_queues(&cfg.tun.name, queues).map_err(|e| {
-        format!("cannot open TUN device '{}' with {queues} queue(s): {e} (root or CAP_NET_ADMIN needed)", cfg.tun.name)
+        format!("cannot open TUN device '{}' with {queues} queue(s): {e} (needs CAP_NET_ADMIN and read-write access to /dev/net/tun)", cfg.tun.name)
     })?;
     let tun_name = tuns[0].name().to_string();
     if cfg.tun.setup {
