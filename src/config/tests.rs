@@ -154,8 +154,7 @@ fn static_bib_command_line_form() {
 fn shipped_example_is_valid_and_complete() {
     let text = include_str!("../../systemd/nat64d.toml");
     let c = Config::parse(text, "systemd/nat64d.toml").unwrap();
-    let mut d = Config::default();
-    d.pool4 = c.pool4.clone();
+    let d = Config { pool4: c.pool4.clone(), ..Config::default() };
     assert_eq!(c, d, "the example's values are the defaults (apart from pool4)");
     let mut shown = Config::default();
     shown.metrics.listen = Some("127.0.0.1:9864".parse().unwrap());
