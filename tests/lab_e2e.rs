@@ -14,6 +14,8 @@ struct Lab {
     daemon: Option<Child>,
     /// Configuration file and control socket.
     dir: Option<std::path::PathBuf>,
+    /// Stands in for systemd's notify socket.
+    notify: Option<std::os::unix::net::UnixDatagram>,
 }
 
 /// The daemon's configuration file; `extra` is appended (a reload test changes it).
@@ -64,6 +66,23 @@ impl Lab {
         run(env!("CARGO_BIN_EXE_nat64ctl"), &a)
     }
 
+    /// sd_notify messages received so far, waiting up to `secs` for one containing `want`.
+    fn notified(&self, want: &str, secs: u64) -> Vec<String> {
+        let sock = self.notify.as_ref().expect("notify socket");
+        let mut got = vec![];
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Ok(n) = sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            if got.iter().any(|m| m.contains(want)) || start.elapsed() > Duration::from_secs(secs) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.ctl(&["stats", "--json"]).expect("nat64ctl stats --json")).expect("stats JSON")
     }
@@ -81,7 +100,7 @@ impl Lab {
     fn up() -> Lab {
         let id = std::process::id() % 100_000;
         let ns = [format!("n64c{id}"), format!("n64g{id}"), format!("n64s{id}")];
-        let mut lab = Lab { ns, daemon: None, dir: None };
+        let mut lab = Lab { ns, daemon: None, dir: None, notify: None };
         let [c, g, s] = [lab.ns[0].clone(), lab.ns[1].clone(), lab.ns[2].clone()];
         for n in [&c, &g, &s] {
             lab.ip(&["netns", "add", n]);
@@ -106,13 +125,18 @@ impl Lab {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("nat64d.toml");
         std::fs::write(&config, lab_config(&dir, "")).unwrap();
-        lab.dir = Some(dir);
+        let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
+        notify.set_nonblocking(true).unwrap();
+        lab.notify = Some(notify);
         let daemon = Command::new("ip")
             .args(["netns", "exec", &g, env!("CARGO_BIN_EXE_nat64d"), "--config", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", dir.join("notify.sock"))
+            .env("WATCHDOG_USEC", "400000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start nat64d");
+        lab.dir = Some(dir);
         lab.daemon = Some(daemon);
         let start = Instant::now();
         while !lab.exec(1, &["ip", "link", "show", "nat64"]).is_ok_and(|o| o.contains(",UP")) {
@@ -159,6 +183,11 @@ fn lab_end_to_end() {
     }
     let lab = Lab::up();
     let py = python();
+    // sd_notify: READY once translating, then watchdog pings (WATCHDOG_USEC 0.4 s: every 0.2 s).
+    let n = lab.notified("READY=1", 5);
+    assert!(n.iter().any(|m| m.starts_with("READY=1\nSTATUS=translating 2001:db8:64::/96")), "{n:?}");
+    let n = lab.notified("WATCHDOG=1", 3);
+    assert!(n.iter().any(|m| m == "WATCHDOG=1"), "watchdog pings while the workers run: {n:?}");
 
     // ICMPv6 echo → ICMPv4 echo and back (RFC 7915 4.2 / 5.2 with RFC 6146 3.5.3).
     let ping = lab.exec(0, &["ping", "-c", "3", "-W", "3", SERVER6]).expect("ping through NAT64");
@@ -183,12 +212,12 @@ fn lab_end_to_end() {
     assert!(src.starts_with("203.0.113."), "source {src} is not a pool4 address");
     assert_eq!(port, "40123", "client port kept");
 
-    // TCP: 2 MB from the server, byte-exact (hashes equal at both ends).
+    // TCP: 6 MiB from the server, byte-exact (hashes equal at both ends).
     let ns_s = lab.ns[2].clone();
     let sender = std::thread::spawn(move || {
         run(
             "ip",
-            &["netns", "exec", &ns_s, python(), "-c", "import socket,hashlib,random\nr=random.Random(64);data=bytes(r.getrandbits(8) for _ in range(2*1024*1024))\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',8080));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.sendall(data);c.close()\nprint(hashlib.sha256(data).hexdigest())"],
+            &["netns", "exec", &ns_s, python(), "-c", "import socket,hashlib,random\nr=random.Random(64);data=r.randbytes(6*1024*1024)\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',8080));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.sendall(data);c.close()\nprint(hashlib.sha256(data).hexdigest())"],
         )
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -197,7 +226,7 @@ fn lab_end_to_end() {
         .expect("TCP client");
     let sent = sender.join().unwrap().expect("TCP server");
     let mut r = recv.split_whitespace();
-    assert_eq!(r.next(), Some("2097152"), "all bytes arrived");
+    assert_eq!(r.next(), Some("6291456"), "all bytes arrived");
     assert_eq!(r.next(), Some(sent.trim()), "same bytes at both ends");
 
     // A static BIB entry (RFC 6146 3.1): the IPv4 server reaches the IPv6
@@ -240,6 +269,8 @@ fn lab_end_to_end() {
     let mut lab = lab;
     let mut d = lab.daemon.take().expect("daemon");
     run("kill", &["-TERM", &d.id().to_string()]).expect("send SIGTERM");
+    let n = lab.notified("STOPPING=1", 5);
+    assert!(n.iter().any(|m| m == "STOPPING=1"), "{n:?}");
     let start = Instant::now();
     let status = loop {
         if let Some(st) = d.try_wait().expect("wait") {
@@ -343,7 +374,7 @@ fn path_mtu_discovery(lab: &Lab) {
     );
     std::thread::sleep(Duration::from_millis(500));
     let sent = lab
-        .exec(0, &[python(), "-c", &format!("import socket,hashlib,random\nr=random.Random(9);d=bytes(r.getrandbits(8) for _ in range(1<<20))\nc=socket.create_connection(('{SERVER6}',9090),timeout=20);c.sendall(d);c.close();print(len(d),hashlib.sha256(d).hexdigest())")])
+        .exec(0, &[python(), "-c", &format!("import socket,hashlib,random\nr=random.Random(9);d=r.randbytes(1<<20)\nc=socket.create_connection(('{SERVER6}',9090),timeout=20);c.sendall(d);c.close();print(len(d),hashlib.sha256(d).hexdigest())")])
         .expect("upload across the 1400-byte IPv4 link");
     let got = sink.join().unwrap().expect("TCP sink");
     assert_eq!(got.trim(), sent.trim(), "same bytes at both ends");
@@ -374,7 +405,11 @@ fn reload_keeps_sessions(lab: &Lab) {
     std::thread::sleep(Duration::from_millis(600));
     let extra = "\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"[2001:db8:1::10]:53\"\nipv4 = \"203.0.113.2:53\"\n";
     std::fs::write(&config, lab_config(&dir, extra)).unwrap();
+    let _ = lab.notified("", 0);
     run("kill", &["-HUP", &pid]).expect("SIGHUP");
+    let n = lab.notified("READY=1", 3);
+    let r = n.iter().position(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")).expect("RELOADING=1 sent");
+    assert!(n[r..].iter().any(|m| m.starts_with("READY=1")), "READY=1 after the reload: {n:?}");
     assert!(
         eventually(3, || lab
             .ctl(&["bib", "--proto", "udp"])
