@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: nat64d against TAYGA (+ nftables masquerade) and
+plain kernel forwarding, on the same three-namespace path, in one run.
+
+    client (IPv6-only) ── gateway ── server (IPv4-only)
+
+Modes (--modes, comma-separated):
+  nat64d        nat64d, offloads on, one queue per CPU (the defaults)
+  nat64d-nooff  nat64d with TUN offloads off
+  nat64d-q1     nat64d with one queue (one worker)
+  tayga         TAYGA (Debian) with nftables masquerade behind it: the classic
+                stateful NAT64; same network-specific prefix 2001:db8:64::/96
+  kernel6       plain IPv6 forwarding, no translation (the path's limit)
+  kernel4       plain IPv4 forwarding, no translation
+
+Figures (each bounded in time, repeated --reps times, medians):
+  tcp1 / tcp4 / tcp1r  iperf3 TCP, 1 and 4 streams client->server, 1 stream reversed (Gbit/s)
+  udp64                iperf3 UDP, 64-byte payloads, unlimited rate: packets/s delivered, loss %
+  cps                  wrk against nginx, `Connection: close`: new TCP connections per second
+  cpu                  the translator process's CPU use during tcp1 (% of one core)
+Each mode first moves 16 MiB over TCP and compares SHA-256 at both ends.
+
+Run as root: scripts/bench.py [--modes ...] [--reps 3] [--secs 5]
+Needs: iproute2, iperf3, nginx-light, wrk, tayga, nftables (installed with --install).
+Documentation addresses only; everything is torn down at the end.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+C, G, S = "nb-client", "nb-gw", "nb-server"
+PREFIX = "2001:db8:64::/96"
+SERVER4 = "192.0.2.2"
+SERVER_V6_TRANSLATED = "2001:db8:64::c000:202"
+SERVER_V6_NATIVE = "2001:db8:2::2"
+SERVER_V4_NATIVE = "192.0.2.2"
+POOL4 = "203.0.113.0/28"
+TAYGA_POOL = "198.51.100.128/25"
+
+
+def sh(*args, check=True, capture=False, timeout=None, ns=None):
+    cmd = list(args)
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    r = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr if capture else ''}")
+    return r.stdout if capture else r.returncode
+
+
+def bg(*args, ns=None, log=None):
+    cmd = list(args)
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    out = open(log, "w") if log else subprocess.DEVNULL
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+
+
+def stop(p):
+    if p and p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+class Lab:
+    def __init__(self, work):
+        self.work = work
+        self.procs = []
+
+    def up(self):
+        self.down()
+        for n in (C, G, S):
+            sh("ip", "netns", "add", n)
+            sh("ip", "-n", n, "link", "set", "lo", "up")
+        sh("ip", "link", "add", "c0", "netns", C, "type", "veth", "peer", "name", "g0", "netns", G)
+        sh("ip", "link", "add", "s0", "netns", S, "type", "veth", "peer", "name", "g1", "netns", G)
+        # Client: IPv6 (and IPv4 for the kernel4 baseline).
+        sh("ip", "-n", C, "addr", "add", "2001:db8:1::10/64", "dev", "c0", "nodad")
+        sh("ip", "-n", C, "addr", "add", "198.51.100.10/26", "dev", "c0")
+        sh("ip", "-n", C, "link", "set", "c0", "up")
+        sh("ip", "-n", C, "-6", "route", "add", "default", "via", "2001:db8:1::1")
+        sh("ip", "-n", C, "route", "add", "default", "via", "198.51.100.1")
+        # Gateway.
+        sh("ip", "-n", G, "addr", "add", "2001:db8:1::1/64", "dev", "g0", "nodad")
+        sh("ip", "-n", G, "addr", "add", "198.51.100.1/26", "dev", "g0")
+        sh("ip", "-n", G, "addr", "add", "192.0.2.1/24", "dev", "g1")
+        sh("ip", "-n", G, "addr", "add", "2001:db8:2::1/64", "dev", "g1", "nodad")
+        for d in ("g0", "g1"):
+            sh("ip", "-n", G, "link", "set", d, "up")
+        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", "net.ipv4.ip_forward=1", ns=G)
+        # Server: IPv4 (and IPv6 for the kernel6 baseline).
+        sh("ip", "-n", S, "addr", "add", "192.0.2.2/24", "dev", "s0")
+        sh("ip", "-n", S, "addr", "add", "2001:db8:2::2/64", "dev", "s0", "nodad")
+        sh("ip", "-n", S, "link", "set", "s0", "up")
+        sh("ip", "-n", S, "route", "add", "default", "via", "192.0.2.1")
+        sh("ip", "-n", S, "-6", "route", "add", "default", "via", "2001:db8:2::1")
+        # Neighbours resolved up front, so no test pays for the first NDP/ARP.
+        sh("ping", "-c1", "-W2", "2001:db8:1::1", ns=C, capture=True, check=False)
+        sh("ping", "-c1", "-W2", "192.0.2.1", ns=S, capture=True, check=False)
+        sh("ping", "-c1", "-W2", "198.51.100.1", ns=C, capture=True, check=False)
+        sh("ping", "-c1", "-W2", "2001:db8:2::1", ns=S, capture=True, check=False)
+        # Servers: iperf3 and nginx (a 100-byte page, no logs).
+        self.procs.append(bg("iperf3", "-s", ns=S))
+        www = os.path.join(self.work, "www")
+        os.makedirs(www, exist_ok=True)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write("x" * 100)
+        conf = os.path.join(self.work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f"""worker_processes 1; daemon off; pid {self.work}/nginx.pid; error_log /dev/null;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_timeout 0;
+  server {{ listen 192.0.2.2:80 reuseport backlog=4096; listen [2001:db8:2::2]:80 reuseport backlog=4096; root {www}; }} }}
+"""
+            )
+        self.procs.append(bg("nginx", "-c", conf, ns=S))
+        time.sleep(0.5)
+
+    def down(self):
+        for p in self.procs:
+            stop(p)
+        self.procs = []
+        for n in (C, G, S):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+
+class Gateway:
+    """One mode's gateway: start() sets it up in the gateway namespace, stop() removes it."""
+
+    def __init__(self, mode, work):
+        self.mode, self.work, self.proc = mode, work, None
+
+    @property
+    def target6(self):
+        return SERVER_V6_NATIVE if self.mode == "kernel6" else SERVER_V6_TRANSLATED
+
+    @property
+    def target(self):
+        return SERVER_V4_NATIVE if self.mode == "kernel4" else self.target6
+
+    def start(self):
+        m = self.mode
+        if m.startswith("nat64d"):
+            args = [os.path.join(ROOT, "target/release/nat64d"), "--pool6", PREFIX, "--pool4", POOL4,
+                    "--control-socket", os.path.join(self.work, "ctl.sock")]
+            if m == "nat64d-nooff":
+                args += ["--no-offload"]
+            if m == "nat64d-q1":
+                args += ["--queues", "1"]
+            sh("ip", "-n", S, "route", "replace", "203.0.113.0/24", "via", "192.0.2.1")
+            self.proc = bg(*args, ns=G, log=os.path.join(self.work, f"{m}.log"))
+            wait_for(lambda: "UP" in sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False))
+        elif m == "tayga":
+            conf = os.path.join(self.work, "tayga.conf")
+            with open(conf, "w") as f:
+                f.write(f"tun-device nat64t\nipv4-addr 198.51.100.65\nprefix {PREFIX}\n"
+                        f"dynamic-pool {TAYGA_POOL}\ndata-dir {self.work}/tayga\n")
+            os.makedirs(os.path.join(self.work, "tayga"), exist_ok=True)
+            sh("tayga", "-c", conf, "--mktun", ns=G, capture=True)
+            sh("ip", "-n", G, "link", "set", "nat64t", "up")
+            sh("ip", "-n", G, "route", "add", PREFIX, "dev", "nat64t")
+            sh("ip", "-n", G, "route", "add", TAYGA_POOL, "dev", "nat64t")
+            rules = ("table ip nb {\n chain post {\n  type nat hook postrouting priority 100;\n"
+                     f'  oifname "g1" ip saddr {TAYGA_POOL} masquerade\n }}\n}}\n')
+            p = subprocess.run(["ip", "netns", "exec", G, "nft", "-f", "-"], input=rules, text=True, capture_output=True)
+            if p.returncode:
+                raise RuntimeError(f"nft: {p.stderr}")
+            self.proc = bg("tayga", "-c", conf, "-n", ns=G, log=os.path.join(self.work, "tayga.log"))
+            time.sleep(0.5)
+        # kernel4 / kernel6: nothing to start.
+        # Warm the path (and, for NAT64, make the first session).
+        ping = ["ping", "-c", "1", "-W", "2", self.target]
+        wait_for(lambda: sh(*ping, ns=C, capture=True, check=False).find(" 0% packet loss") >= 0, secs=10)
+
+    def stop(self):
+        stop(self.proc)
+        self.proc = None
+        if self.mode == "tayga":
+            subprocess.run(["ip", "netns", "exec", G, "nft", "delete", "table", "ip", "nb"], capture_output=True)
+            subprocess.run(["ip", "-n", G, "link", "del", "nat64t"], capture_output=True)
+        if self.mode.startswith("nat64d"):
+            subprocess.run(["ip", "-n", S, "route", "del", "203.0.113.0/24"], capture_output=True)
+            wait_for(lambda: sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False) == "", secs=5)
+
+    def cpu_ticks(self):
+        if not self.proc:
+            return None
+        # `ip netns exec` execs the program, so the PID is the translator's.
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            return None
+
+
+def wait_for(cond, secs=10):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            if cond():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("timed out waiting for the gateway")
+
+
+def iperf(gw, secs, extra):
+    out = sh("iperf3", "-c", gw.target, "-t", str(secs), "-J", "--connect-timeout", "3000", *extra,
+             ns=C, capture=True, timeout=secs + 30)
+    return json.loads(out)
+
+
+def hash_check(gw, work):
+    """16 MiB over TCP; SHA-256 equal at both ends."""
+    data = random.Random(6146).randbytes(16 << 20)
+    src = os.path.join(work, "blob")
+    with open(src, "wb") as f:
+        f.write(data)
+    want = hashlib.sha256(data).hexdigest()
+    bind = "::" if gw.mode != "kernel4" else "0.0.0.0"
+    fam = "AF_INET6" if gw.mode != "kernel4" else "AF_INET"
+    recv = bg(sys.executable, "-c",
+              f"import socket,hashlib\nl=socket.socket(socket.{fam});l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+              f"l.bind(('{bind}',9009));l.listen(1);l.settimeout(30);c,_=l.accept();h=hashlib.sha256()\n"
+              "while True:\n b=c.recv(1<<16)\n if not b: break\n h.update(b)\n"
+              f"open('{work}/got','w').write(h.hexdigest())", ns=S)
+    time.sleep(0.4)
+    sh(sys.executable, "-c",
+       f"import socket\nc=socket.create_connection(('{gw.target}',9009),timeout=30);c.sendall(open('{src}','rb').read());c.close()",
+       ns=C, timeout=60)
+    recv.wait(30)
+    got = open(os.path.join(work, "got")).read().strip()
+    return got == want
+
+
+def run_mode(gw, reps, secs, work):
+    res = {k: [] for k in ("tcp1", "tcp4", "tcp1r", "udp_pps", "udp_loss", "cps", "cpu")}
+    res["hash_ok"] = hash_check(gw, work)
+    hz = os.sysconf("SC_CLK_TCK")
+    for _ in range(reps):
+        t0, c0 = time.time(), gw.cpu_ticks()
+        j = iperf(gw, secs, [])
+        c1, t1 = gw.cpu_ticks(), time.time()
+        res["tcp1"].append(j["end"]["sum_received"]["bits_per_second"] / 1e9)
+        if c0 is not None and c1 is not None:
+            res["cpu"].append(100.0 * (c1 - c0) / hz / (t1 - t0))
+        res["tcp4"].append(iperf(gw, secs, ["-P", "4"])["end"]["sum_received"]["bits_per_second"] / 1e9)
+        res["tcp1r"].append(iperf(gw, secs, ["-R"])["end"]["sum_received"]["bits_per_second"] / 1e9)
+        u = iperf(gw, secs, ["-u", "-b", "0", "-l", "64"])["end"]["sum"]
+        res["udp_pps"].append((u["packets"] - u["lost_packets"]) / u["seconds"])
+        res["udp_loss"].append(u["lost_percent"])
+        url = f"http://[{gw.target}]/" if ":" in gw.target else f"http://{gw.target}/"
+        w = sh("wrk", "-t1", "-c32", f"-d{secs}s", "-H", "Connection: close", url, ns=C, capture=True,
+               timeout=secs + 30)
+        rps = [float(l.split()[1]) for l in w.splitlines() if l.startswith("Requests/sec:")]
+        res["cps"].append(rps[0] if rps else 0.0)
+    return res
+
+
+def med(v):
+    return statistics.median(v) if v else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modes", default="nat64d,tayga,kernel6,kernel4")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=5)
+    ap.add_argument("--install", action="store_true", help="apt-get install the tools first")
+    ap.add_argument("--json", help="also write the raw results here")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench.py: needs root (network namespaces, TUN devices)")
+    if a.install:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "iproute2", "iperf3", "nginx-light", "wrk", "tayga",
+                        "nftables", "iputils-ping"], check=True)
+    for tool in ("iperf3", "wrk", "nginx", "tayga", "nft"):
+        if not shutil.which(tool):
+            sys.exit(f"bench.py: {tool} is missing (run with --install)")
+    if any(m.startswith("nat64d") for m in a.modes.split(",")):
+        subprocess.run(["cargo", "build", "--release", "--bin", "nat64d"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="nat64d-bench-")
+    lab = Lab(work)
+    results = {}
+    try:
+        lab.up()
+        for m in a.modes.split(","):
+            gw = Gateway(m, work)
+            print(f"== {m}", file=sys.stderr, flush=True)
+            try:
+                gw.start()
+                results[m] = run_mode(gw, a.reps, a.secs, work)
+            finally:
+                gw.stop()
+    finally:
+        lab.down()
+        shutil.rmtree(work, ignore_errors=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print_table(results, a)
+
+
+def print_table(results, a):
+    rows = [("tcp1", "TCP 1 stream, Gbit/s"), ("tcp4", "TCP 4 streams, Gbit/s"), ("tcp1r", "TCP 1 stream reverse, Gbit/s"),
+            ("udp_pps", "UDP 64 B delivered, kpps"), ("udp_loss", "UDP 64 B loss, %"), ("cps", "new TCP conn/s (wrk+nginx)"),
+            ("cpu", "translator CPU in tcp1, % of a core")]
+    modes = list(results)
+    print(f"\nmedians of {a.reps} runs of {a.secs} s; {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}\n")
+    head = "| figure | " + " | ".join(modes)
+    ratios = []
+    if "nat64d" in results and "tayga" in results:
+        ratios.append(("nat64d", "tayga"))
+    if "nat64d" in results and "kernel6" in results:
+        ratios.append(("nat64d", "kernel6"))
+    head += "".join(f" | {x}/{y}" for x, y in ratios) + " |"
+    print(head)
+    print("|" + "---|" * (1 + len(modes) + len(ratios)))
+    for key, label in rows:
+        vals = []
+        for m in modes:
+            v = med(results[m][key])
+            vals.append(v / 1000 if key == "udp_pps" else v)
+        line = f"| {label} | " + " | ".join("-" if v != v else f"{v:.2f}" for v in vals)
+        for x, y in ratios:
+            vx, vy = med(results[x][key]), med(results[y][key])
+            line += " | " + ("-" if key in ("udp_loss", "cpu") or not vy else f"{vx / vy:.2f}x")
+        print(line + " |")
+    print("| data hashes equal | " + " | ".join("yes" if results[m]["hash_ok"] else "NO" for m in modes)
+          + " |" * (len(ratios) + 1))
+
+
+if __name__ == "__main__":
+    main()
