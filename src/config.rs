@@ -116,11 +116,14 @@ pub struct TunSection {
     pub setup: bool,
     /// Queues, one worker thread each; 0 means one per CPU.
     pub queues: usize,
+    /// TUN offloads (virtio-net headers, TSO/USO): super-packets translated
+    /// whole. Falls back to off, with a warning, where the kernel refuses.
+    pub offload: bool,
 }
 
 impl Default for TunSection {
     fn default() -> Self {
-        TunSection { name: "nat64".into(), mtu: 1500, setup: true, queues: 0 }
+        TunSection { name: "nat64".into(), mtu: 1500, setup: true, queues: 0, offload: true }
     }
 }
 
@@ -364,6 +367,7 @@ pub struct Overrides {
     pub mtu: Option<u16>,
     pub no_setup: bool,
     pub queues: Option<usize>,
+    pub no_offload: bool,
     pub shards: Option<usize>,
     pub static_bib: Vec<StaticBib>,
     pub socket: Option<PathBuf>,
@@ -433,6 +437,9 @@ impl Config {
         }
         if let Some(q) = ov.queues {
             self.tun.queues = q;
+        }
+        if ov.no_offload {
+            self.tun.offload = false;
         }
         if let Some(s) = ov.shards {
             self.nat.shards = s;

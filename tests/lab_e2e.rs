@@ -16,10 +16,13 @@ struct Lab {
     dir: Option<std::path::PathBuf>,
     /// Stands in for systemd's notify socket.
     notify: Option<std::os::unix::net::UnixDatagram>,
+    /// TUN offloads on in this lab's daemon.
+    offload: bool,
+    id: u32,
 }
 
 /// The daemon's configuration file; `extra` is appended (a reload test changes it).
-fn lab_config(dir: &std::path::Path, extra: &str) -> String {
+fn lab_config(dir: &std::path::Path, offload: bool, extra: &str) -> String {
     format!(
         r#"# nat64d end-to-end lab
 pool6 = "2001:db8:64::/96"
@@ -28,6 +31,7 @@ pool4 = ["203.0.113.0/28"]
 [tun]
 name = "nat64"
 queues = 2
+offload = {offload}
 
 [nat.timeouts]
 icmp = 2
@@ -97,10 +101,10 @@ impl Lab {
         run("ip", &a)
     }
 
-    fn up() -> Lab {
-        let id = std::process::id() % 100_000;
+    fn up(offload: bool) -> Lab {
+        let id = std::process::id() % 10_000 * 10 + offload as u32;
         let ns = [format!("n64c{id}"), format!("n64g{id}"), format!("n64s{id}")];
-        let mut lab = Lab { ns, daemon: None, dir: None, notify: None };
+        let mut lab = Lab { ns, daemon: None, dir: None, notify: None, offload, id };
         let [c, g, s] = [lab.ns[0].clone(), lab.ns[1].clone(), lab.ns[2].clone()];
         for n in [&c, &g, &s] {
             lab.ip(&["netns", "add", n]);
@@ -124,7 +128,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("nat64d-e2e-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("nat64d.toml");
-        std::fs::write(&config, lab_config(&dir, "")).unwrap();
+        std::fs::write(&config, lab_config(&dir, offload, "")).unwrap();
         let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
         notify.set_nonblocking(true).unwrap();
         lab.notify = Some(notify);
@@ -170,8 +174,25 @@ fn python() -> &'static str {
     }
 }
 
+/// The two labs run one after the other: each is timing-sensitive and the
+/// machine has two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn lab_end_to_end() {
+fn lab_end_to_end_offloads_on() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    scenario(true);
+}
+
+// Both TUN modes end to end (issue 6): with offloads off every packet is read
+// and written on its own.
+#[test]
+fn lab_end_to_end_offloads_off() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    scenario(false);
+}
+
+fn scenario(offload: bool) {
     let is_root = run("id", &["-u"]).is_ok_and(|o| o.trim() == "0");
     if !is_root {
         assert!(
@@ -181,7 +202,7 @@ fn lab_end_to_end() {
         eprintln!("lab_e2e: SKIPPED: needs root (network namespaces and a TUN device); run as root to include it");
         return;
     }
-    let lab = Lab::up();
+    let lab = Lab::up(offload);
     let py = python();
     // sd_notify: READY once translating, then watchdog pings (WATCHDOG_USEC 0.4 s: every 0.2 s).
     let n = lab.notified("READY=1", 5);
@@ -315,7 +336,10 @@ fn spawn_py(lab: &Lab, ns: usize, prog: &str) -> std::thread::JoinHandle<Result<
 // lists the flow; an ICMP session expires after its configured lifetime
 // (RFC 6146 4: ICMP_DEFAULT, set to 2 s in the lab's configuration).
 fn counters_sessions_and_expiry(lab: &Lab) {
+    // The 6 MiB transfer above went as super-packets exactly when offloads are on.
     let before = lab.stats();
+    let gso = before["offload"]["gso_packets"].as_u64().unwrap();
+    assert_eq!(gso > 0, lab.offload, "super-packets translated whole: {}", before["offload"]);
     let server = spawn_py(
         lab,
         2,
@@ -364,8 +388,7 @@ fn time_exceeded_from_ipv4_side(lab: &Lab) {
 // packets with Fragmentation Needed; the client receives Packet Too Big with
 // the MTU plus 20 and the TCP transfer still completes, byte for byte.
 fn path_mtu_discovery(lab: &Lab) {
-    let id = std::process::id() % 100_000;
-    let g1 = format!("g{id}b");
+    let g1 = format!("g{}b", lab.id);
     lab.ip(&["-n", &lab.ns[1], "link", "set", &g1, "mtu", "1400"]);
     let sink = spawn_py(
         lab,
@@ -381,6 +404,37 @@ fn path_mtu_discovery(lab: &Lab) {
     let route = lab.exec(0, &["ip", "-6", "route", "get", SERVER6]).expect("route get");
     assert!(route.contains("mtu 1420"), "Packet Too Big taught the client the path MTU: {route}");
     lab.ip(&["-n", &lab.ns[1], "link", "set", &g1, "mtu", "1500"]);
+
+    // The other way round: a jumbo IPv6 link (MTU 9000) makes the client's
+    // MSS larger than the TUN's 1500 allows after translation, so the IPv4
+    // server's 1460-byte segments (or super-packets of them) would become
+    // 1520-byte IPv6 packets: they are answered with Fragmentation Needed
+    // (RFC 7915 4.1; with offloads, after segmenting the super-packet here),
+    // the server lowers its segments, and a 1 MiB download arrives intact.
+    let (c0, g0) = (format!("c{}", lab.id), format!("g{}a", lab.id));
+    lab.ip(&["-n", &lab.ns[0], "-6", "route", "flush", "cache"]); // forget the 1420 just learnt
+    lab.ip(&["-n", &lab.ns[0], "link", "set", &c0, "mtu", "9000"]);
+    lab.ip(&["-n", &lab.ns[1], "link", "set", &g0, "mtu", "9000"]);
+    let before = lab.stats();
+    let source = spawn_py(
+        lab,
+        2,
+        "import socket,hashlib,random\nd=random.Random(11).randbytes(1<<20)\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',9092));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.sendall(d);c.close();print(len(d),hashlib.sha256(d).hexdigest())",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let got = lab
+        .exec(0, &[python(), "-c", &format!("import socket,hashlib\nc=socket.create_connection(('{SERVER6}',9092),timeout=20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())")])
+        .expect("download with a jumbo client MSS");
+    let sent = source.join().unwrap().expect("TCP source");
+    assert_eq!(got.trim(), sent.trim(), "same bytes at both ends");
+    let after = lab.stats();
+    assert!(drops(&after, "packet_too_big") > drops(&before, "packet_too_big"), "Fragmentation Needed sent: {after}");
+    if lab.offload {
+        let sw = |v: &serde_json::Value| v["offload"]["software_segmented"].as_u64().unwrap();
+        assert!(sw(&after) > sw(&before), "super-packets too big once translated were segmented here: {after}");
+    }
+    lab.ip(&["-n", &lab.ns[0], "link", "set", &c0, "mtu", "1500"]);
+    lab.ip(&["-n", &lab.ns[1], "link", "set", &g0, "mtu", "1500"]);
 }
 
 // SIGHUP and `nat64ctl reload` apply a changed configuration while a TCP
@@ -404,7 +458,7 @@ fn reload_keeps_sessions(lab: &Lab) {
     );
     std::thread::sleep(Duration::from_millis(600));
     let extra = "\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"[2001:db8:1::10]:53\"\nipv4 = \"203.0.113.2:53\"\n";
-    std::fs::write(&config, lab_config(&dir, extra)).unwrap();
+    std::fs::write(&config, lab_config(&dir, lab.offload, extra)).unwrap();
     let _ = lab.notified("", 0);
     run("kill", &["-HUP", &pid]).expect("SIGHUP");
     let n = lab.notified("READY=1", 3);
@@ -418,10 +472,10 @@ fn reload_keeps_sessions(lab: &Lab) {
         lab.ctl(&["bib"])
     );
     assert_eq!(lab.ctl(&["reload"]).expect("nat64ctl reload").trim(), "configuration unchanged");
-    std::fs::write(&config, format!("{}\n[nat]\nshard = 4\n", lab_config(&dir, ""))).unwrap();
+    std::fs::write(&config, format!("{}\n[nat]\nshard = 4\n", lab_config(&dir, lab.offload, ""))).unwrap();
     let bad = lab.ctl(&["reload"]).expect_err("a bad file is refused");
     assert!(bad.contains("nat64d.toml:") && bad.contains("'nat.shard'") && bad.contains("kept"), "{bad}");
-    std::fs::write(&config, lab_config(&dir, "")).unwrap();
+    std::fs::write(&config, lab_config(&dir, lab.offload, "")).unwrap();
     assert!(lab.ctl(&["reload"]).expect("reload").contains("live sessions kept"));
     assert!(!lab.ctl(&["bib", "--proto", "udp"]).unwrap().contains("203.0.113.2:53"), "the entry left with the file");
     let sent = source.join().unwrap().expect("slow TCP source");

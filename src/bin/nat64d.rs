@@ -36,6 +36,9 @@ struct Args {
     /// TUN queues, one worker thread each; 0 means one per CPU [default: 0].
     #[arg(long)]
     queues: Option<usize>,
+    /// Turn TUN offloads (TSO/USO super-packets) off.
+    #[arg(long)]
+    no_offload: bool,
     /// Do not configure the device's link state and routes (the operator does).
     #[arg(long)]
     no_setup: bool,
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         mtu: a.mtu,
         no_setup: a.no_setup,
         queues: a.queues,
+        no_offload: a.no_offload,
         shards: a.shards,
         static_bib: a.bibs,
         socket: a.control_socket,

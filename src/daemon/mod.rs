@@ -352,9 +352,26 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let tuns = Tun::open_queues(&cfg.tun.name, queues).map_err(|e| {
-        format!("cannot open TUN device '{}' with {queues} queue(s): {e} (needs CAP_NET_ADMIN and read-write access to /dev/net/tun)", cfg.tun.name)
-    })?;
+    let open = |vnet: bool| {
+        Tun::open_queues(&cfg.tun.name, queues, vnet).map_err(|e| {
+            format!(
+                "cannot open TUN device '{}' with {queues} queue(s): {e} (needs CAP_NET_ADMIN and read-write access to /dev/net/tun)",
+                cfg.tun.name
+            )
+        })
+    };
+    let mut tuns = open(cfg.tun.offload)?;
+    let mut offload = "off".to_string();
+    if cfg.tun.offload {
+        match tuns[0].set_offload() {
+            Ok(o) => offload = if o.uso { "TSO and USO".into() } else { "TSO (no USO in this kernel)".into() },
+            Err(e) => {
+                warn!("TUN offloads unavailable ({e}): running without them");
+                drop(tuns);
+                tuns = open(false)?;
+            }
+        }
+    }
     let tun_name = tuns[0].name().to_string();
     if cfg.tun.setup {
         setup_device(&tun_name, &cfg)?;
@@ -416,7 +433,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     {
         let c = state.config();
         info!(
-            "translating {} <-> {} pool4 address(es) on {} with {} worker(s); control socket {}",
+            "translating {} <-> {} pool4 address(es) on {} with {} worker(s), offloads {offload}; control socket {}",
             c.pool6,
             c.pool4.iter().map(|e| 1u64 << (32 - e.0.len)).sum::<u64>(),
             tun_name,
@@ -474,8 +491,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     let _ = std::fs::remove_file(&socket_path);
     let mut total = WorkerStats::default();
     for f in &finals {
-        total.xlat.merge(&f.xlat);
-        total.tun_write_errors += f.tun_write_errors;
+        total.merge(f);
     }
     let x = &total.xlat;
     info!(

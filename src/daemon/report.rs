@@ -3,7 +3,7 @@
 //! rendered as a table by `nat64ctl stats` and as Prometheus text by the
 //! metrics endpoint. One structure, so the three never disagree.
 
-use crate::dataplane::worker::WorkerStats;
+use crate::dataplane::worker::{OffloadStats, WorkerStats};
 use crate::nat::{tcp::TcpState, Census, NatCounters, Proto};
 use crate::xlat::{DropReason, PROTO_LABELS};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,28 @@ pub struct NatReport {
     pub held_syns: u64,
 }
 
+/// What the TUN offloads did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffloadReport {
+    pub gso_packets: u64,
+    pub gso_segments: u64,
+    pub software_segmented: u64,
+    pub checksums_completed: u64,
+    pub bad_vnet_header: u64,
+}
+
+impl From<OffloadStats> for OffloadReport {
+    fn from(o: OffloadStats) -> Self {
+        OffloadReport {
+            gso_packets: o.gso_packets,
+            gso_segments: o.gso_segments,
+            software_segmented: o.software_segmented,
+            checksums_completed: o.checksums_completed,
+            bad_vnet_header: o.bad_vnet_header,
+        }
+    }
+}
+
 /// Everything `nat64ctl stats` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
@@ -59,6 +81,8 @@ pub struct StatsReport {
     pub bibs: BTreeMap<String, u64>,
     pub static_bibs: u64,
     pub nat: NatReport,
+    /// TUN offloads: super-packets carried whole, segmented here, checksums completed.
+    pub offload: OffloadReport,
     /// Number of pool4 addresses configured.
     pub pool4_addresses: usize,
     /// Addresses with ports in use.
@@ -79,8 +103,7 @@ impl StatsReport {
     ) -> StatsReport {
         let mut total = WorkerStats::default();
         for w in workers {
-            total.xlat.merge(&w.xlat);
-            total.tun_write_errors += w.tun_write_errors;
+            total.merge(w);
         }
         let x = &total.xlat;
         let mut r = StatsReport {
@@ -90,6 +113,7 @@ impl StatsReport {
             tun_write_errors: total.tun_write_errors,
             static_bibs: census.static_bibs,
             pool4_addresses,
+            offload: total.offload.into(),
             nat: NatReport {
                 bibs_created: nat.bibs_created,
                 sessions_created: nat.sessions_created,
@@ -160,6 +184,14 @@ impl StatsReport {
         }
         let _ = writeln!(o, "  {:<20}{:>12}", "ICMP errors sent", self.icmp_errors_sent);
         let _ = writeln!(o, "  {:<20}{:>12}", "TUN write errors", self.tun_write_errors);
+        let f = &self.offload;
+        if f.gso_packets + f.software_segmented + f.checksums_completed + f.bad_vnet_header > 0 {
+            let _ = writeln!(
+                o,
+                "  offloads: {} super-packets carrying {} segments; {} segmented here; {} checksums completed; {} bad headers",
+                f.gso_packets, f.gso_segments, f.software_segmented, f.checksums_completed, f.bad_vnet_header
+            );
+        }
         let _ = writeln!(
             o,
             "\n{:<34}{:>16}{}",
@@ -241,6 +273,30 @@ impl StatsReport {
                 self.nat.pool_exhausted,
             ),
             ("nat64d_limit_reached_total", "counter", "New flows refused by a limit.", self.nat.limit_reached),
+            (
+                "nat64d_gso_packets_total",
+                "counter",
+                "Super-packets translated whole (TUN offloads).",
+                self.offload.gso_packets,
+            ),
+            (
+                "nat64d_gso_segments_total",
+                "counter",
+                "Segments those super-packets carried.",
+                self.offload.gso_segments,
+            ),
+            (
+                "nat64d_gso_software_segmented_total",
+                "counter",
+                "Super-packets segmented in software.",
+                self.offload.software_segmented,
+            ),
+            (
+                "nat64d_bad_vnet_header_total",
+                "counter",
+                "Packets dropped for a virtio-net header that did not fit them.",
+                self.offload.bad_vnet_header,
+            ),
             ("nat64d_held_syns", "gauge", "IPv4 SYNs held (RFC 6146 3.5.2.2).", self.nat.held_syns),
             ("nat64d_static_bib_entries", "gauge", "Static BIB entries.", self.static_bibs),
             ("nat64d_uptime_seconds", "gauge", "Seconds since the daemon started.", self.uptime_secs),

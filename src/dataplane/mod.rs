@@ -3,4 +3,5 @@
 //! the results back.
 
 pub mod tun;
+pub mod vnet;
 pub mod worker;

@@ -273,6 +273,27 @@ impl Translator {
         self.count(v, to, proto, len)
     }
 
+    /// [`Self::translate_in_place`] for a GSO super-packet (TUN offloads):
+    /// the kernel segments it after translation, so the MTU checks (Packet
+    /// Too Big, fragmentation) do not apply to it whole; the caller has
+    /// checked that its segments fit the next hop once translated.
+    pub fn translate_gso_in_place<M: Mapper>(
+        &mut self,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        out: &mut [u8],
+        map: &mut M,
+    ) -> Verdict {
+        let (m4, m6) = (self.cfg.ipv4_mtu, self.cfg.ipv6_mtu);
+        self.cfg.ipv4_mtu = u16::MAX;
+        self.cfg.ipv6_mtu = u16::MAX;
+        let v = self.translate_in_place(buf, start, len, out, map);
+        self.cfg.ipv4_mtu = m4;
+        self.cfg.ipv6_mtu = m6;
+        v
+    }
+
     /// Translate an IPv6 packet to IPv4 (RFC 7915 section 5).
     #[inline]
     pub fn v6_to_v4<M: Mapper>(&mut self, pkt: &[u8], out: &mut [u8], map: &mut M) -> Verdict {
