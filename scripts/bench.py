@@ -157,7 +157,13 @@ class Gateway:
     def start(self):
         m = self.mode
         if m.startswith("nat64d"):
-            args = [os.path.join(ROOT, "target/release/nat64d"), "--pool6", PREFIX, "--pool4", POOL4,
+            # One client host stands in for many: wrk opens tens of thousands of
+            # connections, each kept TCP_TRANS (4 min) after it closes.
+            conf = os.path.join(self.work, "nat64d.toml")
+            with open(conf, "w") as f:
+                f.write("[nat.limits]\nmax_sessions = 2097152\nsessions_per_host = 2097152\n"
+                        "sessions_per_net64 = 2097152\nbibs_per_host = 65536\n")
+            args = [os.path.join(ROOT, "target/release/nat64d"), "--config", conf, "--pool6", PREFIX, "--pool4", POOL4,
                     "--control-socket", os.path.join(self.work, "ctl.sock")]
             if m == "nat64d-nooff":
                 args += ["--no-offload"]
@@ -223,9 +229,21 @@ def wait_for(cond, secs=10):
 
 
 def iperf(gw, secs, extra):
-    out = sh("iperf3", "-c", gw.target, "-t", str(secs), "-J", "--connect-timeout", "3000", *extra,
-             ns=C, capture=True, timeout=secs + 30)
-    return json.loads(out)
+    """One iperf3 run; retried (up to 3 times) when iperf3 reports an error."""
+    err = None
+    for _ in range(3):
+        r = subprocess.run(["ip", "netns", "exec", C, "iperf3", "-c", gw.target, "-t", str(secs), "-J",
+                            "--connect-timeout", "3000", *extra], capture_output=True, text=True, timeout=secs + 30)
+        try:
+            j = json.loads(r.stdout)
+        except json.JSONDecodeError:
+            j = {"error": r.stdout[-300:] + r.stderr[-300:]}
+        if "error" not in j and "end" in j:
+            return j
+        err = j.get("error")
+        print(f"   iperf3 {' '.join(extra)}: {err}; retrying", file=sys.stderr, flush=True)
+        time.sleep(2)
+    raise RuntimeError(f"iperf3 {' '.join(extra)} against {gw.mode}: {err}")
 
 
 def hash_check(gw, work):
@@ -309,6 +327,16 @@ def main():
             try:
                 gw.start()
                 results[m] = run_mode(gw, a.reps, a.secs, work)
+            except Exception:
+                log = os.path.join(work, f"{m}.log")
+                if os.path.exists(log):
+                    print(f"--- {log} ---\n" + open(log).read()[-3000:], file=sys.stderr)
+                    ctl = os.path.join(ROOT, "target/release/nat64ctl")
+                    for what in (["stats"], ["sessions"]):
+                        r = subprocess.run([ctl, "--socket", os.path.join(work, "ctl.sock"), *what],
+                                           capture_output=True, text=True)
+                        print(r.stdout + r.stderr, file=sys.stderr)
+                raise
             finally:
                 gw.stop()
     finally:

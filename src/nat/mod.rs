@@ -106,7 +106,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_sessions: 1 << 20, sessions_per_host: 8192, sessions_per_net64: 32768, bibs_per_host: 8192 }
+        Limits { max_sessions: 1 << 20, sessions_per_host: 65536, sessions_per_net64: 131_072, bibs_per_host: 65536 }
     }
 }
 
