@@ -442,6 +442,88 @@ pub fn run_fuzz_input(target: &str, data: &[u8], out: &mut [u8], scratch: &mut [
     }
 }
 
+/// The offload fuzz target's input handling, shared with the replay test:
+/// a virtio-net header and a packet as the kernel hands them over with TUN
+/// offloads, through `worker::offload_packet`. `data[0]` bit 0 set: the
+/// header is derived from the packet (a consistent super-packet with
+/// `gso_size` from `data[1..3]` and a partial checksum, the usual case);
+/// clear: `data[1..11]` is the header as given. Every packet sent back must
+/// be well formed: a super-packet's header must describe it, its segments
+/// must fit the MTU of its family, and its partial checksum completed must
+/// verify; a plain packet must fit the MTU of its family.
+pub fn run_offload_fuzz_input(data: &[u8], out: &mut [u8]) {
+    use crate::dataplane::vnet::{self, VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR_LEN};
+    use crate::dataplane::worker::{offload_packet, OffloadStats, HEADROOM};
+    use crate::{Translator, XlatConfig};
+    if data.len() < 11 {
+        return;
+    }
+    let mut pkt = data[11..].to_vec();
+    let hdr = if data[0] & 1 == 1 {
+        let Some(l4) = vnet::locate(&pkt) else { return };
+        vnet::set_partial(&mut pkt, &l4);
+        let gso_type = match (l4.proto, l4.v6) {
+            (6, false) => GSO_TCPV4,
+            (6, true) => GSO_TCPV6,
+            _ => GSO_UDP_L4,
+        };
+        let gso_size = u16::from_be_bytes([data[1], data[2]]).max(1);
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: l4.hdr_len() as u16,
+            gso_size,
+            csum_start: l4.l3_len as u16,
+            csum_offset: l4.csum_offset() as u16,
+        }
+    } else {
+        match VnetHdr::parse(&data[1..11]) {
+            Some(h) => h,
+            None => return,
+        }
+    };
+    if pkt.len() > 65535 {
+        return;
+    }
+    let mut buf = vec![0u8; HEADROOM + 65536];
+    buf[HEADROOM - VNET_HDR_LEN..HEADROOM].copy_from_slice(&hdr.emit());
+    buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(&pkt);
+    let mut scratch = vec![0u8; HEADROOM + 65536];
+    for (v6, v4) in [(1500u16, 1500u16), (1280, 576)] {
+        let cfg = XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() };
+        let mut x = Translator::new(cfg);
+        let mut b = buf.clone();
+        let mut stats = OffloadStats::default();
+        let mut check = |h: &[u8; VNET_HDR_LEN], p: &[u8]| {
+            let h = VnetHdr::parse(h).expect("a header");
+            let mtu = |is_v6: bool| if is_v6 { x_mtu(v6, true) } else { x_mtu(v4, false) };
+            if h.is_gso() {
+                let l4 = vnet::locate(p).expect("a super-packet sent back is TCP/UDP with consistent lengths");
+                assert!(vnet::gso_consistent(&h, &l4), "its header describes it: {h:?} {l4:?}");
+                assert_eq!(h.hdr_len as usize, l4.hdr_len());
+                assert!(l4.hdr_len() + h.gso_size as usize <= mtu(l4.v6), "segments fit the MTU");
+                let mut c = p.to_vec();
+                assert!(vnet::complete_csum(&mut c, l4.l3_len, l4.csum_offset()));
+                assert!(if l4.v6 { v6_checksums_ok(&c) } else { v4_checksums_ok(&c) }, "partial checksum completes");
+            } else {
+                assert_eq!(h, VnetHdr::default(), "plain packets carry an empty header");
+                assert!(!p.is_empty() && p.len() <= mtu(p[0] >> 4 == 6), "plain packet of {} bytes", p.len());
+            }
+            Ok(())
+        };
+        let n = VNET_HDR_LEN + pkt.len();
+        let _ = offload_packet(&mut x, &mut b, n, out, &mut scratch, &mut AnyMapper, &mut stats, &mut check);
+    }
+}
+
+fn x_mtu(m: u16, v6: bool) -> usize {
+    if v6 {
+        m.max(1280) as usize
+    } else {
+        m.max(68) as usize
+    }
+}
+
 /// The NAT fuzz target's input handling, shared with the replay test. The
 /// bytes are a program: each step takes 6 bytes (op, host, port, remote,
 /// flags, time step) and sends a TCP, UDP or ICMP packet out or in through a

@@ -3,7 +3,7 @@
 //! every input a fuzzer ever found interesting. With NAT64D_WRITE_SEEDS=1 it
 //! (re)writes the seed files from the builders below.
 
-use nat64d::testpkt::{echo, icmp, run_fuzz_input, run_nat_fuzz_input, tcp, udp, V4, V6};
+use nat64d::testpkt::{echo, icmp, run_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6};
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -22,7 +22,29 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     rh.ext.push((43, vec![0, 0, 0, 1, 0, 0, 0, 0]));
     let quoted6 = V6::new(s6, c6, 17, udp(53, 5000, b"abc")).build();
     let quoted4 = V4::new(p4, s4, 6, tcp(5000, 80, 9, 0x02, b"")).build();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+    // offload: [derive header?, gso_size hi, lo, 8 more header bytes] then the packet.
+    let derived = |gso: u16, pkt: Vec<u8>| [vec![1u8], gso.to_be_bytes().to_vec(), vec![0; 8], pkt].concat();
+    let raw = |h: [u8; 10], pkt: Vec<u8>| [vec![0u8], h.to_vec(), pkt].concat();
     vec![
+        ("offload", "tso6", derived(1440, V6::new(c6, s6, 6, tcp(40000, 80, 1, 0x18, &data)).build())),
+        ("offload", "tso4", derived(1448, V4::new(s4, p4, 6, tcp(80, 40000, 1, 0x10, &data)).build())),
+        (
+            "offload",
+            "tso4_too_big_once_translated",
+            derived(1460, V4::new(s4, p4, 6, tcp(80, 4, 1, 0x10, &data)).build()),
+        ),
+        ("offload", "uso6", derived(1200, V6::new(c6, s6, 17, udp(5000, 53, &data[..9000])).build())),
+        (
+            "offload",
+            "csum_partial_single",
+            raw([1, 0, 0, 0, 0, 0, 40, 0, 6, 0], V6::new(c6, s6, 17, udp(5000, 53, b"q")).build()),
+        ),
+        (
+            "offload",
+            "gso_type_wrong_family",
+            raw([1, 1, 60, 0, 0xa0, 5, 40, 0, 16, 0], V6::new(c6, s6, 6, tcp(1, 2, 3, 0x10, &data[..4000])).build()),
+        ),
         ("xlat_6to4", "udp", V6::new(c6, s6, 17, udp(5000, 53, b"query")).build()),
         ("xlat_6to4", "tcp_syn", V6::new(c6, s6, 6, tcp(40000, 80, 1, 0x02, b"")).build()),
         ("xlat_6to4", "echo", V6::new(c6, s6, 58, echo(128, 7, 1, b"ping")).build()),
@@ -65,6 +87,8 @@ fn run_target(target: &str, data: &[u8]) {
     let mut scratch = vec![0u8; OUT_BUF_LEN];
     if target == "nat_sequence" {
         run_nat_fuzz_input(data, &mut out);
+    } else if target == "offload" {
+        run_offload_fuzz_input(data, &mut out);
     } else {
         run_fuzz_input(target, data, &mut out, &mut scratch);
     }
@@ -87,7 +111,7 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for kind in ["seeds", "corpus", "artifacts", "regressions"] {
-        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence"] {
+        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence", "offload"] {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;
             };

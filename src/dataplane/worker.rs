@@ -8,14 +8,15 @@
 use super::tun::Tun;
 use super::vnet::{self, VnetHdr, F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::nat::Nat;
-use crate::xlat::{proto_index, DropReason, Stats, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
+use crate::xlat::{proto_index, DropReason, Mapper, Stats, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Room before a packet for the larger IPv6 header (and a Fragment header).
-const HEADROOM: usize = 64;
+/// Room before a packet for the larger IPv6 header (and a Fragment header),
+/// and the virtio-net header before that.
+pub const HEADROOM: usize = 64;
 /// Sessions visited per expiry sweep and shard.
 const SWEEP_BUDGET: usize = 4096;
 /// How often a worker publishes its counters.
@@ -138,7 +139,17 @@ pub fn run(
             Err(e) => break Err(e),
         };
         let r = if vnet {
-            offloaded(tun, nat, &mut x, &mut buf, n, &mut out, &mut scratch, &mut ws, now)
+            let errs = &mut ws.tun_write_errors;
+            let mut sink = |h: &[u8; VNET_HDR_LEN], p: &[u8]| match tun.send_vnet(h, p) {
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) => Err(e),
+                Err(_) => {
+                    // A full device queue or a vanished route loses this packet (counted).
+                    *errs += 1;
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+            };
+            offload_packet(&mut x, &mut buf, n, &mut out, &mut scratch, &mut nat.at(now), &mut ws.offload, &mut sink)
         } else {
             let v = x.translate_in_place(&mut buf, HEADROOM, n, &mut out, &mut nat.at(now));
             send(tun, v, &buf, &out, &mut ws.tun_write_errors)
@@ -153,40 +164,46 @@ pub fn run(
 }
 
 /// One read with offloads on: `buf[HEADROOM - VNET_HDR_LEN..]` holds the
-/// virtio-net header and the packet, `n` bytes in all.
+/// virtio-net header and the packet, `n` bytes in all. Pure apart from
+/// `send`, which gets each packet to write with its virtio-net header (so
+/// the fuzzer drives this exactly as the worker does).
 #[allow(clippy::too_many_arguments)]
-fn offloaded(
-    tun: &Tun,
-    nat: &Nat,
+pub fn offload_packet<M: Mapper>(
     x: &mut Translator,
     buf: &mut [u8],
     n: usize,
     out: &mut [u8],
     scratch: &mut [u8],
-    ws: &mut WorkerStats,
-    now: u64,
+    map: &mut M,
+    stats: &mut OffloadStats,
+    send: &mut VnetSink,
 ) -> io::Result<()> {
-    let (Some(len), Some(hdr)) = (n.checked_sub(VNET_HDR_LEN), VnetHdr::parse(&buf[HEADROOM - VNET_HDR_LEN..])) else {
-        ws.offload.bad_vnet_header += 1;
+    let (Some(len), Some(hdr)) =
+        (n.checked_sub(VNET_HDR_LEN), buf.get(HEADROOM - VNET_HDR_LEN..).and_then(VnetHdr::parse))
+    else {
+        stats.bad_vnet_header += 1;
         return Ok(());
     };
-    let pkt = &mut buf[HEADROOM..HEADROOM + len];
+    let Some(pkt) = buf.get_mut(HEADROOM..HEADROOM + len) else {
+        stats.bad_vnet_header += 1;
+        return Ok(());
+    };
     if !hdr.is_gso() {
         // One packet: complete its checksum if partial, then as without offloads.
         if hdr.flags & F_NEEDS_CSUM != 0 {
             if !vnet::complete_csum(pkt, hdr.csum_start as usize, hdr.csum_offset as usize) {
-                ws.offload.bad_vnet_header += 1;
+                stats.bad_vnet_header += 1;
                 return Ok(());
             }
-            ws.offload.checksums_completed += 1;
+            stats.checksums_completed += 1;
         }
-        let v = x.translate_in_place(buf, HEADROOM, len, out, &mut nat.at(now));
-        return send(tun, v, buf, out, &mut ws.tun_write_errors);
+        let v = x.translate_in_place(buf, HEADROOM, len, out, map);
+        return plain(v, buf, out, send);
     }
     let l4 = match vnet::locate(pkt) {
         Some(l4) if vnet::gso_consistent(&hdr, &l4) => l4,
         _ => {
-            ws.offload.bad_vnet_header += 1;
+            stats.bad_vnet_header += 1;
             return Ok(());
         }
     };
@@ -196,42 +213,48 @@ fn offloaded(
     if out_l3 + l4.l4_hdr_len + gso <= mtu as usize {
         // The common case: translate the headers once, hand the super-packet
         // back with the other family's GSO type; the kernel segments it.
-        match x.translate_gso_in_place(buf, HEADROOM, len, out, &mut nat.at(now)) {
+        match x.translate_gso_in_place(buf, HEADROOM, len, out, map) {
             Verdict::Forward(o) if o.in_place => {
                 let p = &mut buf[o.start..o.start + o.len];
                 let Some(l4o) = vnet::locate(p) else {
-                    ws.offload.bad_vnet_header += 1;
+                    stats.bad_vnet_header += 1;
                     return Ok(());
                 };
                 vnet::set_partial(p, &l4o);
                 let h = vnet::translated_hdr(&hdr, &l4o).emit();
-                ws.offload.gso_packets += 1;
-                ws.offload.gso_segments += segs as u64;
+                stats.gso_packets += 1;
+                stats.gso_segments += segs as u64;
                 // Count the segments as the packets they are.
                 let c = if l4.v6 { &mut x.stats.out_6to4 } else { &mut x.stats.in_4to6 };
                 c.packets[proto_index(l4o.proto)] += segs as u64 - 1;
-                if let Err(e) = tun.send_vnet(&h, p) {
-                    if e.raw_os_error() == Some(libc::EBADF) {
-                        return Err(e);
-                    }
-                    ws.tun_write_errors += 1;
-                }
-                Ok(())
+                send(&h, p)
             }
-            v => send(tun, v, buf, out, &mut ws.tun_write_errors),
+            v => plain(v, buf, out, send),
         }
     } else {
         // Segments too big for the other side once translated: segment here
         // and give each the usual treatment (Packet Too Big, fragments).
-        ws.offload.software_segmented += 1;
+        stats.software_segmented += 1;
         let pkt = &buf[HEADROOM..HEADROOM + len];
         for i in 0..segs {
-            let Some(sn) = vnet::segment(pkt, &l4, gso, i, &mut scratch[HEADROOM..]) else { break };
-            let v = x.translate_in_place(scratch, HEADROOM, sn, out, &mut nat.at(now));
-            send(tun, v, scratch, out, &mut ws.tun_write_errors)?;
+            let Some(sn) = scratch.get_mut(HEADROOM..).and_then(|s| vnet::segment(pkt, &l4, gso, i, s)) else { break };
+            let v = x.translate_in_place(scratch, HEADROOM, sn, out, map);
+            plain(v, scratch, out, send)?;
         }
         Ok(())
     }
+}
+
+type VnetSink<'a> = dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> io::Result<()> + 'a;
+
+/// Send a verdict's packets behind an all-zero virtio-net header (complete checksums, no GSO).
+fn plain(v: Verdict, from: &[u8], out: &[u8], send: &mut VnetSink) -> io::Result<()> {
+    if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
+        for p in o.packets(if o.in_place { from } else { out }) {
+            send(&[0; VNET_HDR_LEN], p)?;
+        }
+    }
+    Ok(())
 }
 
 /// RFC 6146 3.5.2.2: deliver held IPv4 SYNs an IPv6 SYN has matched, and
@@ -269,4 +292,85 @@ fn send(tun: &Tun, v: Verdict, buf: &[u8], out: &[u8], write_errors: &mut u64) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testpkt::{tcp, v4_checksums_ok, AnyMapper, V4, V6};
+    use vnet::{GSO_TCPV4, GSO_TCPV6};
+
+    fn run(pkt: &[u8], hdr: VnetHdr, cfg: XlatConfig) -> (OffloadStats, Vec<(VnetHdr, Vec<u8>)>) {
+        let mut buf = vec![0u8; HEADROOM + 65536];
+        buf[HEADROOM - VNET_HDR_LEN..HEADROOM].copy_from_slice(&hdr.emit());
+        buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
+        let (mut out, mut scratch) = (vec![0u8; OUT_BUF_LEN], vec![0u8; HEADROOM + 65536]);
+        let mut stats = OffloadStats::default();
+        let mut sent = vec![];
+        let mut sink = |h: &[u8; VNET_HDR_LEN], p: &[u8]| {
+            sent.push((VnetHdr::parse(h).unwrap(), p.to_vec()));
+            Ok(())
+        };
+        let mut x = Translator::new(cfg);
+        let n = VNET_HDR_LEN + pkt.len();
+        offload_packet(&mut x, &mut buf, n, &mut out, &mut scratch, &mut AnyMapper, &mut stats, &mut sink).unwrap();
+        (stats, sent)
+    }
+
+    fn super_packet(mut p: Vec<u8>, gso: u16) -> (Vec<u8>, VnetHdr) {
+        let l4 = vnet::locate(&p).unwrap();
+        vnet::set_partial(&mut p, &l4);
+        let gso_type = if l4.v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: l4.hdr_len() as u16,
+            gso_size: gso,
+            csum_start: l4.l3_len as u16,
+            csum_offset: 16,
+        };
+        (p, h)
+    }
+
+    // A 20 kB IPv6 TCP super-packet goes back as one IPv4 super-packet: the
+    // kernel segments it (RFC 7915 5.1 header translation, done once).
+    #[test]
+    fn tso6_super_packet_goes_back_whole_as_tso4() {
+        let data = vec![7u8; 20_000];
+        let src = "2001:db8:1::10".parse().unwrap();
+        let dst = "2001:db8:64::c000:202".parse().unwrap();
+        let (p, h) = super_packet(V6::new(src, dst, 6, tcp(40000, 80, 1, 0x18, &data)).build(), 1440);
+        let cfg = XlatConfig { ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() };
+        let (st, sent) = run(&p, h, cfg);
+        assert_eq!((st.gso_packets, st.gso_segments, st.software_segmented), (1, 14, 0));
+        assert_eq!(sent.len(), 1);
+        let (h4, p4) = &sent[0];
+        assert_eq!((h4.gso_type, h4.gso_size, h4.csum_start, h4.hdr_len), (GSO_TCPV4, 1440, 20, 40));
+        assert_eq!(p4.len(), p.len() - 20);
+        let mut c = p4.clone();
+        assert!(vnet::complete_csum(&mut c, 20, 16));
+        assert!(v4_checksums_ok(&c), "the partial checksum is the IPv4 pseudo-header sum");
+    }
+
+    // RFC 7915 4.1: segments that would not fit the IPv6 MTU once translated,
+    // with DF set, are each answered with Fragmentation Needed (after
+    // software segmentation), not sent on as oversize super-packets.
+    #[test]
+    fn tso4_too_big_once_translated_is_segmented_and_refused() {
+        let data = vec![9u8; 5 * 1460];
+        let (p, h) = super_packet(
+            V4::new("192.0.2.2".parse().unwrap(), "203.0.113.1".parse().unwrap(), 6, tcp(80, 40000, 1, 0x10, &data))
+                .build(),
+            1460,
+        );
+        let cfg = XlatConfig { ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() };
+        let (st, sent) = run(&p, h, cfg);
+        assert_eq!((st.gso_packets, st.software_segmented), (0, 1));
+        assert_eq!(sent.len(), 5, "one error per segment");
+        for (h, e) in &sent {
+            assert_eq!(*h, VnetHdr::default());
+            assert_eq!((e[0] >> 4, e[9], e[20], e[21]), (4, 1, 3, 4), "ICMPv4 3/4");
+            assert_eq!(u16::from_be_bytes([e[26], e[27]]), 1480, "next-hop MTU: IPv6 MTU - 20");
+        }
+    }
 }
