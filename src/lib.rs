@@ -9,6 +9,7 @@ pub mod addr;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod dns64;
 pub mod nat;
 pub mod sys;
 pub mod wire;
