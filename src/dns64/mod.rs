@@ -1,6 +1,7 @@
 //! DNS64 (RFC 6147) as pure code: messages in, messages out. The server
-//! around it (sockets, upstream forwarding, cache, client networks) is the
-//! I/O part and is not here yet; what is here decides, for one query:
+//! around it (sockets, upstream forwarding, client networks) is the I/O
+//! part, in [`server`]; the answer cache is [`cache`] and the fast path's
+//! wire parsing [`wire`]. What is here decides, for one query:
 //!
 //! - whether it is one DNS64 acts on at all ([`Dns64::wants_synthesis`]:
 //!   AAAA, class IN, and not DO+CD, RFC 6147 5.5);
@@ -20,7 +21,13 @@ use crate::addr::{is_global_v4, Prefix6052};
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+pub mod cache;
+pub mod server;
+pub mod wire;
 
 /// RFC 6147 5.1.7: the TTL bound when the negative AAAA answer carried no SOA.
 pub const NO_SOA_TTL: u32 = 600;
@@ -56,6 +63,76 @@ impl Net4 {
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         let m = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len.min(32) as u32) };
         u32::from(a) & m == u32::from(self.addr) & m
+    }
+}
+
+/// An IPv4 or IPv6 network (`ADDR/LEN`, or a bare address for one host),
+/// for the client networks the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => Net4 { addr: n, len: self.len }.contains(a),
+            (IpAddr::V6(n), IpAddr::V6(a)) => Net6 { addr: n, len: self.len }.contains(a),
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
+        let addr: IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            None => max,
+            Some(l) => l.parse::<u8>().ok().filter(|&l| l <= max).ok_or(format!("'/{l}': prefix length 0 to {max}"))?,
+        };
+        Ok(IpNet { addr, len })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Net6 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.parse::<IpNet>()? {
+            IpNet { addr: IpAddr::V6(addr), len } => Ok(Net6 { addr, len }),
+            _ => Err(format!("'{s}' is not an IPv6 network")),
+        }
+    }
+}
+
+impl FromStr for Net4 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.parse::<IpNet>()? {
+            IpNet { addr: IpAddr::V4(addr), len } => Ok(Net4 { addr, len }),
+            _ => Err(format!("'{s}' is not an IPv4 network")),
+        }
+    }
+}
+
+impl fmt::Display for Net6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl fmt::Display for Net4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
     }
 }
 

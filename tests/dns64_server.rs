@@ -1,0 +1,440 @@
+//! The DNS64 server against a real upstream on loopback: an in-process
+//! authority for `test.` (threads with std sockets), real UDP and TCP
+//! clients, one test per behaviour, each citing its rule. No root needed.
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use nat64d::dns64::server::{Dns64Server, ServerConfig, Settings};
+use nat64d::dns64::Dns64;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn rec(name: &str, ttl: u32, d: RData) -> Record {
+    Record::from_rdata(n(name), ttl, d)
+}
+
+/// The test zone: what the upstream answers to (name, type), or None to
+/// stay silent. Every answer has AD set, to check it never survives
+/// synthesis.
+fn zone(q: &Message) -> Option<Message> {
+    let qq = &q.queries()[0];
+    let name = qq.name().to_lowercase().to_ascii();
+    let t = qq.query_type();
+    let mut m = Message::new();
+    m.set_id(q.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(q.recursion_desired())
+        .set_recursion_available(true)
+        .set_authentic_data(true);
+    m.add_query(qq.clone());
+    let soa = || {
+        let s = SOA::new(n("ns.test."), n("admin.test."), 1, 7200, 900, 86400, 60);
+        rec("test.", 3600, RData::SOA(s))
+    };
+    let a = |name: &str, ip: [u8; 4]| rec(name, 300, RData::A(A(Ipv4Addr::from(ip))));
+    let mut answers = vec![];
+    match (name.as_str(), t) {
+        ("a-only.test.", RecordType::A) => answers.push(a("a-only.test.", [192, 0, 2, 1])),
+        ("both.test.", RecordType::A) => answers.push(a("both.test.", [192, 0, 2, 2])),
+        ("both.test.", RecordType::AAAA) => {
+            answers.push(rec("both.test.", 300, RData::AAAA(AAAA("2001:db8::2".parse().unwrap()))))
+        }
+        ("mapped.test.", RecordType::A) => answers.push(a("mapped.test.", [192, 0, 2, 3])),
+        ("mapped.test.", RecordType::AAAA) => {
+            answers.push(rec("mapped.test.", 300, RData::AAAA(AAAA("::ffff:192.0.2.3".parse().unwrap()))))
+        }
+        ("alias.test.", _) => {
+            answers.push(rec("alias.test.", 300, RData::CNAME(CNAME(n("a-only.test.")))));
+            if t == RecordType::A {
+                answers.push(a("a-only.test.", [192, 0, 2, 1]));
+            }
+        }
+        ("big.test.", RecordType::A) => {
+            for i in 1..=100u8 {
+                answers.push(a("big.test.", [198, 51, 100, i]));
+            }
+        }
+        ("1.2.0.192.in-addr.arpa.", RecordType::PTR) => {
+            answers.push(rec("1.2.0.192.in-addr.arpa.", 300, RData::PTR(PTR(n("a-only.test.")))))
+        }
+        ("nx.test.", _) => {
+            m.set_response_code(ResponseCode::NXDomain);
+        }
+        ("fail.test.", _) => {
+            m.set_response_code(ResponseCode::ServFail);
+            return Some(m);
+        }
+        ("slow.test.", _) => return None,
+        _ => {}
+    }
+    if answers.is_empty() {
+        m.add_name_server(soa());
+    }
+    m.insert_answers(answers);
+    Some(m)
+}
+
+/// An upstream authority on 127.0.0.1 (UDP and TCP, one port). UDP answers
+/// that do not fit the query's EDNS size go out truncated.
+struct Upstream {
+    addr: SocketAddr,
+    queries: Arc<AtomicUsize>,
+}
+
+fn upstream() -> Upstream {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let qc = queries.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((len, src)) = udp.recv_from(&mut buf) {
+            qc.fetch_add(1, Ordering::SeqCst);
+            let Ok(q) = Message::from_vec(&buf[..len]) else { continue };
+            let Some(mut r) = zone(&q) else { continue };
+            let limit = q.extensions().as_ref().map_or(512, |e| e.max_payload() as usize);
+            let mut bytes = r.to_vec().unwrap();
+            if bytes.len() > limit {
+                r.take_answers();
+                r.set_truncated(true);
+                bytes = r.to_vec().unwrap();
+            }
+            let _ = udp.send_to(&bytes, src);
+        }
+    });
+    let qc = queries.clone();
+    std::thread::spawn(move || {
+        for c in tcp.incoming() {
+            let Ok(mut c) = c else { continue };
+            qc.fetch_add(1, Ordering::SeqCst);
+            let mut len = [0u8; 2];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if c.read_exact(&mut q).is_err() {
+                continue;
+            }
+            if let Some(r) = Message::from_vec(&q).ok().and_then(|q| zone(&q)) {
+                let b = r.to_vec().unwrap();
+                let _ = c.write_all(&(b.len() as u16).to_be_bytes());
+                let _ = c.write_all(&b);
+            }
+        }
+    });
+    Upstream { addr, queries }
+}
+
+fn prefix() -> nat64d::Prefix6052 {
+    "2001:db8:64::/96".parse().unwrap()
+}
+
+fn settings(up: &Upstream) -> Settings {
+    Settings {
+        dns64: Dns64::new(vec![prefix()]),
+        upstream: vec![up.addr],
+        timeout: Duration::from_millis(800),
+        allow: vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()],
+    }
+}
+
+fn server_with(s: Settings) -> Dns64Server {
+    let cfg = ServerConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        ..ServerConfig::default()
+    };
+    Dns64Server::start(cfg, s).unwrap()
+}
+
+fn query(name: &str, t: RecordType) -> Message {
+    let mut m = Message::new();
+    m.set_id(0x4242).set_message_type(MessageType::Query).set_op_code(OpCode::Query).set_recursion_desired(true);
+    m.add_query(Query::query(n(name), t));
+    m
+}
+
+fn with_edns(mut m: Message, dnssec_ok: bool) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(1232).set_dnssec_ok(dnssec_ok);
+    m.set_edns(e);
+    m
+}
+
+fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let local = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let s = UdpSocket::bind(local).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(bytes, server).unwrap();
+    let mut buf = [0u8; 65535];
+    let n = s.recv(&mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+fn udp(server: SocketAddr, q: &Message) -> Message {
+    let r = Message::from_vec(&udp_raw(server, &q.to_vec().unwrap()).expect("an answer")).unwrap();
+    assert_eq!(r.id(), q.id());
+    assert_eq!(r.message_type(), MessageType::Response);
+    r
+}
+
+fn tcp(server: SocketAddr, q: &Message) -> Message {
+    let mut c = TcpStream::connect(server).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let b = q.to_vec().unwrap();
+    c.write_all(&(b.len() as u16).to_be_bytes()).unwrap();
+    c.write_all(&b).unwrap();
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).unwrap();
+    let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+    c.read_exact(&mut r).unwrap();
+    Message::from_vec(&r).unwrap()
+}
+
+fn aaaas(m: &Message) -> Vec<(u32, Ipv6Addr)> {
+    m.answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::AAAA(a) => Some((r.ttl(), a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn v4(s: &Dns64Server) -> SocketAddr {
+    s.local_addrs()[0]
+}
+fn v6(s: &Dns64Server) -> SocketAddr {
+    s.local_addrs()[1]
+}
+
+// RFC 6147 5.1.1 + 5.1.5 + 5.1.7: a name with only an A record gets one
+// AAAA under the prefix, TTL = min(A TTL 300, SOA minimum 60); AD is never
+// set on synthesised data (5.5); a second query is a cache hit.
+#[test]
+fn rfc6147_5_1_synthesis_ttl_and_cache() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v6(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::NoError);
+    assert_eq!(aaaas(&r), vec![(60, "2001:db8:64::c000:201".parse().unwrap())]);
+    assert!(!r.authentic_data(), "RFC 6147 5.5: no AD on a synthesised answer");
+    assert!(r.recursion_available());
+    let before = up.queries.load(Ordering::SeqCst);
+    let mut q = query("A-ONLY.test.", RecordType::AAAA);
+    q.set_id(7);
+    let r2 = udp(v6(&s), &q);
+    assert_eq!(up.queries.load(Ordering::SeqCst), before, "answered from the cache");
+    assert_eq!(aaaas(&r2), aaaas(&r));
+    assert_eq!(r2.queries()[0].name().to_ascii(), "A-ONLY.test.", "the client's spelling of the name comes back");
+    let st = s.stats();
+    assert_eq!((st.synthesized, st.cache_hits, st.queries_udp), (1, 1, 2));
+}
+
+// RFC 6147 5.1.1: real AAAA records pass untouched.
+#[test]
+fn rfc6147_5_1_1_real_aaaa_passes() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v4(&s), &query("both.test.", RecordType::AAAA));
+    assert_eq!(aaaas(&r), vec![(300, "2001:db8::2".parse().unwrap())]);
+    assert_eq!(s.stats().passed, 1);
+}
+
+// RFC 6147 5.1.4: an answer holding only excluded (::ffff:0:0/96) AAAA
+// records is treated as empty and synthesised.
+#[test]
+fn rfc6147_5_1_4_excluded_aaaa_synthesised() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v4(&s), &query("mapped.test.", RecordType::AAAA));
+    assert_eq!(aaaas(&r), vec![(300, "2001:db8:64::c000:203".parse().unwrap())]);
+}
+
+// RFC 6147 5.1.5 (and 5.1.6's chain): the CNAME is kept and the AAAA is
+// synthesised for the chain's end.
+#[test]
+fn rfc6147_5_1_5_cname_chain_kept() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v4(&s), &query("alias.test.", RecordType::AAAA));
+    let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
+    assert_eq!(kinds, vec![("alias.test.".into(), RecordType::CNAME), ("a-only.test.".into(), RecordType::AAAA)]);
+}
+
+// RFC 6147 5.1.2: NXDOMAIN passes as it is (no A query makes sense);
+// another error from the AAAA query is treated as empty, and if the A
+// query fails too the client gets the error (SERVFAIL).
+#[test]
+fn rfc6147_5_1_2_nxdomain_and_servfail() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let before = up.queries.load(Ordering::SeqCst);
+    let r = udp(v4(&s), &query("nx.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::NXDomain);
+    assert_eq!(up.queries.load(Ordering::SeqCst) - before, 1, "no A query after NXDOMAIN");
+    let r = udp(v4(&s), &query("fail.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::ServFail);
+}
+
+// RFC 6147 5.1.2 / issue: an upstream that does not answer gives SERVFAIL
+// within the configured bound (800 ms here), not silence.
+#[test]
+fn upstream_timeout_gives_servfail_in_bounded_time() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let t = Instant::now();
+    let r = udp(v4(&s), &query("slow.test.", RecordType::AAAA));
+    let took = t.elapsed();
+    assert_eq!(r.response_code(), ResponseCode::ServFail);
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(s.stats().upstream_timeouts >= 1 && s.stats().servfail == 1);
+}
+
+// RFC 1035 4.2.1 / RFC 7766 5: an answer larger than the client's UDP size
+// goes out with TC, and the same query over TCP gets all of it (100 A
+// records upstream, themselves fetched over TCP after a truncated UDP answer).
+#[test]
+fn truncation_then_tcp_retry() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let q = with_edns(query("big.test.", RecordType::AAAA), false);
+    let r = udp(v4(&s), &q);
+    assert!(r.truncated(), "1232-byte UDP limit");
+    assert!(r.answers().is_empty());
+    let r = tcp(v4(&s), &q);
+    assert!(!r.truncated());
+    assert_eq!(aaaas(&r).len(), 100);
+    assert!(r.extensions().is_some(), "RFC 6891 7: OPT in the answer when the query had one");
+    // And from the cache, still truncated over UDP.
+    let r = udp(v4(&s), &q);
+    assert!(r.truncated());
+    assert!(s.stats().truncated >= 2);
+}
+
+// RFC 6147 5.3.1: a PTR query under the prefix is answered with a CNAME
+// into in-addr.arpa and the PTR found there.
+#[test]
+fn rfc6147_5_3_1_ptr_under_prefix() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let name = "1.0.2.0.0.0.0.c.0.0.0.0.0.0.0.0.0.0.0.0.4.6.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+    let r = udp(v4(&s), &query(name, RecordType::PTR));
+    let got: Vec<(String, String)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.data().to_string())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (name.to_string(), "1.2.0.192.in-addr.arpa.".to_string()),
+            ("1.2.0.192.in-addr.arpa.".to_string(), "a-only.test.".to_string())
+        ]
+    );
+}
+
+// RFC 8880 / RFC 7050: ipv4only.arpa AAAA is answered locally with
+// 192.0.0.170 and .171 under the prefix; the upstream is not asked.
+#[test]
+fn rfc8880_ipv4only_arpa() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v6(&s), &query("ipv4only.arpa.", RecordType::AAAA));
+    let mut got: Vec<Ipv6Addr> = aaaas(&r).into_iter().map(|x| x.1).collect();
+    got.sort();
+    assert_eq!(got, vec!["2001:db8:64::c000:aa".parse::<Ipv6Addr>().unwrap(), "2001:db8:64::c000:ab".parse().unwrap()]);
+    assert_eq!(up.queries.load(Ordering::SeqCst), 0);
+}
+
+// RFC 6147 5.5: DO and CD set: the validating client gets the real
+// (empty) answer, no synthesis; DO alone: synthesis, and no AD.
+#[test]
+fn rfc6147_5_5_dnssec_bits() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let mut q = with_edns(query("a-only.test.", RecordType::AAAA), true);
+    q.set_checking_disabled(true);
+    let r = udp(v4(&s), &q);
+    assert!(aaaas(&r).is_empty(), "DO+CD: no synthesis");
+    let r = udp(v4(&s), &with_edns(query("a-only.test.", RecordType::AAAA), true));
+    assert_eq!(aaaas(&r).len(), 1);
+    assert!(!r.authentic_data());
+    assert!(r.extensions().as_ref().unwrap().flags().dnssec_ok, "DO echoed (RFC 3225 3)");
+}
+
+// Issue 5: not an open resolver: a client outside the allowed networks
+// gets REFUSED and the upstream is never asked.
+#[test]
+fn clients_outside_allow_are_refused() {
+    let up = upstream();
+    let mut st = settings(&up);
+    st.allow = vec!["127.0.0.0/8".parse().unwrap()];
+    let s = server_with(st);
+    let r = udp(v6(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::Refused);
+    let r = tcp(v6(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::Refused);
+    assert_eq!(up.queries.load(Ordering::SeqCst), 0);
+    assert_eq!(s.stats().refused, 2);
+    // Allowed by a reload, and served.
+    s.update(settings(&up));
+    assert_eq!(aaaas(&udp(v6(&s), &query("a-only.test.", RecordType::AAAA))).len(), 1);
+}
+
+// RFC 1035 4.1.1: a query that cannot be parsed gets FORMERR (header
+// echoed); too short or a response gets nothing; the server keeps serving.
+#[test]
+fn garbage_gets_formerr_or_nothing() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    // A header claiming one question, and no question.
+    let r = udp_raw(v4(&s), &[0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+    assert_eq!(&r[..2], &[0xab, 0xcd]);
+    assert_eq!(r[2] & 0x80, 0x80, "QR");
+    assert_eq!(r[3] & 0xf, 1, "FORMERR");
+    // A label running past the end.
+    let r = udp_raw(v4(&s), &[1, 2, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 60, b'a']).unwrap();
+    assert_eq!(r[3] & 0xf, 1);
+    // Random bytes of every short length, and responses, are dropped.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in 0..12 {
+        sock.send_to(&vec![0x5a; len], v4(&s)).unwrap();
+    }
+    let mut resp = query("a-only.test.", RecordType::A);
+    resp.set_message_type(MessageType::Response);
+    sock.send_to(&resp.to_vec().unwrap(), v4(&s)).unwrap();
+    // Two questions: FORMERR from the full path.
+    let mut two = query("a-only.test.", RecordType::A);
+    two.add_query(Query::query(n("both.test."), RecordType::A));
+    assert_eq!(udp(v4(&s), &two).response_code(), ResponseCode::FormErr);
+    // EDNS version 1: BADVERS (RFC 6891 6.1.3).
+    let mut q = with_edns(query("a-only.test.", RecordType::A), false);
+    q.extensions_mut().as_mut().unwrap().set_version(1);
+    // (16 is both BADVERS and BADSIG; hickory-proto decodes it as the latter.)
+    assert_eq!(u16::from(udp(v4(&s), &q).response_code()), u16::from(ResponseCode::BADVERS));
+    // Still serving.
+    assert_eq!(aaaas(&udp(v4(&s), &query("a-only.test.", RecordType::AAAA))).len(), 1);
+    let st = s.stats();
+    assert_eq!(st.dropped, 13);
+    assert_eq!(st.formerr, 3);
+}
+
+// Other types pass through as the upstream answered (A here), and the
+// second asking is a cache hit with its TTL counted down.
+#[test]
+fn other_types_pass_and_ttls_count_down() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v4(&s), &query("both.test.", RecordType::A));
+    assert_eq!(r.answers()[0].ttl(), 300);
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = udp(v4(&s), &query("both.test.", RecordType::A));
+    assert!(r.answers()[0].ttl() < 300, "{}", r.answers()[0].ttl());
+    assert_eq!(s.stats().cache_hits, 1);
+}
