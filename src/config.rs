@@ -7,9 +7,11 @@
 //! reload either applies a whole file or none of it.
 
 use crate::addr::Prefix6052;
+use crate::dns64::server::{ServerConfig, Settings as Dns64Settings};
+use crate::dns64::{Dns64, IpNet, Net4, Net6};
 use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, UDP_MIN};
 use serde::{Deserialize, Serialize};
-use std::fmt;
+use std::fmt::{self, Display};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -253,6 +255,59 @@ impl Default for LogSection {
     }
 }
 
+/// A value written as a string in the file (`Display` / `FromStr`):
+/// networks and prefixes in lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Text<T: Display + FromStr>(#[serde(with = "text")] pub T)
+where
+    T::Err: Display;
+
+/// The DNS64 server (RFC 6147), off unless `enabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns64Section {
+    pub enabled: bool,
+    /// UDP and TCP addresses to answer on.
+    pub listen: Vec<SocketAddr>,
+    /// Resolvers to forward to, tried in order.
+    pub upstream: Vec<SocketAddr>,
+    /// Prefixes to synthesise under; empty: the translator's pool6.
+    pub prefixes: Vec<Text<Prefix6052>>,
+    /// AAAA records in these networks count as absent (RFC 6147 5.1.4).
+    pub exclude_aaaa: Vec<Text<Net6>>,
+    /// A records in these networks are never synthesised.
+    pub exclude_a: Vec<Text<Net4>>,
+    /// Client networks served; others get REFUSED.
+    pub allow: Vec<Text<IpNet>>,
+    /// Upper bound on answering one query; then SERVFAIL.
+    pub timeout_ms: u64,
+    /// Threads of the DNS runtime.
+    pub threads: usize,
+    /// Answers kept in the cache (0: no cache).
+    pub cache_size: usize,
+    /// Longest time an answer is cached, seconds.
+    pub cache_max_ttl: u32,
+}
+
+impl Default for Dns64Section {
+    fn default() -> Self {
+        Dns64Section {
+            enabled: false,
+            listen: vec!["[::1]:53".parse().expect("literal"), "127.0.0.1:53".parse().expect("literal")],
+            upstream: vec![],
+            prefixes: vec![],
+            exclude_aaaa: vec![Text("::ffff:0:0/96".parse().expect("literal"))],
+            exclude_a: vec![],
+            allow: vec![Text("127.0.0.0/8".parse().expect("literal")), Text("::1/128".parse().expect("literal"))],
+            timeout_ms: 2000,
+            threads: 1,
+            cache_size: 100_000,
+            cache_max_ttl: 86_400,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -270,6 +325,7 @@ pub struct Config {
     pub control: ControlSection,
     pub metrics: MetricsSection,
     pub log: LogSection,
+    pub dns64: Dns64Section,
 }
 
 /// One pool4 entry (a string in the file).
@@ -289,6 +345,7 @@ impl Default for Config {
             control: ControlSection::default(),
             metrics: MetricsSection::default(),
             log: LogSection::default(),
+            dns64: Dns64Section::default(),
         }
     }
 }
@@ -373,6 +430,9 @@ pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<LogLevel>,
+    pub dns64_upstream: Vec<SocketAddr>,
+    pub dns64_listen: Vec<SocketAddr>,
+    pub dns64_allow: Vec<IpNet>,
 }
 
 impl Config {
@@ -458,6 +518,16 @@ impl Config {
         if let Some(l) = ov.log_level {
             self.log.level = l;
         }
+        if !ov.dns64_upstream.is_empty() {
+            self.dns64.enabled = true;
+            self.dns64.upstream = ov.dns64_upstream.clone();
+        }
+        if !ov.dns64_listen.is_empty() {
+            self.dns64.listen = ov.dns64_listen.clone();
+        }
+        if !ov.dns64_allow.is_empty() {
+            self.dns64.allow = ov.dns64_allow.iter().map(|&n| Text(n)).collect();
+        }
     }
 
     /// Checks serde cannot express; the error names the key.
@@ -520,7 +590,58 @@ impl Config {
                 return err("static_bib.ipv4", format!("{} {} has two static entries", b.proto.label(), b.ipv4));
             }
         }
+        let d = &self.dns64;
+        if d.enabled {
+            if d.upstream.is_empty() {
+                return err("dns64.upstream", "no upstream resolvers: DNS64 needs at least one to forward to".into());
+            }
+            if d.listen.is_empty() {
+                return err("dns64.listen", "no addresses to listen on".into());
+            }
+        }
+        if !(100..=30_000).contains(&d.timeout_ms) {
+            return err("dns64.timeout_ms", format!("{} ms is not in 100..=30000", d.timeout_ms));
+        }
+        if !(1..=64).contains(&d.threads) {
+            return err("dns64.threads", format!("{} is not in 1..=64", d.threads));
+        }
         Ok(())
+    }
+
+    /// The DNS64 prefixes: as configured, or the translator's.
+    pub fn dns64_prefixes(&self) -> Vec<Prefix6052> {
+        if self.dns64.prefixes.is_empty() {
+            vec![self.pool6]
+        } else {
+            self.dns64.prefixes.iter().map(|p| p.0).collect()
+        }
+    }
+
+    /// The DNS64 server's run-time settings.
+    pub fn dns64_settings(&self) -> Dns64Settings {
+        let d = &self.dns64;
+        let mut core = Dns64::new(self.dns64_prefixes());
+        core.exclude6 = d.exclude_aaaa.iter().map(|n| n.0).collect();
+        core.exclude4 = d.exclude_a.iter().map(|n| n.0).collect();
+        core.allow_non_global = self.allow_non_global;
+        Dns64Settings {
+            dns64: core,
+            upstream: d.upstream.clone(),
+            timeout: std::time::Duration::from_millis(d.timeout_ms),
+            allow: d.allow.iter().map(|n| n.0).collect(),
+        }
+    }
+
+    /// The DNS64 server's fixed settings.
+    pub fn dns64_server(&self) -> ServerConfig {
+        let d = &self.dns64;
+        ServerConfig {
+            listen: d.listen.clone(),
+            threads: d.threads,
+            cache_size: d.cache_size,
+            cache_max_ttl: d.cache_max_ttl,
+            ..ServerConfig::default()
+        }
     }
 
     /// Keys that differ between `self` and `new` and cannot change without a
@@ -550,6 +671,15 @@ impl Config {
         }
         if self.log != new.log {
             v.push("log");
+        }
+        let (a, b) = (&self.dns64, &new.dns64);
+        if a.enabled != b.enabled
+            || a.listen != b.listen
+            || a.threads != b.threads
+            || a.cache_size != b.cache_size
+            || a.cache_max_ttl != b.cache_max_ttl
+        {
+            v.push("dns64 (enabled, listen, threads, cache_size, cache_max_ttl)");
         }
         v
     }

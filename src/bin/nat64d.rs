@@ -61,6 +61,17 @@ struct Args {
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     log_level: Option<LogLevel>,
+    /// Serve DNS64 (RFC 6147), forwarding to this resolver (ADDR:PORT); repeat for more.
+    #[arg(long, value_name = "ADDR")]
+    dns64_upstream: Vec<SocketAddr>,
+    /// Address for the DNS64 server to answer on (UDP and TCP); repeatable
+    /// [default: [::1]:53 and 127.0.0.1:53].
+    #[arg(long, value_name = "ADDR")]
+    dns64_listen: Vec<SocketAddr>,
+    /// Client network the DNS64 server answers (others get REFUSED); repeatable
+    /// [default: loopback only].
+    #[arg(long, value_name = "NETWORK")]
+    dns64_allow: Vec<nat64d::dns64::IpNet>,
 }
 
 fn parse_level(s: &str) -> Result<LogLevel, String> {
@@ -84,6 +95,9 @@ fn main() -> ExitCode {
         socket: a.control_socket,
         metrics: a.metrics,
         log_level: a.log_level,
+        dns64_upstream: a.dns64_upstream,
+        dns64_listen: a.dns64_listen,
+        dns64_allow: a.dns64_allow,
     };
     if a.check {
         return match Config::load(a.config.as_deref(), &ov) {

@@ -179,3 +179,35 @@ fn shipped_example_is_valid_and_complete() {
         assert!(example.keys.iter().any(|(_, k)| k == key), "systemd/nat64d.toml does not document '{key}'");
     }
 }
+
+// Issue 5: the [dns64] section: enabled without an upstream is refused
+// with its key and line; a full section parses into the server's settings;
+// prefixes default to pool6; run-time keys reload, socket keys do not.
+#[test]
+fn dns64_section() {
+    let e = parse_err("pool4 = [\"203.0.113.1\"]\n[dns64]\nenabled = true\n");
+    assert_eq!(e.key.as_deref(), Some("dns64.upstream"));
+    let e = parse_err("[dns64]\nallow = [\"2001:db8::/129\"]\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dns64.allow")));
+    let e = parse_err("[dns64]\nexclude_a = [\"2001:db8::/32\"]\n");
+    assert!(e.to_string().contains("not an IPv4 network"), "{e}");
+    let src = "pool6 = \"2001:db8:64::/96\"\n[dns64]\nenabled = true\nupstream = [\"192.0.2.53:53\"]\n\
+               allow = [\"2001:db8:1::/48\"]\nexclude_a = [\"192.0.2.0/24\"]\ntimeout_ms = 500\n";
+    let c = Config::parse(src, "t.toml").unwrap();
+    let s = c.dns64_settings();
+    assert_eq!(s.dns64.prefixes, vec!["2001:db8:64::/96".parse().unwrap()]);
+    assert_eq!(s.allow, vec!["2001:db8:1::/48".parse().unwrap()]);
+    assert!(s.dns64.exclude4[0].contains("192.0.2.7".parse().unwrap()));
+    assert_eq!(s.timeout, std::time::Duration::from_millis(500));
+    let mut d = c.clone();
+    d.dns64.allow.push(Text("::1".parse().unwrap()));
+    d.dns64.upstream.push("192.0.2.54:53".parse().unwrap());
+    assert!(c.restart_only_changes(&d).is_empty());
+    d.dns64.listen = vec!["[2001:db8:1::1]:53".parse().unwrap()];
+    assert_eq!(c.restart_only_changes(&d).len(), 1);
+    // A flag turns it on.
+    let ov = Overrides { dns64_upstream: vec!["127.0.0.1:5353".parse().unwrap()], ..Overrides::default() };
+    let mut c = Config::default();
+    c.apply(&ov);
+    assert!(c.dns64.enabled && c.validate().is_ok());
+}

@@ -14,6 +14,7 @@ pub mod report;
 use crate::config::{Config, Overrides};
 use crate::dataplane::tun::Tun;
 use crate::dataplane::worker::{self, WorkerSlot, WorkerStats};
+use crate::dns64::server::Dns64Server;
 use crate::nat::Nat;
 use crate::xlat::{DropReason, XlatConfig};
 use control::{BibLine, Request, Response, SessionLine, SessionList};
@@ -43,6 +44,7 @@ pub struct State {
     epoch: Instant,
     notify: Notifier,
     tun: String,
+    dns64: Option<Dns64Server>,
 }
 
 impl State {
@@ -58,14 +60,16 @@ impl State {
     pub fn report(&self) -> StatsReport {
         let workers: Vec<WorkerStats> = self.slots.iter().map(|s| s.snapshot()).collect();
         let pool4: usize = self.config().pool4.iter().map(|e| 1usize << (32 - e.0.len)).sum();
-        StatsReport::build(
+        let mut r = StatsReport::build(
             self.epoch.elapsed().as_secs(),
             &workers,
             &self.nat.census(),
             &self.nat.counters(),
             pool4,
             &self.nat.pool_usage(),
-        )
+        );
+        r.dns64 = self.dns64.as_ref().map(|d| d.stats());
+        r
     }
 
     fn status(&self) -> String {
@@ -105,6 +109,13 @@ impl State {
             }
         }
         self.nat.reconfigure(&new.nat_config());
+        if let Some(d) = &self.dns64 {
+            let s = new.dns64_settings();
+            if *d.settings() != s {
+                d.update(s);
+                info!("dns64: settings applied, cache emptied");
+            }
+        }
         let mut problems = vec![];
         for b in cur.static_bib.iter().filter(|b| !new.static_bib.contains(b)) {
             if let Err(e) = self.nat.remove_static(b.proto, (*b.ipv6.ip(), b.ipv6.port())) {
@@ -204,6 +215,10 @@ impl State {
             },
         }
     }
+}
+
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -386,6 +401,24 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         Some(a) => Some(TcpListener::bind(a).map_err(|e| format!("cannot listen for metrics on {a}: {e}"))?),
         None => None,
     };
+    let dns64 = if cfg.dns64.enabled {
+        let d = Dns64Server::start(cfg.dns64_server(), cfg.dns64_settings()).map_err(|e| e.to_string())?;
+        let s = d.settings();
+        info!(
+            "dns64: answering on {} for {}, forwarding to {}, synthesising under {}",
+            join(d.local_addrs()),
+            join(&s.allow),
+            join(&s.upstream),
+            join(&s.dns64.prefixes)
+        );
+        let loopback_only = s.allow.iter().all(|n| n.addr.is_loopback());
+        if loopback_only && d.local_addrs().iter().any(|a| !a.ip().is_loopback()) {
+            warn!("dns64: only loopback clients are allowed (dns64.allow); other clients get REFUSED");
+        }
+        Some(d)
+    } else {
+        None
+    };
     let xcfg = XlatConfig { ipv6_mtu: cfg.tun.mtu.max(1280), ipv4_mtu: cfg.tun.mtu, ..XlatConfig::default() };
     let socket_path = cfg.control.socket.clone();
     let state = Arc::new(State {
@@ -397,6 +430,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         epoch: Instant::now(),
         notify,
         tun: tun_name.clone(),
+        dns64,
     });
 
     let mut signals = signal_hook::iterator::Signals::new([

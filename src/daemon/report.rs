@@ -3,6 +3,7 @@
 //! rendered as a table by `nat64ctl stats` and as Prometheus text by the
 //! metrics endpoint. One structure, so the three never disagree.
 
+use crate::dns64::server::Dns64Stats;
 use crate::dataplane::worker::{OffloadStats, WorkerStats};
 use crate::nat::{tcp::TcpState, Census, NatCounters, Proto};
 use crate::xlat::{DropReason, PROTO_LABELS};
@@ -87,6 +88,9 @@ pub struct StatsReport {
     pub pool4_addresses: usize,
     /// Addresses with ports in use.
     pub pool4: Vec<PoolUse>,
+    /// The DNS64 server's counters, when it runs.
+    #[serde(default)]
+    pub dns64: Option<Dns64Stats>,
 }
 
 pub const DIRECTIONS: [&str; 2] = ["6to4", "4to6"];
@@ -235,6 +239,14 @@ impl StatsReport {
                 let _ = writeln!(o, "  ... {} more (nat64ctl stats --json lists all)", self.pool4.len() - 64);
             }
         }
+        if let Some(d) = &self.dns64 {
+            let _ = writeln!(o, "
+DNS64 ({} answers cached)", d.cache_entries);
+            for (i, (name, _, v)) in d.fields().into_iter().enumerate() {
+                let get = move |r: &StatsReport| r.dns64.as_ref().map_or(0, |d| d.fields()[i].2);
+                let _ = writeln!(o, "  {:<22}{:>12}{}", name.replace('_', " "), v, rate(v, &get));
+            }
+        }
         o
     }
 
@@ -318,6 +330,15 @@ impl StatsReport {
         head(&mut o, "nat64d_bib_entries", "gauge", "BIB entries, by protocol.");
         for (p, n) in &self.bibs {
             let _ = writeln!(o, "nat64d_bib_entries{{proto=\"{p}\"}} {n}");
+        }
+        if let Some(d) = &self.dns64 {
+            for (name, help, v) in d.fields() {
+                let name = format!("nat64d_dns64_{name}_total");
+                head(&mut o, &name, "counter", &format!("DNS64: {help}."));
+                let _ = writeln!(o, "{name} {v}");
+            }
+            head(&mut o, "nat64d_dns64_cache_entries", "gauge", "DNS64: answers in the cache.");
+            let _ = writeln!(o, "nat64d_dns64_cache_entries {}", d.cache_entries);
         }
         head(&mut o, "nat64d_pool4_ports_in_use", "gauge", "Ports in use, by pool4 address and protocol.");
         for u in &self.pool4 {
