@@ -39,6 +39,13 @@ icmp = 2
 [control]
 socket = "{}/control.sock"
 
+[dns64]
+enabled = true
+listen = ["[2001:db8:1::1]:53"]
+upstream = ["192.0.2.2:53"]
+allow = ["2001:db8:1::/64"]
+timeout_ms = 1500
+
 [[static_bib]]
 proto = "tcp"
 ipv6 = "[2001:db8:1::10]:8080"
@@ -285,6 +292,7 @@ fn scenario(offload: bool) {
     path_mtu_discovery(&lab);
     reload_keeps_sessions(&lab);
     malformed_packets_are_counted(&lab);
+    dns64_then_nat64(&lab);
 
     // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
     let mut lab = lab;
@@ -304,6 +312,95 @@ fn scenario(offload: bool) {
     std::io::Read::read_to_string(&mut d.stderr.take().expect("stderr"), &mut err).expect("read stderr");
     assert!(status.success(), "exit status {status}; stderr: {err}");
     assert!(err.contains("stopped: "), "final counters on stderr: {err}");
+}
+
+/// Python for the IPv6 client: one DNS query over UDP to the gateway's DNS64
+/// server, printing the AAAA addresses of the answer (one per line).
+const PY_AAAA: &str = r#"
+import socket, struct, sys
+q = struct.pack('>6H', 0x1234, 0x0100, 1, 0, 0, 0)
+for label in sys.argv[1].split('.'):
+    q += bytes([len(label)]) + label.encode()
+q += b'\0' + struct.pack('>HH', 28, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q, ('2001:db8:1::1', 53))
+r = s.recv(4096)
+an = struct.unpack('>H', r[6:8])[0]
+i = len(q)
+for _ in range(an):
+    if r[i] & 0xc0 == 0xc0:
+        i += 2
+    else:
+        while r[i]:
+            i += 1 + r[i]
+        i += 1
+    t, c, ttl, l = struct.unpack('>HHIH', r[i:i + 10])
+    i += 10
+    if t == 28:
+        print(socket.inet_ntop(socket.AF_INET6, r[i:i + l]))
+    i += l
+"#;
+
+/// The IPv4-only side's DNS server: web.example. A 192.0.2.2, no AAAA;
+/// prints each question it gets; stops 6 s after the last.
+const PY_UPSTREAM: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('192.0.2.2', 53))
+s.settimeout(6)
+while True:
+    try:
+        d, a = s.recvfrom(2000)
+    except socket.timeout:
+        break
+    i, labels = 12, []
+    while d[i]:
+        labels.append(d[i + 1:i + 1 + d[i]])
+        i += 1 + d[i]
+    qt = struct.unpack('>H', d[i + 1:i + 3])[0]
+    question = d[12:i + 5]
+    name = b'.'.join(labels).lower()
+    ans = b''
+    if name == b'web.example' and qt == 1:
+        ans = b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, 300, 4) + socket.inet_aton('192.0.2.2')
+    s.sendto(d[:2] + struct.pack('>5H', 0x8180, 1, 1 if ans else 0, 0, 0) + question + ans, a)
+    print(name.decode(), qt, flush=True)
+"#;
+
+// Issue 5 in the lab: the IPv6-only client asks the gateway's DNS64 server
+// (RFC 6147 5.1.5) for a name with only an A record upstream (a DNS server
+// on the IPv4-only side), gets the address under pool6, and connects to it
+// through the translator. ipv4only.arpa (RFC 8880) gives the prefix.
+fn dns64_then_nat64(lab: &Lab) {
+    let upstream = spawn_py(lab, 2, PY_UPSTREAM);
+    let web = spawn_py(
+        lab,
+        2,
+        "import socket\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',8082));l.listen(1);l.settimeout(15)\nc,a=l.accept();c.sendall(b'hello via dns64');c.close()",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let got = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example"]).expect("DNS64 query");
+    assert_eq!(got.trim(), SERVER6, "synthesised under pool6 from 192.0.2.2");
+    let connect = format!(
+        "import socket;c=socket.create_connection(('{}',8082),timeout=10);print(c.recv(100).decode())",
+        got.trim()
+    );
+    let body = lab.exec(0, &[python(), "-c", &connect]).expect("connect to the synthesised address");
+    assert_eq!(body.trim(), "hello via dns64");
+    let mut v4only: Vec<String> = lab
+        .exec(0, &[python(), "-c", PY_AAAA, "ipv4only.arpa"])
+        .expect("ipv4only.arpa")
+        .lines()
+        .map(String::from)
+        .collect();
+    v4only.sort();
+    assert_eq!(v4only, ["2001:db8:64::c000:aa", "2001:db8:64::c000:ab"]);
+    let _ = web.join();
+    let asked = upstream.join().unwrap().expect("upstream DNS server");
+    assert_eq!(asked.lines().collect::<Vec<_>>(), ["web.example 28", "web.example 1"], "AAAA, then A (RFC 6147 5.1.6)");
+    let d = &lab.stats()["dns64"];
+    assert_eq!((d["synthesized"].as_u64(), d["local"].as_u64()), (Some(1), Some(1)), "{d}");
 }
 
 fn packets(v: &serde_json::Value, dir: &str, proto: &str) -> u64 {

@@ -3,8 +3,8 @@
 //! rendered as a table by `nat64ctl stats` and as Prometheus text by the
 //! metrics endpoint. One structure, so the three never disagree.
 
-use crate::dns64::server::Dns64Stats;
 use crate::dataplane::worker::{OffloadStats, WorkerStats};
+use crate::dns64::server::Dns64Stats;
 use crate::nat::{tcp::TcpState, Census, NatCounters, Proto};
 use crate::xlat::{DropReason, PROTO_LABELS};
 use serde::{Deserialize, Serialize};
@@ -240,8 +240,12 @@ impl StatsReport {
             }
         }
         if let Some(d) = &self.dns64 {
-            let _ = writeln!(o, "
-DNS64 ({} answers cached)", d.cache_entries);
+            let _ = writeln!(
+                o,
+                "
+DNS64 ({} answers cached)",
+                d.cache_entries
+            );
             for (i, (name, _, v)) in d.fields().into_iter().enumerate() {
                 let get = move |r: &StatsReport| r.dns64.as_ref().map_or(0, |d| d.fields()[i].2);
                 let _ = writeln!(o, "  {:<22}{:>12}{}", name.replace('_', " "), v, rate(v, &get));

@@ -82,12 +82,23 @@ impl Cache {
         }
         let mut s = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         if s.len() >= self.per_shard && !s.contains_key(key) {
-            // Full: drop expired entries, and if none, an arbitrary one.
-            s.retain(|_, e| e.expires_ms > now_ms);
-            if s.len() >= self.per_shard {
-                if let Some(k) = s.keys().next().cloned() {
-                    s.remove(&k);
+            // Full: evict one of the first few entries in table order (which
+            // follows the keyed hash, so is arbitrary), an expired one if
+            // there is one. O(1), unlike scanning the shard.
+            let victim = {
+                let mut first = None;
+                let mut expired = None;
+                for (k, e) in s.iter().take(8) {
+                    first.get_or_insert(k);
+                    if e.expires_ms <= now_ms {
+                        expired = Some(k);
+                        break;
+                    }
                 }
+                expired.or(first).cloned()
+            };
+            if let Some(k) = victim {
+                s.remove(&k);
             }
         }
         s.insert(

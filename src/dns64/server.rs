@@ -573,10 +573,12 @@ async fn exchange_one(up: SocketAddr, bytes: &[u8], q: &Message) -> io::Result<M
     let sock = UdpSocket::bind(local).await?;
     sock.connect(up).await?;
     sock.send(bytes).await?;
-    let mut buf = vec![0u8; 65535];
+    // Not zeroed: recv_buf fills it (a 64 KiB memset per exchange showed in profiles).
+    let mut buf = Vec::with_capacity(65535);
     loop {
-        let n = sock.recv(&mut buf).await?;
-        let Ok(m) = Message::from_vec(&buf[..n]) else { continue };
+        buf.clear();
+        sock.recv_buf(&mut buf).await?;
+        let Ok(m) = Message::from_vec(&buf) else { continue };
         if !matches(q, &m) {
             continue; // not ours: keep waiting for the real one
         }
