@@ -638,3 +638,74 @@ pub fn bench_nat_config() -> crate::nat::NatConfig {
 pub fn bench_host(i: u32) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1)
 }
+
+/// The DNS64 fuzz target's input handling and invariants. Byte 0 picks the
+/// path, the rest is a message:
+/// - even: a client query through the fast path (`wire::parse_query`, the
+///   refusal, FORMERR and truncation replies) and, when hickory-proto can
+///   parse it, an answer stored in the cache and served back for it;
+/// - odd: an upstream answer through the RFC 6147 core (verdict, synthesis
+///   from it as AAAA and as A answer, PTR) and the TTL walker.
+pub fn run_dns64_fuzz_input(data: &[u8]) {
+    use crate::dns64::cache::Cache;
+    use crate::dns64::wire::{self, KEY_MAX};
+    use crate::dns64::{reply_to, AaaaVerdict, Dns64};
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
+    let Some((&mode, msg)) = data.split_first() else { return };
+    let d = Dns64::new(vec!["2001:db8:64::/96".parse().expect("prefix"), crate::Prefix6052::WKP]);
+    if mode & 1 == 0 {
+        let mut key = [0u8; KEY_MAX];
+        let mut out = Vec::new();
+        if wire::formerr(msg, &mut out) {
+            assert_eq!(out.len(), 12);
+            assert_eq!(&out[..2], &msg[..2]);
+        }
+        let Ok(h) = wire::parse_query(msg, &mut key) else { return };
+        assert!(h.key_len <= KEY_MAX && h.qend <= msg.len());
+        assert!((512..=1232).contains(&h.udp_limit()));
+        for trunc in [false, true] {
+            wire::short_reply(msg, &h, 5, trunc, &mut out);
+            let r = Message::from_vec(&out).expect("a short reply parses");
+            assert_eq!(r.id(), h.id);
+            assert_eq!(r.truncated(), trunc);
+        }
+        // A query the fast path takes is one hickory-proto reads too.
+        let q = Message::from_vec(msg).expect("fast-path queries parse");
+        let mut ans = reply_to(&q, ResponseCode::NoError);
+        ans.add_answer(Record::from_rdata(q.queries()[0].name().clone(), 300, RData::A(A::new(192, 0, 2, 1))));
+        let Ok(bytes) = ans.to_vec() else { return };
+        let cache = Cache::new(16, 3600);
+        assert!(cache.put(&key[..h.key_len], &bytes, 0));
+        assert!(cache.get(&key[..h.key_len], msg, &h, 2_500, &mut out));
+        assert_eq!(out.len(), bytes.len());
+        let served = Message::from_vec(&out).expect("a cached answer parses");
+        assert_eq!(served.id(), h.id);
+        assert_eq!(served.answers()[0].ttl(), 298, "TTL counted down by the 2 s in the cache");
+        assert!(!cache.get(&key[..h.key_len], msg, &h, 301_000, &mut out), "expired");
+    } else {
+        if let Some((offs, _)) = wire::ttl_fields(msg) {
+            assert!(offs.iter().all(|&o| o as usize + 4 <= msg.len()));
+        }
+        let Ok(up) = Message::from_vec(msg) else { return };
+        let mut q = Message::new();
+        q.add_query(Query::query("x.example.".parse().expect("name"), RecordType::AAAA));
+        let _ = d.aaaa_verdict(&up);
+        let m = d.synthesize(&q, &up, &up);
+        assert!(!m.authentic_data() || m.answers().iter().all(|r| r.record_type() != RecordType::AAAA));
+        let _ = m.to_vec();
+        if let AaaaVerdict::Pass(p) = d.aaaa_verdict(&up) {
+            assert!(p.answers().iter().all(|r| match r.data() {
+                RData::AAAA(a) => !d.exclude6.iter().any(|n| n.contains(a.0)),
+                _ => true,
+            }));
+        }
+        for r in up.answers() {
+            if let Some(t) = d.ptr_target(r.name()) {
+                let _ = d.ptr_answer(&q, &t, &up).to_vec();
+            }
+        }
+        let _ = d.ipv4only(&up);
+    }
+}

@@ -3,10 +3,53 @@
 //! every input a fuzzer ever found interesting. With NAT64D_WRITE_SEEDS=1 it
 //! (re)writes the seed files from the builders below.
 
-use nat64d::testpkt::{echo, icmp, run_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use nat64d::testpkt::{
+    echo, icmp, run_dns64_fuzz_input, run_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6,
+};
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+
+/// DNS64 seeds: byte 0 even = a client query, odd = an upstream answer.
+fn dns64_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let n = |s: &str| Name::from_ascii(s).unwrap();
+    let query = |name: &str, t: RecordType, edns: bool| {
+        let mut m = Message::new();
+        m.set_id(0x1234).set_recursion_desired(true);
+        m.add_query(Query::query(n(name), t));
+        if edns {
+            let mut e = Edns::new();
+            e.set_max_payload(4096).set_dnssec_ok(true);
+            m.set_edns(e);
+        }
+        [vec![0u8], m.to_vec().unwrap()].concat()
+    };
+    let q = |t| {
+        let mut m = Message::new();
+        m.add_query(Query::query(n("web.example."), t));
+        m
+    };
+    let mut nodata = nat64d::dns64::reply_to(&q(RecordType::AAAA), ResponseCode::NoError);
+    let soa = SOA::new(n("ns.example."), n("admin.example."), 1, 3600, 900, 86400, 60);
+    nodata.add_name_server(Record::from_rdata(n("example."), 3600, RData::SOA(soa)));
+    let mut a = nat64d::dns64::reply_to(&q(RecordType::A), ResponseCode::NoError);
+    a.add_answer(Record::from_rdata(n("web.example."), 300, RData::CNAME(CNAME(n("cdn.example.")))));
+    a.add_answer(Record::from_rdata(n("cdn.example."), 300, RData::A(A::new(192, 0, 2, 7))));
+    vec![
+        ("dns64", "query_aaaa", query("Web.Example.", RecordType::AAAA, false)),
+        ("dns64", "query_aaaa_edns_do", query("web.example.", RecordType::AAAA, true)),
+        (
+            "dns64",
+            "query_ptr",
+            query("1.0.2.0.0.0.0.c.0.0.0.0.0.0.0.0.0.0.0.0.4.6.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", RecordType::PTR, false),
+        ),
+        ("dns64", "answer_nodata_soa", [vec![1u8], nodata.to_vec().unwrap()].concat()),
+        ("dns64", "answer_cname_a", [vec![1u8], a.to_vec().unwrap()].concat()),
+    ]
+}
 
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let c6: Ipv6Addr = "2001:db8:1::10".parse().unwrap();
@@ -26,7 +69,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // offload: [derive header?, gso_size hi, lo, 8 more header bytes] then the packet.
     let derived = |gso: u16, pkt: Vec<u8>| [vec![1u8], gso.to_be_bytes().to_vec(), vec![0; 8], pkt].concat();
     let raw = |h: [u8; 10], pkt: Vec<u8>| [vec![0u8], h.to_vec(), pkt].concat();
-    vec![
+    let mut v = vec![
         ("offload", "tso6", derived(1440, V6::new(c6, s6, 6, tcp(40000, 80, 1, 0x18, &data)).build())),
         ("offload", "tso4", derived(1448, V4::new(s4, p4, 6, tcp(80, 40000, 1, 0x10, &data)).build())),
         (
@@ -78,7 +121,9 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("xlat_icmp_error", "v6_ptb", [&[1u8, 2, 0, 0, 0, 5, 0xdc][..], &quoted6].concat()),
         ("xlat_icmp_error", "v4_frag_needed", [&[0u8, 3, 4, 0, 0, 5, 0xdc][..], &quoted4].concat()),
         ("xlat_icmp_error", "v4_param_problem", [&[0u8, 12, 0, 9, 0, 0, 0][..], &quoted4].concat()),
-    ]
+    ];
+    v.extend(dns64_seeds());
+    v
 }
 
 /// Runs one input the way its fuzz target does.
@@ -89,6 +134,8 @@ fn run_target(target: &str, data: &[u8]) {
         run_nat_fuzz_input(data, &mut out);
     } else if target == "offload" {
         run_offload_fuzz_input(data, &mut out);
+    } else if target == "dns64" {
+        run_dns64_fuzz_input(data);
     } else {
         run_fuzz_input(target, data, &mut out, &mut scratch);
     }
@@ -111,7 +158,7 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for kind in ["seeds", "corpus", "artifacts", "regressions"] {
-        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence", "offload"] {
+        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence", "offload", "dns64"] {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;
             };

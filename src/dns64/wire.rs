@@ -119,7 +119,22 @@ pub fn parse_query(b: &[u8], key: &mut [u8; KEY_MAX]) -> Result<QueryHead, HeadE
         let version = *b.get(at + 6).ok_or(HeadError::Complex)?;
         let ext_flags = be16(b, at + 7).ok_or(HeadError::Complex)?;
         let rdlen = be16(b, at + 9).ok_or(HeadError::Complex)? as usize;
-        at += 11 + rdlen;
+        at += 11;
+        // Options: well-formed TLVs (RFC 6891 6.1.2), or the full path
+        // answers FORMERR. Client Subnet (8) has content rules of its own:
+        // left to the full path too.
+        let end = at + rdlen;
+        while at < end {
+            let code = be16(b, at).ok_or(HeadError::Complex)?;
+            let len = be16(b, at + 2).ok_or(HeadError::Complex)? as usize;
+            if code == 8 {
+                return Err(HeadError::Complex);
+            }
+            at += 4 + len;
+        }
+        if at != end {
+            return Err(HeadError::Complex);
+        }
         if version != 0 {
             return Err(HeadError::Complex); // BADVERS, answered by the full path
         }
