@@ -6,7 +6,8 @@
 #   pool6 2001:db8:64::/96 (the server is 2001:db8:64::c000:202), pool4 203.0.113.0/28
 #
 # Usage (as root): scripts/lab.sh demo | up | down
-#   demo: build, bring the lab up, ping and fetch a page through the gateway,
+#   demo: build, bring the lab up, ping, resolve a name through DNS64 and
+#         fetch a page by that name through the gateway,
 #         show `nat64ctl stats`, tear down
 #   up:   leave the lab running; then e.g.
 #         target/release/nat64ctl --socket /run/nat64d-lab/control.sock sessions
@@ -28,6 +29,7 @@ down() {
     rm -f "$f"
   done
   for ns in $C $G $S; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/etc/netns/$C"
 }
 
 up() {
@@ -50,8 +52,16 @@ up() {
   ip -n $S addr add 192.0.2.2/24 dev s0
   ip -n $S link set s0 up
   ip -n $S route add 203.0.113.0/24 via 192.0.2.1
+  # DNS: the IPv4-only side has an authoritative server for www.example
+  # (A only); the client's resolver is the gateway's DNS64 server (ip netns
+  # exec bind-mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf).
+  ip netns exec $S python3 scripts/lab_dns.py 192.0.2.2 www.example=192.0.2.2 >/dev/null 2>&1 &
+  echo $! >"$RUN/dns.pid"
+  mkdir -p "/etc/netns/$C"
+  echo "nameserver 2001:db8:1::1" >"/etc/netns/$C/resolv.conf"
   ip netns exec $G target/release/nat64d --pool6 2001:db8:64::/96 --pool4 203.0.113.0/28 --tun nat64 \
-    --control-socket "$RUN/control.sock" >"$RUN/nat64d.log" 2>&1 &
+    --control-socket "$RUN/control.sock" --dns64-upstream 192.0.2.2:53 \
+    --dns64-listen '[2001:db8:1::1]:53' --dns64-allow 2001:db8:1::/64 >"$RUN/nat64d.log" 2>&1 &
   echo $! >"$RUN/nat64d.pid"
   for _ in $(seq 50); do ip -n $G link show nat64 2>/dev/null | grep -q UP && break; sleep 0.1; done
   echo "lab up: nat64d pid $(cat "$RUN/nat64d.pid"), log $RUN/nat64d.log"
@@ -67,8 +77,10 @@ demo() {
   sleep 0.5
   echo "== ping the IPv4-only server from the IPv6-only client, through NAT64"
   ip netns exec $C ping -c 3 -W 2 $SERVER6
-  echo "== HTTP fetch through NAT64: http://[$SERVER6]/README.md"
-  ip netns exec $C curl -sS --max-time 5 "http://[$SERVER6]/README.md" | head -n 3
+  echo "== DNS64: the client looks up www.example (only an A record exists) at the gateway"
+  ip netns exec $C getent ahostsv6 www.example | head -n 1
+  echo "== HTTP fetch by name through DNS64 + NAT64: http://www.example/README.md"
+  ip netns exec $C curl -6 -sS --max-time 5 "http://www.example/README.md" | sed -n 1,3p
   echo "== nat64ctl stats"
   target/release/nat64ctl --socket "$RUN/control.sock" stats
   echo "== nat64ctl sessions"

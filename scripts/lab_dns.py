@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""A tiny authoritative DNS server for the namespace lab's IPv4-only side:
+answers NAME A ADDRESS for the names given, NODATA (with an SOA) for their
+other types, NXDOMAIN for everything else. UDP only. Lab use only.
+
+    lab_dns.py LISTEN_ADDR NAME=IPV4 [NAME=IPV4 ...]
+"""
+import socket
+import struct
+import sys
+
+SOA_RDATA = b"\x02ns\x00\x05admin\x00" + struct.pack(">5I", 1, 3600, 900, 86400, 60)
+
+
+def main():
+    addr = sys.argv[1]
+    zone = {}
+    for a in sys.argv[2:]:
+        name, ip = a.split("=")
+        zone[name.lower().rstrip(".")] = socket.inet_aton(ip)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 53))
+    while True:
+        d, peer = s.recvfrom(4096)
+        if len(d) < 17 or d[2] & 0x80:
+            continue
+        i, labels = 12, []
+        while i < len(d) and d[i] and d[i] < 64:
+            labels.append(d[i + 1:i + 1 + d[i]].decode(errors="replace"))
+            i += 1 + d[i]
+        if i + 5 > len(d):
+            continue
+        qtype = struct.unpack(">H", d[i + 1:i + 3])[0]
+        question = d[12:i + 5]
+        name = ".".join(labels).lower()
+        an, ns, body = 0, 0, b""
+        rcode = 0
+        if name in zone and qtype == 1:
+            an, body = 1, b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + zone[name]
+        elif name in zone:
+            ns, body = 1, b"\xc0\x0c" + struct.pack(">HHIH", 6, 1, 300, len(SOA_RDATA)) + SOA_RDATA
+        else:
+            rcode = 3
+        flags = 0x8400 | (d[2] & 0x01) << 8 | rcode
+        s.sendto(d[:2] + struct.pack(">5H", flags, 1, an, ns, 0) + question + body, peer)
+
+
+if __name__ == "__main__":
+    main()
