@@ -242,3 +242,94 @@ pub fn patch_cached(out: &mut [u8], q: &[u8], h: &QueryHead, ttl_offs: &[u16], a
         out[o..o + 4].copy_from_slice(&ttl.saturating_sub(age_secs).to_be_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    fn query(name: &str, edns: Option<u16>) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(0xbeef).set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::AAAA));
+        if let Some(p) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(p).set_dnssec_ok(true);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    // RFC 1035 4.1.2 / 2.3.3: the key is the name compared without case,
+    // with type, class and the bits that change the answer.
+    #[test]
+    fn key_ignores_case_and_keeps_the_bits() {
+        let (mut k1, mut k2) = ([0u8; KEY_MAX], [0u8; KEY_MAX]);
+        let h1 = parse_query(&query("Web.EXAMPLE.", None), &mut k1).unwrap();
+        let h2 = parse_query(&query("web.example.", None), &mut k2).unwrap();
+        assert_eq!(k1[..h1.key_len], k2[..h2.key_len]);
+        let h3 = parse_query(&query("web.example.", Some(1232)), &mut k2).unwrap();
+        assert_ne!(k1[..h1.key_len], k2[..h3.key_len], "EDNS and DO are part of the key");
+        assert_eq!((h1.id, h1.qtype, h1.qclass), (0xbeef, 28, 1));
+    }
+
+    // RFC 6891 6.2.5 (and RFC 1035 4.2.1): a UDP answer fits the requestor's
+    // size, at least 512; we never send more than 1232.
+    #[test]
+    fn udp_limit_follows_edns() {
+        let mut k = [0u8; KEY_MAX];
+        assert_eq!(parse_query(&query("a.example.", None), &mut k).unwrap().udp_limit(), 512);
+        assert_eq!(parse_query(&query("a.example.", Some(100)), &mut k).unwrap().udp_limit(), 512);
+        assert_eq!(parse_query(&query("a.example.", Some(4096)), &mut k).unwrap().udp_limit(), 1232);
+        let h = parse_query(&query("a.example.", Some(1000)), &mut k).unwrap();
+        assert_eq!(h.udp_limit(), 1000);
+        assert!(h.edns.unwrap().dnssec_ok);
+    }
+
+    // RFC 1035 4.1.1: responses are not queries (never answered: no loops);
+    // a short datagram has no header to answer; odd shapes take the full path.
+    #[test]
+    fn what_the_fast_path_refuses() {
+        let mut k = [0u8; KEY_MAX];
+        let mut q = query("a.example.", None);
+        assert_eq!(parse_query(&q[..11], &mut k), Err(HeadError::Short));
+        q[2] |= 0x80;
+        assert_eq!(parse_query(&q, &mut k), Err(HeadError::Response));
+        let mut two = query("a.example.", None);
+        two[5] = 2;
+        assert_eq!(parse_query(&two, &mut k), Err(HeadError::Complex));
+        let mut trailing = query("a.example.", None);
+        trailing.push(0);
+        assert_eq!(parse_query(&trailing, &mut k), Err(HeadError::Complex));
+    }
+
+    // RFC 1035 3.2.1 / RFC 6891 6.1.2: every record's TTL is found, except
+    // the OPT pseudo-record's, whose TTL field holds flags.
+    #[test]
+    fn ttl_fields_skip_opt_and_patch_counts_down() {
+        let q = query("Web.Example.", Some(1232));
+        let mut m = Message::from_vec(&query("web.example.", Some(1232))).unwrap();
+        m.set_message_type(hickory_proto::op::MessageType::Response);
+        for (i, ttl) in [(1u8, 300u32), (2, 60)] {
+            m.add_answer(Record::from_rdata(
+                Name::from_ascii("web.example.").unwrap(),
+                ttl,
+                RData::A(A::new(192, 0, 2, i)),
+            ));
+        }
+        let wire = m.to_vec().unwrap();
+        let (offs, min) = ttl_fields(&wire).unwrap();
+        assert_eq!((offs.len(), min), (2, Some(60)));
+        let mut k = [0u8; KEY_MAX];
+        let h = parse_query(&q, &mut k).unwrap();
+        let mut out = wire.clone();
+        patch_cached(&mut out, &q, &h, &offs, 10);
+        let r = Message::from_vec(&out).unwrap();
+        let ttls: Vec<u32> = r.answers().iter().map(|a| a.ttl()).collect();
+        assert_eq!(ttls, vec![290, 50]);
+        assert_eq!(r.queries()[0].name().to_ascii(), "Web.Example.", "the client's 0x20 spelling");
+        assert_eq!(ttl_fields(&wire[..wire.len() - 1]), None, "a cut message is not walked");
+    }
+}
