@@ -201,9 +201,14 @@ def main():
         print(f"{label:<34}{u:>12.0f}{n:>12.0f}{n / u:>15.2f}x")
     for s in ("unbound", "nat64d"):
         lost = sum(r.get("lost", 0) for f in ("cached", "miss") for r in results[s][f])
-        codes = {r.get("codes") for f in ("cached", "miss") for r in results[s][f]}
-        print(f"{s}: {lost} queries lost in all; response codes seen: {'; '.join(sorted(c for c in codes if c))}")
-
+        codes = {}
+        for f in ("cached", "miss"):
+            for r in results[s][f]:
+                parts = r.get("codes", "").split()
+                for code, n in zip(parts[0::3], parts[1::3]):
+                    codes[code.rstrip(",")] = codes.get(code.rstrip(","), 0) + int(n)
+        seen = ", ".join(f"{c} {n}" for c, n in sorted(codes.items()))
+        print(f"{s}: {lost} queries lost in all; response codes: {seen}")
 
 if __name__ == "__main__":
     main()
