@@ -297,6 +297,7 @@ fn scenario(offload: bool) {
     // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
     let mut lab = lab;
     let mut d = lab.daemon.take().expect("daemon");
+    let _ = lab.notified("", 0); // drain: a full notify queue would lose STOPPING=1
     run("kill", &["-TERM", &d.id().to_string()]).expect("send SIGTERM");
     let n = lab.notified("STOPPING=1", 5);
     assert!(n.iter().any(|m| m == "STOPPING=1"), "{n:?}");
@@ -326,6 +327,8 @@ s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.settimeout(5)
 s.sendto(q, ('2001:db8:1::1', 53))
 r = s.recv(4096)
+if len(sys.argv) > 2:
+    print('rcode', r[3] & 15)
 an = struct.unpack('>H', r[6:8])[0]
 i = len(q)
 for _ in range(an):
@@ -401,6 +404,30 @@ fn dns64_then_nat64(lab: &Lab) {
     assert_eq!(asked.lines().collect::<Vec<_>>(), ["web.example 28", "web.example 1"], "AAAA, then A (RFC 6147 5.1.6)");
     let d = &lab.stats()["dns64"];
     assert_eq!((d["synthesized"].as_u64(), d["local"].as_u64()), (Some(1), Some(1)), "{d}");
+
+    // A reload changes the DNS64 settings at run time: with the client's
+    // network no longer allowed it gets REFUSED (RFC 1035 4.1.1 rcode 5);
+    // put back, it is served again (from the emptied cache: synthesised anew).
+    let dir = lab.dir.clone().unwrap();
+    let config = dir.join("nat64d.toml");
+    let base = lab_config(&dir, lab.offload, "");
+    let elsewhere = base.replace(r#"allow = ["2001:db8:1::/64"]"#, r#"allow = ["2001:db8:9::/64"]"#);
+    assert_ne!(base, elsewhere);
+    std::fs::write(&config, &elsewhere).unwrap();
+    let _ = lab.notified("", 0);
+    let said = lab.ctl(&["reload"]).expect("reload");
+    assert!(said.contains("applied"), "{said}");
+    let upstream = spawn_py(lab, 2, PY_UPSTREAM);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example", "rcode"]).expect("refused query");
+    assert_eq!(r.trim(), "rcode 5", "REFUSED after the reload");
+    std::fs::write(&config, &base).unwrap();
+    lab.ctl(&["reload"]).expect("reload back");
+    let r = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example", "rcode"]).expect("served again");
+    assert_eq!(r.lines().collect::<Vec<_>>(), ["rcode 0", SERVER6]);
+    let _ = upstream.join();
+    let d = &lab.stats()["dns64"];
+    assert_eq!((d["refused"].as_u64(), d["synthesized"].as_u64()), (Some(1), Some(2)), "{d}");
 }
 
 fn packets(v: &serde_json::Value, dir: &str, proto: &str) -> u64 {

@@ -24,8 +24,16 @@ impl Notifier {
         }
         let watchdog =
             wd_usec.filter(|&u| u > 0 && wd_pid.is_none_or(|p| p == std::process::id())).map(Duration::from_micros);
-        let target = sock.and_then(|s| UnixDatagram::unbound().ok().map(|d| (d, s)));
+        let target = sock.and_then(|s| Self::socket().ok().map(|d| (d, s)));
         Notifier { target, watchdog }
+    }
+
+    /// Non-blocking: a notification must never stall the daemon. A receiver
+    /// that does not read (systemd always does) loses messages instead.
+    fn socket() -> std::io::Result<UnixDatagram> {
+        let d = UnixDatagram::unbound()?;
+        d.set_nonblocking(true)?;
+        Ok(d)
     }
 
     pub fn enabled(&self) -> bool {
@@ -83,5 +91,27 @@ mod tests {
         assert!(buf[..len].starts_with(b"RELOADING=1\nMONOTONIC_USEC="));
         std::fs::remove_dir_all(&dir).unwrap();
         Notifier::default().ready("no systemd: nothing happens");
+    }
+
+    // A receiver that never reads fills its queue; sending then returns at
+    // once (the message is lost) rather than blocking the daemon. Found when
+    // a reload hung in the lab test, whose notify socket was not drained.
+    #[test]
+    fn a_full_receiver_never_blocks() {
+        let dir = std::env::temp_dir().join(format!("nat64d-notify-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _rx = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier { target: Some((Notifier::socket().unwrap(), path.display().to_string())), watchdog: None };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..5000 {
+                n.watchdog_ping();
+            }
+            let _ = done.send(());
+        });
+        let r = finished.recv_timeout(Duration::from_secs(5));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(r.is_ok(), "sending to a full notify socket blocked");
     }
 }
