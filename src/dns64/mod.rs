@@ -98,43 +98,32 @@ impl FromStr for IpNet {
     }
 }
 
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Net6 {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.parse::<IpNet>()? {
-            IpNet { addr: IpAddr::V6(addr), len } => Ok(Net6 { addr, len }),
-            _ => Err(format!("'{s}' is not an IPv6 network")),
+/// `FromStr` through [`IpNet`] (one family only) and `Display` as `ADDR/LEN`.
+macro_rules! net_text {
+    ($t:ident) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}/{}", self.addr, self.len)
+            }
         }
-    }
-}
-
-impl FromStr for Net4 {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.parse::<IpNet>()? {
-            IpNet { addr: IpAddr::V4(addr), len } => Ok(Net4 { addr, len }),
-            _ => Err(format!("'{s}' is not an IPv4 network")),
+    };
+    ($t:ident, $v:ident, $family:literal) => {
+        net_text!($t);
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.parse::<IpNet>()? {
+                    IpNet { addr: IpAddr::$v(addr), len } => Ok($t { addr, len }),
+                    _ => Err(format!(concat!("'{}' is not an ", $family, " network"), s)),
+                }
+            }
         }
-    }
+    };
 }
 
-impl fmt::Display for Net6 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl fmt::Display for Net4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+net_text!(IpNet);
+net_text!(Net6, V6, "IPv6");
+net_text!(Net4, V4, "IPv4");
 
 /// What to do with the upstream's answer to the AAAA query.
 #[derive(Debug, Clone, PartialEq)]
