@@ -15,7 +15,10 @@ Figures (dnsperf, each --secs long, repeated --reps times, medians):
   cached   AAAA queries for 1000 names asked before (answers from the cache)
   miss     AAAA queries for names never asked (each costs an upstream AAAA
            and A query: the forwarding path)
-Answers are checked first (one synthesised AAAA from each server).
+Answers are checked first (one synthesised AAAA from each server). Each
+server's CPU time during each run is read from /proc: with the generator on
+the same two cores, CPU per query is the fairer figure when neither server
+is saturated.
 
 Run as root: scripts/dns_bench.py [--reps 3] [--secs 5] [--install] [--json FILE]
 Needs: iproute2, unbound, dnsperf, dnsutils (installed with --install).
@@ -102,7 +105,14 @@ def wait_answer(port, secs=10):
     raise RuntimeError(f"no synthesised answer on port {port}")
 
 
-def dnsperf(port, names_file, secs):
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def dnsperf(port, names_file, secs, pid=None):
+    t0 = cpu_ticks(pid) if pid else 0
     out = sh("dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", names_file, "-l", str(secs), "-c", "4", "-q",
              "200", capture=True)
     r = {}
@@ -118,6 +128,10 @@ def dnsperf(port, names_file, secs):
             r["codes"] = line.split(":", 1)[1].strip()
     if "qps" not in r:
         raise RuntimeError("dnsperf printed no rate:\n" + out)
+    if pid:
+        hz = os.sysconf("SC_CLK_TCK")
+        r["cpu_pct"] = (cpu_ticks(pid) - t0) * 100 / hz / secs
+        r["us_per_query"] = r["cpu_pct"] / 100 * 1e6 / r["qps"]
     return r
 
 
@@ -156,10 +170,12 @@ def main():
             with open(conf, "w") as f:
                 f.write(UNBOUND_COMMON.format(port=port, work=work) + extra.format(prefix=PREFIX, up=UP))
             procs.append(bg(["unbound", "-c", conf], os.path.join(work, f"{name}.log")))
+        server_pid = {"unbound": procs[-1].pid}
         procs.append(bg([os.path.join(ROOT, "target/release/nat64d"), "--pool6", PREFIX, "--pool4", "203.0.113.1",
                          "--tun", "n64dns", "--queues", "1", "--control-socket", os.path.join(work, "ctl.sock"),
                          "--dns64-upstream", f"127.0.0.1:{UP}", "--dns64-listen", f"127.0.0.1:{NAT64D}"],
                         os.path.join(work, "nat64d.log")))
+        server_pid["nat64d"] = procs[-1].pid  # `ip netns exec` execs the server itself
         for s, port in ports.items():
             wait_answer(port)
             print(f"{s}: ready.bench.test AAAA -> {EXPECT}", file=sys.stderr)
@@ -171,11 +187,11 @@ def main():
             order = list(ports.items()) if rep % 2 == 0 else list(ports.items())[::-1]
             for s, port in order:
                 dnsperf(port, cached, 1)  # warm the cache
-                r = dnsperf(port, cached, a.secs)
+                r = dnsperf(port, cached, a.secs, server_pid[s])
                 results[s]["cached"].append(r)
                 miss = os.path.join(work, "miss.txt")
                 names(miss, f"m{rep}-{s}-", n_miss)
-                r = dnsperf(port, miss, a.secs)
+                r = dnsperf(port, miss, a.secs, server_pid[s])
                 if r["sent"] >= n_miss:
                     raise RuntimeError(f"{s}: dnsperf wrapped round its {n_miss} names; raise n_miss")
                 results[s]["miss"].append(r)
@@ -199,6 +215,12 @@ def main():
         u = statistics.median(r["qps"] for r in results["unbound"][fig])
         n = statistics.median(r["qps"] for r in results["nat64d"][fig])
         print(f"{label:<34}{u:>12.0f}{n:>12.0f}{n / u:>15.2f}x")
+        uc = statistics.median(r["us_per_query"] for r in results["unbound"][fig])
+        nc = statistics.median(r["us_per_query"] for r in results["nat64d"][fig])
+        ucp = statistics.median(r["cpu_pct"] for r in results["unbound"][fig])
+        ncp = statistics.median(r["cpu_pct"] for r in results["nat64d"][fig])
+        print(f"{'  server CPU, % of a core':<34}{ucp:>12.0f}{ncp:>12.0f}")
+        print(f"{'  server CPU per query, us':<34}{uc:>12.2f}{nc:>12.2f}{uc / nc:>15.2f}x less")
     for s in ("unbound", "nat64d"):
         lost = sum(r.get("lost", 0) for f in ("cached", "miss") for r in results[s][f])
         codes = {}

@@ -388,7 +388,8 @@ fn clients_outside_allow_are_refused() {
 }
 
 // RFC 1035 4.1.1: a query that cannot be parsed gets FORMERR (header
-// echoed); too short or a response gets nothing; the server keeps serving.
+// echoed); too short, too long or a response gets nothing; the server
+// keeps serving.
 #[test]
 fn garbage_gets_formerr_or_nothing() {
     let up = upstream();
@@ -409,6 +410,10 @@ fn garbage_gets_formerr_or_nothing() {
     let mut resp = query("a-only.test.", RecordType::A);
     resp.set_message_type(MessageType::Response);
     sock.send_to(&resp.to_vec().unwrap(), v4(&s)).unwrap();
+    // A datagram longer than any query we read whole (4096 bytes).
+    let mut long = query("a-only.test.", RecordType::A).to_vec().unwrap();
+    long.resize(5000, 0);
+    sock.send_to(&long, v4(&s)).unwrap();
     // Two questions: FORMERR from the full path.
     let mut two = query("a-only.test.", RecordType::A);
     two.add_query(Query::query(n("both.test."), RecordType::A));
@@ -421,7 +426,7 @@ fn garbage_gets_formerr_or_nothing() {
     // Still serving.
     assert_eq!(aaaas(&udp(v4(&s), &query("a-only.test.", RecordType::AAAA))).len(), 1);
     let st = s.stats();
-    assert_eq!(st.dropped, 13);
+    assert_eq!(st.dropped, 14);
     assert_eq!(st.formerr, 3);
 }
 

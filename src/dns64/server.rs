@@ -11,6 +11,7 @@
 use super::cache::Cache;
 use super::wire::{self, HeadError, QueryHead, KEY_MAX, MAX_UDP_PAYLOAD};
 use super::{a_query_for, reply_to, AaaaVerdict, Dns64, IpNet};
+use crate::sys::{RecvBatch, SendBatch};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use serde::{Deserialize, Serialize};
@@ -18,10 +19,11 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tracing::{debug, warn};
 
@@ -97,7 +99,7 @@ counters! {
     local: "ipv4only.arpa answered locally (RFC 8880)",
     refused: "queries from clients outside the allowed networks (REFUSED)",
     formerr: "malformed queries answered with FORMERR",
-    dropped: "datagrams not answered (too short, or a response)",
+    dropped: "datagrams not answered (shorter than a header, longer than 4096 bytes, or a response)",
     truncated: "UDP answers sent with TC set (the client retries over TCP)",
     servfail: "SERVFAIL sent: the upstreams failed or timed out",
     upstream_timeouts: "upstream exchanges that timed out",
@@ -276,15 +278,29 @@ fn fast_path(
     }
 }
 
+/// Datagrams taken per recvmmsg(2), and the largest query we read whole
+/// (a longer one is cut, counted as dropped and not answered).
+const UDP_BATCH: usize = 32;
+const UDP_SLOT: usize = 4096;
+
+/// One socket's receive loop: a batch of queries per recvmmsg(2), the
+/// fast-path replies of the batch in one sendmmsg(2); misses go to tasks.
 async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; 65535];
+    let fd = sock.as_raw_fd();
+    let mut rb = RecvBatch::new(UDP_BATCH, UDP_SLOT);
+    let mut sb = SendBatch::default();
     let mut out = Vec::with_capacity(4096);
     let mut key = [0u8; KEY_MAX];
     let mut gen = sh.generation.load(Relaxed);
     let mut s = sh.settings();
     loop {
-        let (n, src) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
+        if let Err(e) = sock.readable().await {
+            debug!("dns64: udp readiness: {e}");
+            continue;
+        }
+        let n = match sock.try_io(Interest::READABLE, || rb.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 debug!("dns64: udp receive: {e}");
                 continue;
@@ -294,29 +310,47 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
             gen = sh.generation.load(Relaxed);
             s = sh.settings();
         }
-        sh.c.queries_udp.fetch_add(1, Relaxed);
-        let q = &buf[..n];
-        match fast_path(&sh, &s, q, src, &mut key, &mut out, true) {
-            Fast::Reply => {
-                let _ = sock.send_to(&out, src).await;
-            }
-            Fast::Drop => {}
-            Fast::Resolve(h) => {
-                if sh.inflight.fetch_add(1, Relaxed) >= sh.cfg.max_inflight {
-                    sh.inflight.fetch_sub(1, Relaxed);
-                    sh.c.overload.fetch_add(1, Relaxed);
-                    continue;
-                }
-                let (sh, s, sock, q) = (sh.clone(), s.clone(), sock.clone(), q.to_vec());
-                let key = h.map(|h| key[..h.key_len].to_vec());
-                tokio::spawn(async move {
-                    if let Some(a) = answer(&sh, &s, &q, h.zip(key), true).await {
-                        let _ = sock.send_to(&a, src).await;
+        sh.c.queries_udp.fetch_add(n as u64, Relaxed);
+        for i in 0..n {
+            let (q, src, cut) = rb.get(i);
+            let Some(src) = src.filter(|_| !cut) else {
+                sh.c.dropped.fetch_add(1, Relaxed);
+                continue;
+            };
+            match fast_path(&sh, &s, q, src, &mut key, &mut out, true) {
+                Fast::Reply => sb.push(&out, src),
+                Fast::Drop => {}
+                Fast::Resolve(h) => {
+                    if sh.inflight.fetch_add(1, Relaxed) >= sh.cfg.max_inflight {
+                        sh.inflight.fetch_sub(1, Relaxed);
+                        sh.c.overload.fetch_add(1, Relaxed);
+                        continue;
                     }
-                    sh.inflight.fetch_sub(1, Relaxed);
-                });
+                    let (sh, s, sock, q) = (sh.clone(), s.clone(), sock.clone(), q.to_vec());
+                    let key = h.map(|h| key[..h.key_len].to_vec());
+                    tokio::spawn(async move {
+                        if let Some(a) = answer(&sh, &s, &q, h.zip(key), true).await {
+                            let _ = sock.send_to(&a, src).await;
+                        }
+                        sh.inflight.fetch_sub(1, Relaxed);
+                    });
+                }
             }
         }
+        let mut sent = 0;
+        while sent < sb.len() {
+            match sock.try_io(Interest::WRITABLE, || sb.send(fd, sent)) {
+                Ok(k) => sent += k.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if sock.writable().await.is_err() {
+                        break;
+                    }
+                }
+                // This reply cannot go (an unreachable client, say): skip it.
+                Err(_) => sent += 1,
+            }
+        }
+        sb.clear();
     }
 }
 
