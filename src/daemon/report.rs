@@ -427,4 +427,22 @@ mod tests {
             assert!(name.starts_with("nat64d_"), "{l}");
         }
     }
+
+    // With the DNS64 server on: its block in the table (rates under
+    // --watch) and its counters in Prometheus; without it, neither.
+    #[test]
+    fn dns64_counters_when_enabled() {
+        assert!(!sample().render(None).contains("DNS64"));
+        assert!(!sample().prometheus().contains("dns64"));
+        let mut r = sample();
+        r.dns64 = Some(Dns64Stats { queries_udp: 10, synthesized: 4, cache_entries: 3, ..Dns64Stats::default() });
+        let mut later = r.clone();
+        later.dns64.as_mut().unwrap().queries_udp = 30;
+        let t = later.render(Some((&r, 2.0)));
+        assert!(t.contains("DNS64 (3 answers cached)"), "{t}");
+        assert!(t.lines().any(|l| l.contains("queries udp") && l.contains("30") && l.contains("10.0/s")), "{t}");
+        let p = later.prometheus();
+        assert!(p.contains("# TYPE nat64d_dns64_synthesized_total counter\nnat64d_dns64_synthesized_total 4\n"), "{p}");
+        assert!(p.contains("nat64d_dns64_cache_entries 3\n"));
+    }
 }
