@@ -443,3 +443,32 @@ fn other_types_pass_and_ttls_count_down() {
     assert!(r.answers()[0].ttl() < 300, "{}", r.answers()[0].ttl());
     assert_eq!(s.stats().cache_hits, 1);
 }
+
+// RFC 7766 6.2.1.1: pipelined queries on one TCP connection are resolved
+// concurrently and answered as they complete: the answer for a name the
+// upstream serves at once comes before the SERVFAIL for one it never
+// answers, although it was asked second.
+#[test]
+fn rfc7766_pipelined_tcp_queries_answered_out_of_order() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let mut c = TcpStream::connect(v4(&s)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    for (id, name) in [(1u16, "slow.test."), (2, "a-only.test.")] {
+        let mut q = query(name, RecordType::AAAA);
+        q.set_id(id);
+        let b = q.to_vec().unwrap();
+        c.write_all(&(b.len() as u16).to_be_bytes()).unwrap();
+        c.write_all(&b).unwrap();
+    }
+    let mut order = vec![];
+    for _ in 0..2 {
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).unwrap();
+        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+        c.read_exact(&mut r).unwrap();
+        let m = Message::from_vec(&r).unwrap();
+        order.push((m.id(), m.response_code()));
+    }
+    assert_eq!(order, vec![(2, ResponseCode::NoError), (1, ResponseCode::ServFail)]);
+}

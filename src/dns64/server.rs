@@ -371,43 +371,73 @@ async fn tcp_loop(sh: Arc<Shared>, l: TcpListener) {
         }
         let sh = sh.clone();
         tokio::spawn(async move {
-            let _ = tcp_conn(&sh, conn, peer).await;
+            let _ = tcp_conn(sh.clone(), conn, peer).await;
             sh.tcp_clients.fetch_sub(1, Relaxed);
         });
     }
 }
 
+/// Queries of one TCP connection being resolved at once; more wait.
+const TCP_PIPELINE: usize = 16;
+
 /// RFC 7766: length-prefixed messages, several per connection, closed
-/// after `tcp_idle` without a query.
-async fn tcp_conn(sh: &Shared, mut c: TcpStream, peer: SocketAddr) -> io::Result<()> {
+/// after `tcp_idle` without a query. Pipelined queries are resolved
+/// concurrently and answered as they complete (RFC 7766 6.2.1.1), so a slow
+/// name does not hold up the rest; a writer task owns the sending half.
+async fn tcp_conn(sh: Arc<Shared>, c: TcpStream, peer: SocketAddr) -> io::Result<()> {
     let mut key = [0u8; KEY_MAX];
     let mut out = Vec::new();
     let _ = c.set_nodelay(true);
-    loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(sh.cfg.tcp_idle, c.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
-        }
-        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
-        tokio::time::timeout(sh.cfg.tcp_idle, c.read_exact(&mut q)).await.map_err(|_| io::ErrorKind::TimedOut)??;
-        sh.c.queries_tcp.fetch_add(1, Relaxed);
-        let s = sh.settings();
-        let reply = match fast_path(sh, &s, &q, peer, &mut key, &mut out, false) {
-            Fast::Reply => Some(std::mem::take(&mut out)),
-            Fast::Drop => None,
-            Fast::Resolve(h) => {
-                let k = h.map(|h| key[..h.key_len].to_vec());
-                answer(sh, &s, &q, h.zip(k), false).await
-            }
-        };
-        if let Some(r) = reply {
+    let (mut rd, mut wr) = c.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
+    let writer = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
             let mut framed = Vec::with_capacity(r.len() + 2);
             framed.extend_from_slice(&(r.len() as u16).to_be_bytes());
             framed.extend_from_slice(&r);
-            c.write_all(&framed).await?;
+            if wr.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(TCP_PIPELINE));
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(sh.cfg.tcp_idle, rd.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+        match tokio::time::timeout(sh.cfg.tcp_idle, rd.read_exact(&mut q)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        sh.c.queries_tcp.fetch_add(1, Relaxed);
+        let s = sh.settings();
+        match fast_path(&sh, &s, &q, peer, &mut key, &mut out, false) {
+            Fast::Reply => {
+                if tx.send(std::mem::take(&mut out)).await.is_err() {
+                    break;
+                }
+            }
+            Fast::Drop => {}
+            Fast::Resolve(h) => {
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let k = h.map(|h| key[..h.key_len].to_vec());
+                let (sh, tx) = (sh.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Some(r) = answer(&sh, &s, &q, h.zip(k), false).await {
+                        let _ = tx.send(r).await;
+                    }
+                    drop(permit);
+                });
+            }
         }
     }
+    // The writer ends once every answer in progress has been sent.
+    drop(tx);
+    let _ = writer.await;
+    Ok(())
 }
 
 /// The full path: parse, resolve, cache, encode (and truncate for UDP).
