@@ -313,6 +313,7 @@ fn scenario(offload: bool) {
     std::io::Read::read_to_string(&mut d.stderr.take().expect("stderr"), &mut err).expect("read stderr");
     assert!(status.success(), "exit status {status}; stderr: {err}");
     assert!(err.contains("stopped: "), "final counters on stderr: {err}");
+    assert!(err.contains("dns64: 4 queries (4 UDP, 0 TCP), 0 from the cache, 2 synthesised, 1 refused"), "{err}");
 }
 
 /// Python for the IPv6 client: one DNS query over UDP to the gateway's DNS64

@@ -542,5 +542,18 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
             info!("  dropped {}: {}", r.label(), x.dropped(*r));
         }
     }
+    if let Some(d) = &state.dns64 {
+        let d = d.stats();
+        info!(
+            "dns64: {} queries ({} UDP, {} TCP), {} from the cache, {} synthesised, {} refused, {} SERVFAIL",
+            d.queries_udp + d.queries_tcp,
+            d.queries_udp,
+            d.queries_tcp,
+            d.cache_hits,
+            d.synthesized,
+            d.refused,
+            d.servfail
+        );
+    }
     Ok(if failed { 1 } else { 0 })
 }
