@@ -402,6 +402,12 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         None => None,
     };
     let dns64 = if cfg.dns64.enabled {
+        let files = crate::sys::raise_nofile_limit();
+        if files < 8192 {
+            warn!(
+                "dns64: only {files} open files allowed (RLIMIT_NOFILE); queries beyond that get SERVFAIL under load"
+            );
+        }
         let d = Dns64Server::start(cfg.dns64_server(), cfg.dns64_settings()).map_err(|e| e.to_string())?;
         let s = d.settings();
         info!(
