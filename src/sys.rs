@@ -26,10 +26,10 @@ pub fn raise_nofile_limit() -> u64 {
         let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
         // SAFETY: setrlimit reads one rlimit, which `want` is.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            return want.rlim_cur as u64;
+            return want.rlim_cur;
         }
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 /// True when the process runs as root.
@@ -248,7 +248,7 @@ mod tests {
         let low = libc::rlimit { rlim_cur: r.rlim_max.min(900), rlim_max: r.rlim_max };
         // SAFETY: setrlimit reads one rlimit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
-        assert_eq!(raise_nofile_limit(), r.rlim_max as u64);
+        assert_eq!(raise_nofile_limit(), r.rlim_max);
     }
 
     // Datagrams go out in one sendmmsg and come back, with their senders,
