@@ -268,6 +268,9 @@ where
 #[serde(deny_unknown_fields, default)]
 pub struct Dns64Section {
     pub enabled: bool,
+    /// Run the DNS64 server alone: no TUN device, no translation (a
+    /// resolver host apart from the gateway).
+    pub only: bool,
     /// UDP and TCP addresses to answer on.
     pub listen: Vec<SocketAddr>,
     /// Resolvers to forward to, tried in order.
@@ -294,6 +297,7 @@ impl Default for Dns64Section {
     fn default() -> Self {
         Dns64Section {
             enabled: false,
+            only: false,
             listen: vec!["[::1]:53".parse().expect("literal"), "127.0.0.1:53".parse().expect("literal")],
             upstream: vec![],
             prefixes: vec![],
@@ -433,6 +437,7 @@ pub struct Overrides {
     pub dns64_upstream: Vec<SocketAddr>,
     pub dns64_listen: Vec<SocketAddr>,
     pub dns64_allow: Vec<IpNet>,
+    pub dns64_only: bool,
 }
 
 impl Config {
@@ -525,6 +530,7 @@ impl Config {
         if !ov.dns64_listen.is_empty() {
             self.dns64.listen = ov.dns64_listen.clone();
         }
+        self.dns64.only |= ov.dns64_only;
         if !ov.dns64_allow.is_empty() {
             self.dns64.allow = ov.dns64_allow.iter().map(|&n| Text(n)).collect();
         }
@@ -591,6 +597,9 @@ impl Config {
             }
         }
         let d = &self.dns64;
+        if d.only && !d.enabled {
+            return err("dns64.only", "the DNS64 server alone needs dns64.enabled = true (and an upstream)".into());
+        }
         if d.enabled {
             if d.upstream.is_empty() {
                 return err("dns64.upstream", "no upstream resolvers: DNS64 needs at least one to forward to".into());
@@ -674,12 +683,13 @@ impl Config {
         }
         let (a, b) = (&self.dns64, &new.dns64);
         if a.enabled != b.enabled
+            || a.only != b.only
             || a.listen != b.listen
             || a.threads != b.threads
             || a.cache_size != b.cache_size
             || a.cache_max_ttl != b.cache_max_ttl
         {
-            v.push("dns64 (enabled, listen, threads, cache_size, cache_max_ttl)");
+            v.push("dns64 (enabled, only, listen, threads, cache_size, cache_max_ttl)");
         }
         v
     }

@@ -472,3 +472,53 @@ fn rfc7766_pipelined_tcp_queries_answered_out_of_order() {
     }
     assert_eq!(order, vec![(2, ResponseCode::NoError), (1, ResponseCode::ServFail)]);
 }
+
+// `nat64d --dns64-only`: the daemon serves DNS64 with no TUN device and no
+// pool4 (so no root either), its counters in `nat64ctl stats`, and stops
+// cleanly on SIGTERM.
+#[test]
+fn daemon_in_dns64_only_mode() {
+    let up = upstream();
+    let dir = std::env::temp_dir().join(format!("nat64d-dns64only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("control.sock");
+    // A free port for UDP and TCP both.
+    let port = loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut d = std::process::Command::new(env!("CARGO_BIN_EXE_nat64d"))
+        .args(["--dns64-only", "--pool6", "2001:db8:64::/96", "--control-socket", sock.to_str().unwrap()])
+        .args(["--dns64-upstream", &up.addr.to_string(), "--dns64-listen", &listen.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nat64ctl"))
+            .args(["--socket", sock.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let start = Instant::now();
+    while !ctl(&["stats"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(10), "nat64d --dns64-only did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = udp(listen, &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(aaaas(&r), vec![(60, "2001:db8:64::c000:201".parse().unwrap())]);
+    let stats: serde_json::Value = serde_json::from_slice(&ctl(&["stats", "--json"]).stdout).unwrap();
+    assert_eq!(stats["dns64"]["synthesized"], 1, "{stats}");
+    assert_eq!(stats["workers"], 0);
+    std::process::Command::new("kill").args(["-TERM", &d.id().to_string()]).status().unwrap();
+    let status = d.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut d.stderr.take().unwrap(), &mut err).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("serving DNS64 only"), "{err}");
+}

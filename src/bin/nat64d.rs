@@ -72,6 +72,10 @@ struct Args {
     /// [default: loopback only].
     #[arg(long, value_name = "NETWORK")]
     dns64_allow: Vec<nat64d::dns64::IpNet>,
+    /// Run only the DNS64 server: no TUN device, no translation, no pool4
+    /// needed (a resolver host apart from the gateway). Needs --dns64-upstream.
+    #[arg(long)]
+    dns64_only: bool,
 }
 
 fn parse_level(s: &str) -> Result<LogLevel, String> {
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         dns64_upstream: a.dns64_upstream,
         dns64_listen: a.dns64_listen,
         dns64_allow: a.dns64_allow,
+        dns64_only: a.dns64_only,
     };
     if a.check {
         return match Config::load(a.config.as_deref(), &ov) {

@@ -187,6 +187,8 @@ fn shipped_example_is_valid_and_complete() {
 fn dns64_section() {
     let e = parse_err("pool4 = [\"203.0.113.1\"]\n[dns64]\nenabled = true\n");
     assert_eq!(e.key.as_deref(), Some("dns64.upstream"));
+    let e = parse_err("[dns64]\nonly = true\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dns64.only")));
     let e = parse_err("[dns64]\nallow = [\"2001:db8::/129\"]\n");
     assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dns64.allow")));
     let e = parse_err("[dns64]\nexclude_a = [\"2001:db8::/32\"]\n");

@@ -74,6 +74,9 @@ impl State {
 
     fn status(&self) -> String {
         let c = self.config();
+        if self.slots.is_empty() {
+            return "serving DNS64 only".into();
+        }
         format!("translating {} on {} ({} worker(s))", c.pool6, self.tun, self.slots.len())
     }
 
@@ -101,7 +104,7 @@ impl State {
         if *cur == new {
             return Ok("configuration unchanged".into());
         }
-        if new.tun.setup {
+        if new.tun.setup && !new.dns64.only {
             // Routes for added pool4 networks. Removed ones keep their routes
             // until a restart: their BIB entries still serve live sessions.
             for e in new.pool4.iter().filter(|e| !cur.pool4.contains(e)) {
@@ -347,7 +350,7 @@ pub fn run(path: Option<PathBuf>, ov: Overrides) -> u8 {
             return 2;
         }
     };
-    if cfg.pool4.is_empty() {
+    if cfg.pool4.is_empty() && !cfg.dns64.only {
         eprintln!("nat64d: no pool4 addresses: give --pool4 or set pool4 = [\"203.0.113.0/28\"] in the configuration");
         return 2;
     }
@@ -375,21 +378,25 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
             )
         })
     };
-    let mut tuns = open(cfg.tun.offload)?;
+    let mut tuns = vec![];
     let mut offload = "off".to_string();
-    if cfg.tun.offload {
-        match tuns[0].set_offload() {
-            Ok(o) => offload = if o.uso { "TSO and USO".into() } else { "TSO (no USO in this kernel)".into() },
-            Err(e) => {
-                warn!("TUN offloads unavailable ({e}): running without them");
-                drop(tuns);
-                tuns = open(false)?;
+    let mut tun_name = "-".to_string();
+    if !cfg.dns64.only {
+        tuns = open(cfg.tun.offload)?;
+        if cfg.tun.offload {
+            match tuns[0].set_offload() {
+                Ok(o) => offload = if o.uso { "TSO and USO".into() } else { "TSO (no USO in this kernel)".into() },
+                Err(e) => {
+                    warn!("TUN offloads unavailable ({e}): running without them");
+                    drop(tuns);
+                    tuns = open(false)?;
+                }
             }
         }
-    }
-    let tun_name = tuns[0].name().to_string();
-    if cfg.tun.setup {
-        setup_device(&tun_name, &cfg)?;
+        tun_name = tuns[0].name().to_string();
+        if cfg.tun.setup {
+            setup_device(&tun_name, &cfg)?;
+        }
     }
     let nat = Nat::new(cfg.nat_config(), cfg.nat.shards);
     for b in &cfg.static_bib {
@@ -470,7 +477,9 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
             .spawn(move || serve_metrics(st, l))
             .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
     }
-    {
+    if state.slots.is_empty() {
+        info!("serving DNS64 only (no TUN device, no translation); control socket {}", socket_path.display());
+    } else {
         let c = state.config();
         info!(
             "translating {} <-> {} pool4 address(es) on {} with {} worker(s), offloads {offload}; control socket {}",
