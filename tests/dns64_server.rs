@@ -514,6 +514,9 @@ fn daemon_in_dns64_only_mode() {
     let stats: serde_json::Value = serde_json::from_slice(&ctl(&["stats", "--json"]).stdout).unwrap();
     assert_eq!(stats["dns64"]["synthesized"], 1, "{stats}");
     assert_eq!(stats["workers"], 0);
+    let table = String::from_utf8_lossy(&ctl(&["stats"]).stdout).into_owned();
+    assert!(table.contains("DNS64 only (no translation)") && table.contains("synthesized"), "{table}");
+    assert!(!table.contains("translated"), "no translator figures: {table}");
     std::process::Command::new("kill").args(["-TERM", &d.id().to_string()]).status().unwrap();
     let status = d.wait().unwrap();
     let mut err = String::new();

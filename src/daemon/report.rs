@@ -165,6 +165,12 @@ impl StatsReport {
             Some((p, secs)) if secs > 0.0 => format!("{:>12.1}/s", now.saturating_sub(f(p)) as f64 / secs),
             _ => String::new(),
         };
+        if self.workers == 0 {
+            // DNS64-only mode: nothing is translated.
+            let _ = writeln!(o, "nat64d up {}, DNS64 only (no translation)", human_duration(self.uptime_secs));
+            self.render_dns64(&mut o, &rate);
+            return o;
+        }
         let _ = writeln!(o, "nat64d up {}, {} worker(s)", human_duration(self.uptime_secs), self.workers);
         let _ = writeln!(o, "\n{:<22}{:>12}{:>16}", "translated", "packets", "bytes");
         for dir in DIRECTIONS {
@@ -239,19 +245,18 @@ impl StatsReport {
                 let _ = writeln!(o, "  ... {} more (nat64ctl stats --json lists all)", self.pool4.len() - 64);
             }
         }
-        if let Some(d) = &self.dns64 {
-            let _ = writeln!(
-                o,
-                "
-DNS64 ({} answers cached)",
-                d.cache_entries
-            );
-            for (i, (name, _, v)) in d.fields().into_iter().enumerate() {
-                let get = move |r: &StatsReport| r.dns64.as_ref().map_or(0, |d| d.fields()[i].2);
-                let _ = writeln!(o, "  {:<22}{:>12}{}", name.replace('_', " "), v, rate(v, &get));
-            }
-        }
+        self.render_dns64(&mut o, &rate);
         o
+    }
+
+    /// The DNS64 block of the table, when the server runs.
+    fn render_dns64(&self, o: &mut String, rate: &dyn Fn(u64, &dyn Fn(&StatsReport) -> u64) -> String) {
+        let Some(d) = &self.dns64 else { return };
+        let _ = writeln!(o, "\nDNS64 ({} answers cached)", d.cache_entries);
+        for (i, (name, _, v)) in d.fields().into_iter().enumerate() {
+            let get = move |r: &StatsReport| r.dns64.as_ref().map_or(0, |d| d.fields()[i].2);
+            let _ = writeln!(o, "  {:<22}{:>12}{}", name.replace('_', " "), v, rate(v, &get));
+        }
     }
 
     /// Prometheus text exposition format (version 0.0.4).
