@@ -93,6 +93,10 @@ pub struct StatsReport {
     pub dns64: Option<Dns64Stats>,
 }
 
+/// A counter's value now and its reading from the previous report, as the
+/// rate column (empty without a previous report).
+type Rate<'a> = dyn Fn(u64, &dyn Fn(&StatsReport) -> u64) -> String + 'a;
+
 pub const DIRECTIONS: [&str; 2] = ["6to4", "4to6"];
 
 impl StatsReport {
@@ -250,7 +254,7 @@ impl StatsReport {
     }
 
     /// The DNS64 block of the table, when the server runs.
-    fn render_dns64(&self, o: &mut String, rate: &dyn Fn(u64, &dyn Fn(&StatsReport) -> u64) -> String) {
+    fn render_dns64(&self, o: &mut String, rate: &Rate) {
         let Some(d) = &self.dns64 else { return };
         let _ = writeln!(o, "\nDNS64 ({} answers cached)", d.cache_entries);
         for (i, (name, _, v)) in d.fields().into_iter().enumerate() {
