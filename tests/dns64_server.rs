@@ -74,6 +74,8 @@ fn zone(q: &Message) -> Option<Message> {
             return Some(m);
         }
         ("slow.test.", _) => return None,
+        ("aaaa-silent.test.", RecordType::AAAA) => return None,
+        ("aaaa-silent.test.", RecordType::A) => answers.push(a("aaaa-silent.test.", [192, 0, 2, 5])),
         _ => {}
     }
     if answers.is_empty() {
@@ -298,6 +300,20 @@ fn upstream_timeout_gives_servfail_in_bounded_time() {
     assert_eq!(r.response_code(), ResponseCode::ServFail);
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     assert!(s.stats().upstream_timeouts >= 1 && s.stats().servfail == 1);
+}
+
+// RFC 6147 5.1.3: a AAAA query that times out is treated as an error,
+// and so (5.1.2) like an empty answer: the A query is made and synthesised
+// from, within the same bound; with no SOA the TTL is at most 600 s (5.1.7).
+#[test]
+fn rfc6147_5_1_3_aaaa_timeout_still_synthesises() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let t = Instant::now();
+    let r = udp(v4(&s), &query("aaaa-silent.test.", RecordType::AAAA));
+    assert!(t.elapsed() < Duration::from_millis(1200), "{:?}", t.elapsed());
+    assert_eq!(r.response_code(), ResponseCode::NoError);
+    assert_eq!(aaaas(&r), vec![(300, "2001:db8:64::c000:205".parse().unwrap())]);
 }
 
 // RFC 1035 4.2.1 / RFC 7766 5: an answer larger than the client's UDP size

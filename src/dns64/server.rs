@@ -538,7 +538,7 @@ async fn resolve(sh: &Shared, s: &Settings, q: &Message) -> Message {
             let mut pq = q.clone();
             pq.take_queries();
             pq.add_query(Query::query(target.clone(), RecordType::PTR));
-            return match exchange(sh, s, &pq).await {
+            return match exchange(sh, s, &pq, s.timeout).await {
                 Some(up) => {
                     sh.c.ptr_synthesized.fetch_add(1, Relaxed);
                     finish(q, s.dns64.ptr_answer(q, &target, &up))
@@ -547,8 +547,18 @@ async fn resolve(sh: &Shared, s: &Settings, q: &Message) -> Message {
             };
         }
     }
-    let Some(up) = exchange(sh, s, q).await else { return servfail() };
-    if !s.dns64.wants_synthesis(q) {
+    let started = Instant::now();
+    let wants = s.dns64.wants_synthesis(q);
+    // 5.1.3: a AAAA query that times out is an error like any other
+    // (5.1.2), so the A query still gets its chance: the AAAA query has
+    // half the time when synthesis may follow.
+    let budget = if wants { s.timeout / 2 } else { s.timeout };
+    let up = match exchange(sh, s, q, budget).await {
+        Some(up) => up,
+        None if wants => reply_to(q, ResponseCode::ServFail),
+        None => return servfail(),
+    };
+    if !wants {
         sh.c.passed.fetch_add(1, Relaxed);
         return finish(q, up);
     }
@@ -559,11 +569,13 @@ async fn resolve(sh: &Shared, s: &Settings, q: &Message) -> Message {
         }
         AaaaVerdict::QueryA => {
             let Some(aq) = a_query_for(q, 0) else { return servfail() };
-            match exchange(sh, s, &aq).await {
+            match exchange(sh, s, &aq, s.timeout.saturating_sub(started.elapsed())).await {
                 Some(a) => {
                     let m = s.dns64.synthesize(q, &up, &a);
                     if m.answers().iter().any(|r| r.record_type() == RecordType::AAAA) {
                         sh.c.synthesized.fetch_add(1, Relaxed);
+                    } else if m.response_code() == ResponseCode::ServFail {
+                        sh.c.servfail.fetch_add(1, Relaxed);
                     } else {
                         sh.c.passed.fetch_add(1, Relaxed);
                     }
@@ -596,7 +608,7 @@ fn random_id() -> u16 {
 
 /// Asks the upstreams in turn until one answers, within the query's time.
 /// The answer must carry our id and our question (RFC 5452 9.1).
-async fn exchange(sh: &Shared, s: &Settings, q: &Message) -> Option<Message> {
+async fn exchange(sh: &Shared, s: &Settings, q: &Message, budget: Duration) -> Option<Message> {
     let mut uq = q.clone();
     let id = random_id();
     uq.set_id(id).set_message_type(MessageType::Query).set_recursion_desired(true);
@@ -608,7 +620,7 @@ async fn exchange(sh: &Shared, s: &Settings, q: &Message) -> Option<Message> {
     let n = s.upstream.len();
     let start = Instant::now();
     for (i, &up) in s.upstream.iter().enumerate() {
-        let left = s.timeout.saturating_sub(start.elapsed());
+        let left = budget.saturating_sub(start.elapsed());
         let per_try = left / (n - i) as u32;
         match tokio::time::timeout(per_try, exchange_one(up, &bytes, &uq)).await {
             Ok(Ok(m)) => return Some(m),
