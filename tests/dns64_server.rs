@@ -58,6 +58,13 @@ fn zone(q: &Message) -> Option<Message> {
                 answers.push(a("a-only.test.", [192, 0, 2, 1]));
             }
         }
+        ("huge.test.", RecordType::A) => {
+            // 3000 A records: about 48 KB; synthesised under four prefixes,
+            // some 270 KB, more than a DNS message can hold.
+            for i in 0..3000u32 {
+                answers.push(a("huge.test.", [198, 51, (i >> 8) as u8, i as u8]));
+            }
+        }
         ("big.test.", RecordType::A) => {
             for i in 1..=100u8 {
                 answers.push(a("big.test.", [198, 51, 100, i]));
@@ -335,6 +342,26 @@ fn truncation_then_tcp_retry() {
     let r = udp(v4(&s), &q);
     assert!(r.truncated());
     assert!(s.stats().truncated >= 2);
+}
+
+// RFC 1035 4.2.2: a message is at most 65535 bytes. A synthesis that
+// would be larger (3000 A records under four prefixes) goes out cut to fit
+// with TC set (RFC 2181 9), never with a corrupt TCP length prefix, and is
+// not cached.
+#[test]
+fn oversized_synthesis_is_cut_not_corrupt() {
+    let up = upstream();
+    let mut st = settings(&up);
+    st.dns64.prefixes = ["2001:db8:64::/96", "2001:db8:65::/96", "2001:db8:66::/96", "2001:db8:67::/96"]
+        .map(|p| p.parse().unwrap())
+        .to_vec();
+    let s = server_with(st);
+    let r = tcp(v4(&s), &with_edns(query("huge.test.", RecordType::AAAA), false));
+    assert!(r.truncated() && r.response_code() == ResponseCode::NoError, "{:?}", r.response_code());
+    assert!(!aaaas(&r).is_empty() && aaaas(&r).len() < 12_000, "{}", aaaas(&r).len());
+    assert_eq!(s.stats().cache_entries, 0, "a cut answer is not cached");
+    // The connection and the server carry on.
+    assert_eq!(aaaas(&tcp(v4(&s), &query("a-only.test.", RecordType::AAAA))).len(), 4);
 }
 
 // RFC 6147 5.3.1: a PTR query under the prefix is answered with a CNAME

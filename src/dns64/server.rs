@@ -464,9 +464,14 @@ async fn answer(sh: &Shared, s: &Settings, q: &[u8], head: Option<(QueryHead, Ve
         finish(&msg, reply_to(&msg, ResponseCode::ServFail))
     });
     let bytes = match resp.to_vec() {
-        Ok(b) => b,
-        Err(e) => {
-            warn!("dns64: cannot encode an answer: {e}");
+        // A DNS message is at most 65535 bytes (the TCP length prefix).
+        // hickory-proto's encoder already cuts a larger one and sets TC;
+        // this is the second line of defence.
+        Ok(b) if b.len() <= u16::MAX as usize => b,
+        r => {
+            if let Err(e) = r {
+                warn!("dns64: cannot encode an answer: {e}");
+            }
             sh.c.servfail.fetch_add(1, Relaxed);
             finish(&msg, reply_to(&msg, ResponseCode::ServFail)).to_vec().ok()?
         }
