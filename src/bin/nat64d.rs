@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// NAT64 gateway: RFC 6146 stateful NAT64 with RFC 7915 translation over a TUN device.
+/// NAT64/DNS64 gateway: RFC 6146 stateful NAT64 with RFC 7915 translation over a TUN device,
+/// and an RFC 6147 DNS64 server (--dns64-upstream, or [dns64] in the file).
 ///
 /// Flags override the configuration file; a reload (SIGHUP or `nat64ctl reload`)
 /// re-reads the file and applies the flags again.
