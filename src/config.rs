@@ -12,7 +12,7 @@ use crate::dns64::{Dns64, IpNet, Net4, Net6};
 use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, UDP_MIN};
 use serde::{Deserialize, Serialize};
 use std::fmt::{self, Display};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -298,12 +298,15 @@ impl Default for Dns64Section {
         Dns64Section {
             enabled: false,
             only: false,
-            listen: vec!["[::1]:53".parse().expect("literal"), "127.0.0.1:53".parse().expect("literal")],
+            listen: vec![(Ipv6Addr::LOCALHOST, 53).into(), (Ipv4Addr::LOCALHOST, 53).into()],
             upstream: vec![],
             prefixes: vec![],
-            exclude_aaaa: vec![Text("::ffff:0:0/96".parse().expect("literal"))],
+            exclude_aaaa: vec![Text(crate::dns64::MAPPED)],
             exclude_a: vec![],
-            allow: vec![Text("127.0.0.0/8".parse().expect("literal")), Text("::1/128".parse().expect("literal"))],
+            allow: vec![
+                Text(IpNet { addr: Ipv4Addr::new(127, 0, 0, 0).into(), len: 8 }),
+                Text(IpNet { addr: Ipv6Addr::LOCALHOST.into(), len: 128 }),
+            ],
             timeout_ms: 2000,
             threads: 1,
             cache_size: 100_000,

@@ -75,25 +75,30 @@ impl Cache {
         }
         let mut s = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *s;
-        let e = match s.young.get(key) {
-            Some(e) => e,
-            None => {
-                let Some((k, e)) = s.old.remove_entry(key) else { return false };
-                if now_ms >= e.expires_ms {
-                    return false;
-                }
-                s.insert(k, e, self.generation);
-                &s.young[key]
-            }
+        let serve = |e: &Entry, out: &mut Vec<u8>| {
+            out.clear();
+            out.extend_from_slice(&e.wire);
+            let age = ((now_ms - e.stored_ms) / 1000) as u32;
+            wire::patch_cached(out, q, h, &e.ttl_offs, age);
         };
+        match s.young.get(key) {
+            Some(e) if now_ms < e.expires_ms => {
+                serve(e, out);
+                return true;
+            }
+            Some(_) => {
+                s.young.remove(key);
+                return false;
+            }
+            None => {}
+        }
+        // A hit in the old generation moves back to the young one.
+        let Some((k, e)) = s.old.remove_entry(key) else { return false };
         if now_ms >= e.expires_ms {
-            s.young.remove(key);
             return false;
         }
-        out.clear();
-        out.extend_from_slice(&e.wire);
-        let age = ((now_ms - e.stored_ms) / 1000) as u32;
-        wire::patch_cached(out, q, h, &e.ttl_offs, age);
+        serve(&e, out);
+        s.insert(k, e, self.generation);
         true
     }
 

@@ -52,6 +52,9 @@ impl Net6 {
     }
 }
 
+/// RFC 6147 5.1.4's default exclusion: IPv4-mapped addresses, ::ffff:0:0/96.
+pub const MAPPED: Net6 = Net6 { addr: Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), len: 96 };
+
 /// An IPv4 network, for the A exclusion list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Net4 {
@@ -152,12 +155,7 @@ pub struct Dns64 {
 impl Dns64 {
     /// RFC 6147 defaults for `prefixes`: exclude ::ffff:0:0/96, nothing on the IPv4 side.
     pub fn new(prefixes: Vec<Prefix6052>) -> Self {
-        Dns64 {
-            prefixes,
-            exclude6: vec![Net6 { addr: Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), len: 96 }],
-            exclude4: vec![],
-            allow_non_global: false,
-        }
+        Dns64 { prefixes, exclude6: vec![MAPPED], exclude4: vec![], allow_non_global: false }
     }
 
     /// True for a query DNS64 acts on: one AAAA question of class IN, and not
