@@ -336,9 +336,7 @@ pub struct Config {
 }
 
 /// One pool4 entry (a string in the file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PoolEntry(#[serde(with = "text")] pub Ipv4Net);
+pub type PoolEntry = Text<Ipv4Net>;
 
 impl Default for Config {
     fn default() -> Self {
@@ -491,7 +489,7 @@ impl Config {
             self.pool6 = p;
         }
         if !ov.pool4.is_empty() {
-            self.pool4 = ov.pool4.iter().map(|&n| PoolEntry(n)).collect();
+            self.pool4 = ov.pool4.iter().map(|&n| Text(n)).collect();
         }
         self.allow_non_global |= ov.allow_non_global;
         if let Some(t) = &ov.tun {

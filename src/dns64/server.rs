@@ -228,6 +228,19 @@ fn allowed(s: &Settings, src: SocketAddr) -> bool {
     s.allow.iter().any(|n| n.contains(ip))
 }
 
+/// A receive loop's buffers for the fast path: the cache key and the
+/// answer, reused from query to query.
+struct Scratch {
+    key: [u8; KEY_MAX],
+    out: Vec<u8>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch { key: [0; KEY_MAX], out: Vec::with_capacity(4096) }
+    }
+}
+
 /// What the fast path made of a datagram.
 enum Fast {
     Reply,
@@ -236,15 +249,8 @@ enum Fast {
 }
 
 /// Refusal, cache hit, or garbage: everything that needs no upstream.
-fn fast_path(
-    sh: &Shared,
-    s: &Settings,
-    q: &[u8],
-    src: SocketAddr,
-    key: &mut [u8; KEY_MAX],
-    out: &mut Vec<u8>,
-    udp: bool,
-) -> Fast {
+fn fast_path(sh: &Shared, s: &Settings, q: &[u8], src: SocketAddr, sc: &mut Scratch, udp: bool, now_ms: u64) -> Fast {
+    let Scratch { key, out } = sc;
     let head = wire::parse_query(q, key);
     match head {
         Err(HeadError::Short) | Err(HeadError::Response) => {
@@ -256,15 +262,14 @@ fn fast_path(
             match head {
                 Ok(h) => wire::short_reply(q, &h, 5, false, out),
                 _ => {
-                    wire::formerr(q, out);
-                    out[3] = (out[3] & 0xf0) | 5;
+                    wire::header_reply(q, 5, out);
                 }
             }
             Fast::Reply
         }
         Err(HeadError::Complex) => Fast::Resolve(None),
         Ok(h) => {
-            if sh.cache.get(&key[..h.key_len], q, &h, sh.now_ms(), out) {
+            if sh.cache.get(&key[..h.key_len], q, &h, now_ms, out) {
                 sh.c.cache_hits.fetch_add(1, Relaxed);
                 if udp && out.len() > h.udp_limit() {
                     sh.c.truncated.fetch_add(1, Relaxed);
@@ -289,8 +294,7 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
     let fd = sock.as_raw_fd();
     let mut rb = RecvBatch::new(UDP_BATCH, UDP_SLOT);
     let mut sb = SendBatch::default();
-    let mut out = Vec::with_capacity(4096);
-    let mut key = [0u8; KEY_MAX];
+    let mut sc = Scratch::new();
     let mut gen = sh.generation.load(Relaxed);
     let mut s = sh.settings();
     loop {
@@ -311,14 +315,15 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
             s = sh.settings();
         }
         sh.c.queries_udp.fetch_add(n as u64, Relaxed);
+        let now_ms = sh.now_ms(); // one clock read per batch
         for i in 0..n {
             let (q, src, cut) = rb.get(i);
             let Some(src) = src.filter(|_| !cut) else {
                 sh.c.dropped.fetch_add(1, Relaxed);
                 continue;
             };
-            match fast_path(&sh, &s, q, src, &mut key, &mut out, true) {
-                Fast::Reply => sb.push(&out, src),
+            match fast_path(&sh, &s, q, src, &mut sc, true, now_ms) {
+                Fast::Reply => sb.push(&sc.out, src),
                 Fast::Drop => {}
                 Fast::Resolve(h) => {
                     if sh.inflight.fetch_add(1, Relaxed) >= sh.cfg.max_inflight {
@@ -327,7 +332,7 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
                         continue;
                     }
                     let (sh, s, sock, q) = (sh.clone(), s.clone(), sock.clone(), q.to_vec());
-                    let key = h.map(|h| key[..h.key_len].to_vec());
+                    let key = h.map(|h| sc.key[..h.key_len].to_vec());
                     tokio::spawn(async move {
                         if let Some(a) = answer(&sh, &s, &q, h.zip(key), true).await {
                             let _ = sock.send_to(&a, src).await;
@@ -385,8 +390,7 @@ const TCP_PIPELINE: usize = 16;
 /// concurrently and answered as they complete (RFC 7766 6.2.1.1), so a slow
 /// name does not hold up the rest; a writer task owns the sending half.
 async fn tcp_conn(sh: Arc<Shared>, c: TcpStream, peer: SocketAddr) -> io::Result<()> {
-    let mut key = [0u8; KEY_MAX];
-    let mut out = Vec::new();
+    let mut sc = Scratch::new();
     let _ = c.set_nodelay(true);
     let (mut rd, mut wr) = c.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
@@ -414,16 +418,16 @@ async fn tcp_conn(sh: Arc<Shared>, c: TcpStream, peer: SocketAddr) -> io::Result
         }
         sh.c.queries_tcp.fetch_add(1, Relaxed);
         let s = sh.settings();
-        match fast_path(&sh, &s, &q, peer, &mut key, &mut out, false) {
+        match fast_path(&sh, &s, &q, peer, &mut sc, false, sh.now_ms()) {
             Fast::Reply => {
-                if tx.send(std::mem::take(&mut out)).await.is_err() {
+                if tx.send(sc.out.clone()).await.is_err() {
                     break;
                 }
             }
             Fast::Drop => {}
             Fast::Resolve(h) => {
                 let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let k = h.map(|h| key[..h.key_len].to_vec());
+                let k = h.map(|h| sc.key[..h.key_len].to_vec());
                 let (sh, tx) = (sh.clone(), tx.clone());
                 tokio::spawn(async move {
                     if let Some(r) = answer(&sh, &s, &q, h.zip(k), false).await {
@@ -486,20 +490,13 @@ async fn answer(sh: &Shared, s: &Settings, q: &[u8], head: Option<(QueryHead, Ve
             wire::short_reply(q, h, bytes[3] & 0xf, true, &mut out);
             return Some(out);
         }
-    } else if udp && bytes.len() > udp_limit(&msg) {
+    } else if udp && bytes.len() > wire::udp_limit(msg.extensions().as_ref().map(|e| e.max_payload())) {
         sh.c.truncated.fetch_add(1, Relaxed);
         let mut m = reply_to(&msg, resp.response_code());
         m.set_truncated(true);
         return finish(&msg, m).to_vec().ok();
     }
     Some(bytes)
-}
-
-fn udp_limit(q: &Message) -> usize {
-    match q.extensions() {
-        Some(e) => e.max_payload().clamp(512, MAX_UDP_PAYLOAD) as usize,
-        None => 512,
-    }
 }
 
 /// The client-facing envelope of an answer: the query's id, RA, and an OPT

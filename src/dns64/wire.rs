@@ -43,10 +43,16 @@ pub struct QueryHead {
 impl QueryHead {
     /// The most a UDP answer to this query may carry (RFC 6891 6.2.5).
     pub fn udp_limit(&self) -> usize {
-        match self.edns {
-            Some(e) => e.payload.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD) as usize,
-            None => PLAIN_UDP_PAYLOAD as usize,
-        }
+        udp_limit(self.edns.map(|e| e.payload))
+    }
+}
+
+/// The most a UDP answer may carry for a query with this EDNS payload size
+/// (None: no EDNS), RFC 6891 6.2.5 and RFC 1035 4.2.1, capped by ours.
+pub fn udp_limit(edns_payload: Option<u16>) -> usize {
+    match edns_payload {
+        Some(p) => p.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD) as usize,
+        None => PLAIN_UDP_PAYLOAD as usize,
     }
 }
 
@@ -193,18 +199,25 @@ pub fn ttl_fields(b: &[u8]) -> Option<(Vec<u16>, Option<u32>)> {
     (at == b.len()).then_some((offs, min))
 }
 
-/// A header-only answer to a query that could not be parsed (FORMERR,
-/// RFC 1035 4.1.1), or None when there is nothing to answer.
-pub fn formerr(q: &[u8], out: &mut Vec<u8>) -> bool {
+/// A header-only answer with `rcode` to a query whose question cannot be
+/// used (FORMERR for one that could not be parsed, RFC 1035 4.1.1; REFUSED
+/// for a client that may not ask), or false when there is nothing to
+/// answer (shorter than a header, or a response).
+pub fn header_reply(q: &[u8], rcode: u8, out: &mut Vec<u8>) -> bool {
     if q.len() < 12 || q[2] & 0x80 != 0 {
         return false;
     }
     out.clear();
     out.extend_from_slice(&q[..2]);
-    let flags = (u16::from_be_bytes([q[2], q[3]]) & (0x7800 | RD)) | QR | RA | 1;
+    let flags = (u16::from_be_bytes([q[2], q[3]]) & (0x7800 | RD)) | QR | RA | u16::from(rcode & 0xf);
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&[0; 8]);
     true
+}
+
+/// FORMERR for a query that could not be parsed ([`header_reply`]).
+pub fn formerr(q: &[u8], out: &mut Vec<u8>) -> bool {
+    header_reply(q, 1, out)
 }
 
 /// The answer to `q` with only its question (and an OPT record if it sent
