@@ -17,7 +17,7 @@
 //!   in-addr.arpa name to point at ([`Dns64::ptr_target`]) and the answer
 //!   built from its lookup ([`Dns64::ptr_answer`]).
 
-use crate::addr::{is_global_v4, Prefix6052};
+use crate::addr::{in_net4, in_net6, is_global_v4, Prefix6052};
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -47,8 +47,7 @@ pub struct Net6 {
 
 impl Net6 {
     pub fn contains(&self, a: Ipv6Addr) -> bool {
-        let m = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len.min(128) as u32) };
-        u128::from(a) & m == u128::from(self.addr) & m
+        in_net6(a, self.addr, self.len)
     }
 }
 
@@ -64,8 +63,7 @@ pub struct Net4 {
 
 impl Net4 {
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        let m = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len.min(32) as u32) };
-        u32::from(a) & m == u32::from(self.addr) & m
+        in_net4(a, self.addr, self.len)
     }
 }
 

@@ -52,10 +52,7 @@ impl PoolGroup {
     fn serves(&self, client: &Ipv6Addr) -> bool {
         match self.clients {
             None => true,
-            Some((net, len)) => {
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128) as u32) };
-                u128::from(*client) & mask == u128::from(net) & mask
-            }
+            Some((net, len)) => crate::addr::in_net6(*client, net, len),
         }
     }
 }
