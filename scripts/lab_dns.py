@@ -3,7 +3,10 @@
 answers NAME A ADDRESS for the names given, NODATA (with an SOA) for their
 other types, NXDOMAIN for everything else. UDP only. Lab use only.
 
-    lab_dns.py LISTEN_ADDR NAME=IPV4 [NAME=IPV4 ...]
+    lab_dns.py [--log] [--idle SECS] LISTEN_ADDR NAME=IPV4 [NAME=IPV4 ...]
+
+--log prints "NAME QTYPE" for each question; --idle stops the server after
+SECS seconds without one (the end-to-end test uses both).
 """
 import socket
 import struct
@@ -13,15 +16,25 @@ SOA_RDATA = b"\x02ns\x00\x05admin\x00" + struct.pack(">5I", 1, 3600, 900, 86400,
 
 
 def main():
-    addr = sys.argv[1]
+    args = sys.argv[1:]
+    log = "--log" in args
+    args = [a for a in args if a != "--log"]
+    idle = None
+    if args[:1] == ["--idle"]:
+        idle, args = float(args[1]), args[2:]
+    addr = args[0]
     zone = {}
-    for a in sys.argv[2:]:
+    for a in args[1:]:
         name, ip = a.split("=")
         zone[name.lower().rstrip(".")] = socket.inet_aton(ip)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((addr, 53))
+    s.settimeout(idle)
     while True:
-        d, peer = s.recvfrom(4096)
+        try:
+            d, peer = s.recvfrom(4096)
+        except socket.timeout:
+            return
         if len(d) < 17 or d[2] & 0x80:
             continue
         i, labels = 12, []
@@ -43,6 +56,8 @@ def main():
             rcode = 3
         flags = 0x8400 | (d[2] & 0x01) << 8 | rcode
         s.sendto(d[:2] + struct.pack(">5H", flags, 1, an, ns, 0) + question + body, peer)
+        if log:
+            print(name, qtype, flush=True)
 
 
 if __name__ == "__main__":

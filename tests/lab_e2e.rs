@@ -346,38 +346,26 @@ for _ in range(an):
     i += l
 "#;
 
-/// The IPv4-only side's DNS server: web.example. A 192.0.2.2, no AAAA;
-/// prints each question it gets; stops 6 s after the last.
-const PY_UPSTREAM: &str = r#"
-import socket, struct
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('192.0.2.2', 53))
-s.settimeout(6)
-while True:
-    try:
-        d, a = s.recvfrom(2000)
-    except socket.timeout:
-        break
-    i, labels = 12, []
-    while d[i]:
-        labels.append(d[i + 1:i + 1 + d[i]])
-        i += 1 + d[i]
-    qt = struct.unpack('>H', d[i + 1:i + 3])[0]
-    question = d[12:i + 5]
-    name = b'.'.join(labels).lower()
-    ans = b''
-    if name == b'web.example' and qt == 1:
-        ans = b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, 300, 4) + socket.inet_aton('192.0.2.2')
-    s.sendto(d[:2] + struct.pack('>5H', 0x8180, 1, 1 if ans else 0, 0, 0) + question + ans, a)
-    print(name.decode(), qt, flush=True)
-"#;
+/// The IPv4-only side's DNS server (scripts/lab_dns.py, as in the demo):
+/// web.example. A 192.0.2.2, no AAAA; prints each question it gets; stops
+/// 6 s after the last.
+fn spawn_upstream_dns(lab: &Lab) -> std::thread::JoinHandle<Result<String, String>> {
+    let ns = lab.ns[2].clone();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab_dns.py");
+    std::thread::spawn(move || {
+        run(
+            "ip",
+            &["netns", "exec", &ns, python(), script, "--log", "--idle", "6", "192.0.2.2", "web.example=192.0.2.2"],
+        )
+    })
+}
 
 // Issue 5 in the lab: the IPv6-only client asks the gateway's DNS64 server
 // (RFC 6147 5.1.5) for a name with only an A record upstream (a DNS server
 // on the IPv4-only side), gets the address under pool6, and connects to it
 // through the translator. ipv4only.arpa (RFC 8880) gives the prefix.
 fn dns64_then_nat64(lab: &Lab) {
-    let upstream = spawn_py(lab, 2, PY_UPSTREAM);
+    let upstream = spawn_upstream_dns(lab);
     let web = spawn_py(
         lab,
         2,
@@ -418,7 +406,7 @@ fn dns64_then_nat64(lab: &Lab) {
     let _ = lab.notified("", 0);
     let said = lab.ctl(&["reload"]).expect("reload");
     assert!(said.contains("applied"), "{said}");
-    let upstream = spawn_py(lab, 2, PY_UPSTREAM);
+    let upstream = spawn_upstream_dns(lab);
     std::thread::sleep(Duration::from_millis(300));
     let r = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example", "rcode"]).expect("refused query");
     assert_eq!(r.trim(), "rcode 5", "REFUSED after the reload");
