@@ -209,11 +209,29 @@ class Gateway:
             return None
         # `ip netns exec` execs the program, so the PID is the translator's.
         try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return int(fields[11]) + int(fields[12])  # utime + stime
+            return cpu_ticks(self.proc.pid)
         except OSError:
             return None
+
+
+def cpu_ticks(pid):
+    """CPU time (user + system) of a process so far, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def need_root_and_tools(script, why, install, packages, tools):
+    """Exit unless root; apt-get the packages first with --install; exit
+    naming the first tool still missing. Shared with dns_bench.py."""
+    if os.geteuid() != 0:
+        sys.exit(f"{script}: needs root ({why})")
+    if install:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True)
+    for tool in tools:
+        if not shutil.which(tool):
+            sys.exit(f"{script}: {tool} is missing (run with --install)")
 
 
 def wait_for(cond, secs=10):
@@ -305,15 +323,9 @@ def main():
     ap.add_argument("--install", action="store_true", help="apt-get install the tools first")
     ap.add_argument("--json", help="also write the raw results here")
     a = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench.py: needs root (network namespaces, TUN devices)")
-    if a.install:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "iproute2", "iperf3", "nginx-light", "wrk", "tayga",
-                        "nftables", "iputils-ping"], check=True)
-    for tool in ("iperf3", "wrk", "nginx", "tayga", "nft"):
-        if not shutil.which(tool):
-            sys.exit(f"bench.py: {tool} is missing (run with --install)")
+    need_root_and_tools("bench.py", "network namespaces, TUN devices", a.install,
+                        ["iproute2", "iperf3", "nginx-light", "wrk", "tayga", "nftables", "iputils-ping"],
+                        ["iperf3", "wrk", "nginx", "tayga", "nft"])
     if any(m.startswith("nat64d") for m in a.modes.split(",")):
         subprocess.run(["cargo", "build", "--release", "--bin", "nat64d"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="nat64d-bench-")

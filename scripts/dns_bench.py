@@ -28,12 +28,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import cpu_ticks, need_root_and_tools, stop  # noqa: E402  (the same helpers as the translator benchmark)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS = "n64-dnsbench"
@@ -80,16 +82,6 @@ def bg(args, log):
     return subprocess.Popen(["ip", "netns", "exec", NS] + args, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def stop(p):
-    if p and p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def dig_aaaa(port, name):
     out = sh("dig", "+short", "+time=2", "+tries=1", "@127.0.0.1", "-p", str(port), name, "AAAA", capture=True,
              check=False)
@@ -103,12 +95,6 @@ def wait_answer(port, secs=10):
             return
         time.sleep(0.2)
     raise RuntimeError(f"no synthesised answer on port {port}")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def dnsperf(port, names_file, secs, pid=None):
@@ -148,14 +134,8 @@ def main():
     ap.add_argument("--install", action="store_true", help="apt-get install the tools first")
     ap.add_argument("--json", help="also write the raw results here")
     a = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("dns_bench.py: needs root (a network namespace; nat64d opens a TUN device)")
-    if a.install:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "iproute2", "unbound", "dnsperf", "dnsutils"], check=True)
-    for tool in ("unbound", "dnsperf", "dig"):
-        if not shutil.which(tool):
-            sys.exit(f"dns_bench.py: {tool} is missing (run with --install)")
+    need_root_and_tools("dns_bench.py", "a network namespace; nat64d opens a TUN device", a.install,
+                        ["iproute2", "unbound", "dnsperf", "dnsutils"], ["unbound", "dnsperf", "dig"])
     subprocess.run(["cargo", "build", "--release", "--bin", "nat64d"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="nat64d-dnsbench-")
     procs = []
