@@ -253,17 +253,9 @@ impl Dns64 {
         if synthesised == 0 {
             return fallback();
         }
-        let mut m = Message::new();
-        m.set_id(query.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(query.op_code())
-            .set_recursion_desired(query.recursion_desired())
-            .set_recursion_available(true)
-            .set_checking_disabled(query.checking_disabled())
-            // 5.5: synthesised data is never claimed authentic.
-            .set_authentic_data(false)
-            .set_response_code(ResponseCode::NoError);
-        m.add_queries(query.queries().iter().cloned());
+        let mut m = reply_to(query, ResponseCode::NoError);
+        // 5.5: synthesised data is never claimed authentic.
+        m.set_authentic_data(false);
         m.insert_answers(answers);
         m
     }
