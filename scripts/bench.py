@@ -8,6 +8,7 @@ Modes (--modes, comma-separated):
   nat64d        nat64d, offloads on, one queue per CPU (the defaults)
   nat64d-nooff  nat64d with TUN offloads off
   nat64d-q1     nat64d with one queue (one worker)
+  nat64d-plain  nat64d without io_uring: one read(2) and one write(2) per packet
   tayga         TAYGA (Debian) with nftables masquerade behind it: the classic
                 stateful NAT64; same network-specific prefix 2001:db8:64::/96
   kernel6       plain IPv6 forwarding, no translation (the path's limit)
@@ -169,6 +170,8 @@ class Gateway:
                 args += ["--no-offload"]
             if m == "nat64d-q1":
                 args += ["--queues", "1"]
+            if m == "nat64d-plain":
+                args += ["--no-io-uring"]
             sh("ip", "-n", S, "route", "replace", "203.0.113.0/24", "via", "192.0.2.1")
             self.proc = bg(*args, ns=G, log=os.path.join(self.work, f"{m}.log"))
             wait_for(lambda: "UP" in sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False))

@@ -121,11 +121,15 @@ pub struct TunSection {
     /// TUN offloads (virtio-net headers, TSO/USO): super-packets translated
     /// whole. Falls back to off, with a warning, where the kernel refuses.
     pub offload: bool,
+    /// Batched TUN reads and writes through io_uring (one system call per
+    /// batch). Falls back to a read and a write per packet, with a warning,
+    /// where io_uring is missing, disabled or filtered.
+    pub io_uring: bool,
 }
 
 impl Default for TunSection {
     fn default() -> Self {
-        TunSection { name: "nat64".into(), mtu: 1500, setup: true, queues: 0, offload: true }
+        TunSection { name: "nat64".into(), mtu: 1500, setup: true, queues: 0, offload: true, io_uring: true }
     }
 }
 
@@ -430,6 +434,7 @@ pub struct Overrides {
     pub no_setup: bool,
     pub queues: Option<usize>,
     pub no_offload: bool,
+    pub no_io_uring: bool,
     pub shards: Option<usize>,
     pub static_bib: Vec<StaticBib>,
     pub socket: Option<PathBuf>,
@@ -506,6 +511,9 @@ impl Config {
         }
         if ov.no_offload {
             self.tun.offload = false;
+        }
+        if ov.no_io_uring {
+            self.tun.io_uring = false;
         }
         if let Some(s) = ov.shards {
             self.nat.shards = s;

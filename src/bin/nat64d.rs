@@ -40,6 +40,9 @@ struct Args {
     /// Turn TUN offloads (TSO/USO super-packets) off.
     #[arg(long)]
     no_offload: bool,
+    /// Read and write one packet per system call instead of batching through io_uring.
+    #[arg(long)]
+    no_io_uring: bool,
     /// Do not configure the device's link state and routes (the operator does).
     #[arg(long)]
     no_setup: bool,
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         no_setup: a.no_setup,
         queues: a.queues,
         no_offload: a.no_offload,
+        no_io_uring: a.no_io_uring,
         shards: a.shards,
         static_bib: a.bibs,
         socket: a.control_socket,

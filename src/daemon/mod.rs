@@ -380,6 +380,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     };
     let mut tuns = vec![];
     let mut offload = "off".to_string();
+    let mut io = worker::Io::Plain;
     let mut tun_name = "-".to_string();
     if !cfg.dns64.only {
         tuns = open(cfg.tun.offload)?;
@@ -391,6 +392,12 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
                     drop(tuns);
                     tuns = open(false)?;
                 }
+            }
+        }
+        if cfg.tun.io_uring {
+            match crate::dataplane::uring::probe() {
+                Ok(()) => io = worker::Io::Batched,
+                Err(e) => warn!("io_uring unavailable ({e}): one read and one write per packet"),
             }
         }
         tun_name = tuns[0].name().to_string();
@@ -458,7 +465,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         let (st, stop, xcfg) = (Arc::clone(&state), Arc::clone(&stop), xcfg.clone());
         let h = std::thread::Builder::new()
             .name(format!("nat64d-w{i}"))
-            .spawn(move || worker::run(&tun, &st.nat, xcfg, &stop, &st.slots[i], i == 0, st.epoch))
+            .spawn(move || worker::run(&tun, &st.nat, xcfg, &stop, &st.slots[i], i == 0, st.epoch, io))
             .map_err(|e| format!("cannot start worker {i}: {e}"))?;
         workers.push(h);
     }
@@ -482,11 +489,12 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     } else {
         let c = state.config();
         info!(
-            "translating {} <-> {} pool4 address(es) on {} with {} worker(s), offloads {offload}; control socket {}",
+            "translating {} <-> {} pool4 address(es) on {} with {} worker(s), offloads {offload}, {}; control socket {}",
             c.pool6,
             c.pool4.iter().map(|e| 1u64 << (32 - e.0.len)).sum::<u64>(),
             tun_name,
             workers.len(),
+            if io == worker::Io::Batched { "batched I/O (io_uring)" } else { "a read and a write per packet" },
             socket_path.display()
         );
     }

@@ -61,6 +61,16 @@ impl From<OffloadStats> for OffloadReport {
     }
 }
 
+/// How the workers read and write their TUN queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoReport {
+    /// Workers batching through io_uring (the others read and write a packet per call).
+    pub io_uring_workers: u64,
+    /// Batches read, and the packets they brought (their ratio: the mean batch).
+    pub batches: u64,
+    pub batched_packets: u64,
+}
+
 /// Everything `nat64ctl stats` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
@@ -84,6 +94,9 @@ pub struct StatsReport {
     pub nat: NatReport,
     /// TUN offloads: super-packets carried whole, segmented here, checksums completed.
     pub offload: OffloadReport,
+    /// TUN I/O: workers batching through io_uring, and their batches.
+    #[serde(default)]
+    pub io: IoReport,
     /// Number of pool4 addresses configured.
     pub pool4_addresses: usize,
     /// Addresses with ports in use.
@@ -122,6 +135,11 @@ impl StatsReport {
             static_bibs: census.static_bibs,
             pool4_addresses,
             offload: total.offload.into(),
+            io: IoReport {
+                io_uring_workers: total.io.io_uring_workers,
+                batches: total.io.batches,
+                batched_packets: total.io.batched_packets,
+            },
             nat: NatReport {
                 bibs_created: nat.bibs_created,
                 sessions_created: nat.sessions_created,
@@ -175,7 +193,18 @@ impl StatsReport {
             self.render_dns64(&mut o, &rate);
             return o;
         }
-        let _ = writeln!(o, "nat64d up {}, {} worker(s)", human_duration(self.uptime_secs), self.workers);
+        let _ = write!(o, "nat64d up {}, {} worker(s)", human_duration(self.uptime_secs), self.workers);
+        let io = &self.io;
+        if io.io_uring_workers == 0 {
+            let _ = writeln!(o, ", a read and a write per packet");
+        } else {
+            let mean = if io.batches == 0 { 0.0 } else { io.batched_packets as f64 / io.batches as f64 };
+            let _ = writeln!(
+                o,
+                ", {} batching through io_uring ({} batches, {mean:.1} packets each)",
+                io.io_uring_workers, io.batches
+            );
+        }
         let _ = writeln!(o, "\n{:<22}{:>12}{:>16}", "translated", "packets", "bytes");
         for dir in DIRECTIONS {
             let label = if dir == "6to4" { "IPv6 -> IPv4" } else { "IPv4 -> IPv6" };
@@ -326,6 +355,14 @@ impl StatsReport {
             ("nat64d_static_bib_entries", "gauge", "Static BIB entries.", self.static_bibs),
             ("nat64d_uptime_seconds", "gauge", "Seconds since the daemon started.", self.uptime_secs),
             ("nat64d_workers", "gauge", "Worker threads (TUN queues).", self.workers as u64),
+            (
+                "nat64d_io_uring_workers",
+                "gauge",
+                "Workers batching TUN I/O through io_uring.",
+                self.io.io_uring_workers,
+            ),
+            ("nat64d_io_batches_total", "counter", "TUN read batches (io_uring).", self.io.batches),
+            ("nat64d_io_batched_packets_total", "counter", "Packets read in those batches.", self.io.batched_packets),
             ("nat64d_pool4_addresses", "gauge", "Configured pool4 addresses.", self.pool4_addresses as u64),
         ];
         for (name, kind, help, v) in simple {

@@ -3,5 +3,6 @@
 //! the results back.
 
 pub mod tun;
+pub mod uring;
 pub mod vnet;
 pub mod worker;

@@ -142,6 +142,11 @@ impl Tun {
         &self.name
     }
 
+    /// The queue's descriptor (non-blocking), for batched I/O.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
     /// Wait up to `timeout_ms` for a packet; true when one can be read.
     pub fn wait_readable(&self, timeout_ms: i32) -> io::Result<bool> {
         let mut pfd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };

@@ -6,6 +6,7 @@
 //! [`WorkerSlot`] every [`PUBLISH_MS`], so readers never touch the hot path.
 
 use super::tun::Tun;
+use super::uring::{self, Ring, Slots};
 use super::vnet::{self, VnetHdr, F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::nat::Nat;
 use crate::xlat::{proto_index, DropReason, Mapper, Stats, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
@@ -48,6 +49,19 @@ pub struct WorkerStats {
     /// Packets the TUN device refused (full queue, no route): lost, so counted.
     pub tun_write_errors: u64,
     pub offload: OffloadStats,
+    /// How the worker reads and writes its queue.
+    pub io: IoStats,
+}
+
+/// The worker's I/O: batches when it uses io_uring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Workers reading and writing in batches through io_uring (0 or 1 per worker).
+    pub io_uring_workers: u64,
+    /// Batches read (calls that brought at least one packet).
+    pub batches: u64,
+    /// Packets those batches brought.
+    pub batched_packets: u64,
 }
 
 impl WorkerStats {
@@ -60,6 +74,9 @@ impl WorkerStats {
         a.software_segmented += b.software_segmented;
         a.checksums_completed += b.checksums_completed;
         a.bad_vnet_header += b.bad_vnet_header;
+        self.io.io_uring_workers += o.io.io_uring_workers;
+        self.io.batches += o.io.batches;
+        self.io.batched_packets += o.io.batched_packets;
     }
 }
 
@@ -79,8 +96,65 @@ impl WorkerSlot {
     }
 }
 
+/// How a worker moves packets through its TUN queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// One read(2) and one write(2) per packet.
+    Plain,
+    /// Batches through io_uring ([`super::uring`]): one system call per batch.
+    Batched,
+}
+
+/// What both loops share: counters, the translator, publication and the sweep.
+struct Core<'a> {
+    ws: WorkerStats,
+    x: Translator,
+    nat: &'a Nat,
+    slot: &'a WorkerSlot,
+    sweeper: bool,
+    epoch: Instant,
+    last_sweep: u64,
+    last_publish: u64,
+}
+
+impl Core<'_> {
+    /// Once per read (or batch): publish counters, run the sweep when due.
+    /// Returns the NAT clock.
+    fn tick(&mut self, tun: &Tun, out: &mut [u8]) -> io::Result<u64> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if now >= self.last_publish + PUBLISH_MS {
+            self.publish(now);
+        }
+        if self.sweeper && now >= self.last_sweep + 1000 {
+            self.last_sweep = now;
+            self.nat.expire(now, SWEEP_BUDGET);
+            drain_held_syns(tun, self.nat, &mut self.x, out, now, &mut self.ws.tun_write_errors)?;
+        }
+        Ok(now)
+    }
+
+    fn publish(&mut self, now: u64) {
+        self.last_publish = now;
+        self.ws.xlat = self.x.stats.clone();
+        *self.slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = self.ws.clone();
+        self.slot.heartbeat.store(now, Ordering::Relaxed);
+    }
+
+    /// Going idle: publish what changed, so readers see counters that match
+    /// the traffic as soon as it pauses; then wait for a packet.
+    fn idle(&mut self, tun: &Tun, now: u64) -> io::Result<()> {
+        if self.x.stats != self.ws.xlat {
+            self.publish(now);
+        }
+        tun.wait_readable(POLL_MS).map(|_| ())
+    }
+}
+
 /// Run until `stop` is set; returns the worker's final counters (also published).
 /// `epoch` is the daemon's clock origin, shared by every worker so NAT times agree.
+/// With [`Io::Batched`] the worker falls back to plain I/O (and logs why)
+/// if its ring cannot be set up.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     tun: &Tun,
     nat: &Nat,
@@ -89,57 +163,66 @@ pub fn run(
     slot: &WorkerSlot,
     sweeper: bool,
     epoch: Instant,
+    io: Io,
 ) -> io::Result<WorkerStats> {
-    let mut ws = WorkerStats::default();
-    let mut x = Translator::new(cfg);
+    let mut c = Core {
+        ws: WorkerStats::default(),
+        x: Translator::new(cfg),
+        nat,
+        slot,
+        sweeper,
+        epoch,
+        last_sweep: 0,
+        last_publish: 0,
+    };
+    let result = match io {
+        Io::Batched => match batched(tun, &mut c, stop) {
+            Err(Fallback(e)) => {
+                tracing::warn!("{}: io_uring unavailable ({e}): one read and write per packet", tun.name());
+                plain_loop(tun, &mut c, stop)
+            }
+            Ok(r) => r,
+        },
+        Io::Plain => plain_loop(tun, &mut c, stop),
+    };
+    c.ws.xlat = c.x.stats.clone();
+    *slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = c.ws.clone();
+    result.map(|()| c.ws)
+}
+
+/// Where a packet is read: after the headroom, or the virtio-net header
+/// just before it.
+fn read_at(tun: &Tun) -> usize {
+    if tun.has_vnet_hdr() {
+        HEADROOM - VNET_HDR_LEN
+    } else {
+        HEADROOM
+    }
+}
+
+fn plain_loop(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> io::Result<()> {
     let mut buf = vec![0u8; HEADROOM + 65536];
     let mut out = vec![0u8; OUT_BUF_LEN];
     let vnet = tun.has_vnet_hdr();
     // Software segmentation writes one segment at a time here.
     let mut scratch = if vnet { vec![0u8; HEADROOM + 65536] } else { Vec::new() };
-    let rd = if vnet { HEADROOM - VNET_HDR_LEN } else { HEADROOM };
-    let mut last_sweep = 0u64;
-    let mut last_publish = 0u64;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        let now = epoch.elapsed().as_millis() as u64;
-        if now >= last_publish + PUBLISH_MS {
-            last_publish = now;
-            ws.xlat = x.stats.clone();
-            *slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = ws.clone();
-            slot.heartbeat.store(now, Ordering::Relaxed);
-        }
-        if sweeper && now >= last_sweep + 1000 {
-            last_sweep = now;
-            nat.expire(now, SWEEP_BUDGET);
-            if let Err(e) = drain_held_syns(tun, nat, &mut x, &mut out, now, &mut ws.tun_write_errors) {
-                break Err(e);
-            }
-        }
+    let rd = read_at(tun);
+    while !stop.load(Ordering::Relaxed) {
+        let now = c.tick(tun, &mut out)?;
         // One read per packet while packets wait; a poll (up to POLL_MS, so
         // the sweep and the stop flag are seen) only when the queue is empty.
         let n = match tun.recv(&mut buf[rd..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Going idle: publish what changed, so readers see counters
-                // that match the traffic as soon as it pauses.
-                if x.stats != ws.xlat {
-                    last_publish = now;
-                    ws.xlat = x.stats.clone();
-                    *slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = ws.clone();
-                }
-                match tun.wait_readable(POLL_MS) {
-                    Ok(_) => continue,
-                    Err(e) => break Err(e),
-                }
+                c.idle(tun, now)?;
+                continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         };
-        let r = if vnet {
-            let errs = &mut ws.tun_write_errors;
+        let map = &mut c.nat.at(now);
+        if vnet {
+            let errs = &mut c.ws.tun_write_errors;
             let mut sink = |h: &[u8; VNET_HDR_LEN], p: &[u8]| match tun.send_vnet(h, p) {
                 Err(e) if e.raw_os_error() == Some(libc::EBADF) => Err(e),
                 Err(_) => {
@@ -149,18 +232,71 @@ pub fn run(
                 }
                 Ok(_) => Ok(()),
             };
-            offload_packet(&mut x, &mut buf, n, &mut out, &mut scratch, &mut nat.at(now), &mut ws.offload, &mut sink)
+            offload_packet(&mut c.x, &mut buf, n, &mut out, &mut scratch, map, &mut c.ws.offload, &mut sink)?;
         } else {
-            let v = x.translate_in_place(&mut buf, HEADROOM, n, &mut out, &mut nat.at(now));
-            send(tun, v, &buf, &out, &mut ws.tun_write_errors)
-        };
-        if let Err(e) = r {
-            break Err(e);
+            let v = c.x.translate_in_place(&mut buf, HEADROOM, n, &mut out, map);
+            send(tun, v, &buf, &out, &mut c.ws.tun_write_errors)?;
         }
-    };
-    ws.xlat = x.stats.clone();
-    *slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = ws.clone();
-    result.map(|()| ws)
+    }
+    Ok(())
+}
+
+/// The ring could not be set up: run the plain loop instead.
+struct Fallback(io::Error);
+
+/// The batched loop: each call writes the last batch's output and reads
+/// the next batch; the packets are translated in their read slots.
+fn batched(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> Result<io::Result<()>, Fallback> {
+    let mut slots = Slots::new(HEADROOM + 65536, read_at(tun));
+    let mut ring = Ring::new(tun.raw_fd(), &slots).map_err(Fallback)?;
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let vnet = tun.has_vnet_hdr();
+    let mut scratch = if vnet { vec![0u8; HEADROOM + 65536] } else { Vec::new() };
+    let mut first = true;
+    let r = (|| {
+        while !stop.load(Ordering::Relaxed) {
+            let now = c.tick(tun, &mut out)?;
+            let got = match ring.cycle(&mut slots) {
+                // The first call proves the ring works on this device.
+                Err(e) if first => return Err(e),
+                r => r?,
+            };
+            if first {
+                first = false;
+                c.ws.io.io_uring_workers = 1;
+            }
+            c.ws.tun_write_errors += std::mem::take(&mut ring.write_errors);
+            if got == 0 {
+                c.idle(tun, now)?;
+                continue;
+            }
+            c.ws.io.batches += 1;
+            c.ws.io.batched_packets += got as u64;
+            let map = &mut c.nat.at(now);
+            for i in 0..uring::MAX_READS {
+                let Some((buf, n)) = slots.packet(i) else { continue };
+                if vnet {
+                    let mut sink = |h: &[u8; VNET_HDR_LEN], p: &[u8]| ring.queue(Some(h), p);
+                    offload_packet(&mut c.x, buf, n, &mut out, &mut scratch, map, &mut c.ws.offload, &mut sink)?;
+                } else {
+                    let v = c.x.translate_in_place(buf, HEADROOM, n, &mut out, map);
+                    if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
+                        for p in o.packets(if o.in_place { buf } else { &out }) {
+                            ring.queue(None, p)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    match r {
+        Err(e) if first => Err(Fallback(e)),
+        r => {
+            c.ws.tun_write_errors += ring.write_errors;
+            Ok(r)
+        }
+    }
 }
 
 /// One read with offloads on: `buf[HEADROOM - VNET_HDR_LEN..]` holds the
