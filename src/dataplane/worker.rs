@@ -1,5 +1,8 @@
 //! One worker per TUN queue: read a packet into a buffer with headroom,
 //! translate it in place through the shared NAT, write the result back.
+//! With io_uring ([`Io::Batched`]) it reads and writes whole batches, one
+//! system call each round ([`super::uring`]); otherwise a read(2) and a
+//! write(2) per packet.
 //! The sweeping worker (one of them) also runs the NAT's budgeted expiry
 //! sweep once a second and drains the held-SYN queues (RFC 6146 3.5.2.2).
 //! Counters stay plain integers in the worker and are copied to its
