@@ -3,7 +3,7 @@
 //! rendered as a table by `nat64ctl stats` and as Prometheus text by the
 //! metrics endpoint. One structure, so the three never disagree.
 
-use crate::dataplane::worker::{OffloadStats, WorkerStats};
+use crate::dataplane::worker::{IoStats, OffloadStats, WorkerStats};
 use crate::dns64::server::Dns64Stats;
 use crate::nat::{tcp::TcpState, Census, NatCounters, Proto};
 use crate::xlat::{DropReason, PROTO_LABELS};
@@ -61,16 +61,6 @@ impl From<OffloadStats> for OffloadReport {
     }
 }
 
-/// How the workers read and write their TUN queues.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IoReport {
-    /// Workers batching through io_uring (the others read and write a packet per call).
-    pub io_uring_workers: u64,
-    /// Batches read, and the packets they brought (their ratio: the mean batch).
-    pub batches: u64,
-    pub batched_packets: u64,
-}
-
 /// Everything `nat64ctl stats` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
@@ -96,7 +86,7 @@ pub struct StatsReport {
     pub offload: OffloadReport,
     /// TUN I/O: workers batching through io_uring, and their batches.
     #[serde(default)]
-    pub io: IoReport,
+    pub io: IoStats,
     /// Number of pool4 addresses configured.
     pub pool4_addresses: usize,
     /// Addresses with ports in use.
@@ -135,11 +125,7 @@ impl StatsReport {
             static_bibs: census.static_bibs,
             pool4_addresses,
             offload: total.offload.into(),
-            io: IoReport {
-                io_uring_workers: total.io.io_uring_workers,
-                batches: total.io.batches,
-                batched_packets: total.io.batched_packets,
-            },
+            io: total.io,
             nat: NatReport {
                 bibs_created: nat.bibs_created,
                 sessions_created: nat.sessions_created,
@@ -423,6 +409,7 @@ mod tests {
         let mut w2 = WorkerStats::default();
         w2.xlat.out_6to4.packets[0] = 5;
         w2.tun_write_errors = 1;
+        w2.io = IoStats { io_uring_workers: 1, batches: 4, batched_packets: 10 };
         let census = Census {
             sessions: [2, 1, 0],
             tcp_states: [0, 0, 0, 2, 0, 0, 0, 0],
@@ -442,6 +429,9 @@ mod tests {
         assert_eq!(r.drops.len(), DropReason::COUNT);
         assert_eq!(r.drops["no_state"], 7);
         assert_eq!(r.tun_write_errors, 1);
+        assert_eq!(r.io, IoStats { io_uring_workers: 1, batches: 4, batched_packets: 10 });
+        // One worker batching, one not: the table says so, with the mean batch.
+        assert!(r.render(None).contains("2 worker(s), 1 batching through io_uring (4 batches, 2.5 packets each)"));
         assert_eq!(r.tcp_states["established"], 2);
         let back: StatsReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r, "the JSON form carries everything");

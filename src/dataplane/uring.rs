@@ -25,6 +25,7 @@
 // of requests that point into them.
 #![allow(unsafe_code)]
 
+use super::vnet::VNET_HDR_LEN;
 use io_uring::{opcode, types, IoUring};
 use std::io;
 use std::os::fd::RawFd;
@@ -93,7 +94,7 @@ pub struct Ring {
     /// One iovec pair per queued write: the virtio-net header (if any), the packet.
     iov: Box<[[libc::iovec; 2]; MAX_WRITES]>,
     iov_len: [u32; MAX_WRITES],
-    hdrs: Box<[[u8; super::vnet::VNET_HDR_LEN]; MAX_WRITES]>,
+    hdrs: Box<[[u8; VNET_HDR_LEN]; MAX_WRITES]>,
     queued: usize,
     arena: Box<[u8]>,
     arena_used: usize,
@@ -123,7 +124,7 @@ impl Ring {
             fd,
             iov: Box::new([[empty; 2]; MAX_WRITES]),
             iov_len: [0; MAX_WRITES],
-            hdrs: Box::new([[0; super::vnet::VNET_HDR_LEN]; MAX_WRITES]),
+            hdrs: Box::new([[0; VNET_HDR_LEN]; MAX_WRITES]),
             queued: 0,
             arena: vec![0u8; ARENA].into_boxed_slice(),
             arena_used: 0,
@@ -136,7 +137,7 @@ impl Ring {
     /// Queue `pkt` (behind `hdr`, the virtio-net header, if the device has
     /// them) for the next call. A packet in a read slot is written from
     /// there; any other is copied. Flushes first when the queue is full.
-    pub fn queue(&mut self, hdr: Option<&[u8]>, pkt: &[u8]) -> io::Result<()> {
+    pub fn queue(&mut self, hdr: Option<&[u8; VNET_HDR_LEN]>, pkt: &[u8]) -> io::Result<()> {
         let a = pkt.as_ptr() as usize;
         let copy = !(a >= self.span.0 && a + pkt.len() <= self.span.1);
         if self.queued == MAX_WRITES || (copy && self.arena_used + pkt.len() > ARENA) {
@@ -157,9 +158,8 @@ impl Ring {
         let i = self.queued;
         let mut n = 0;
         if let Some(h) = hdr {
-            let k = h.len().min(self.hdrs[i].len());
-            self.hdrs[i][..k].copy_from_slice(&h[..k]);
-            self.iov[i][0] = libc::iovec { iov_base: self.hdrs[i].as_mut_ptr().cast(), iov_len: k };
+            self.hdrs[i] = *h;
+            self.iov[i][0] = libc::iovec { iov_base: self.hdrs[i].as_mut_ptr().cast(), iov_len: VNET_HDR_LEN };
             n = 1;
         }
         self.iov[i][n] = libc::iovec { iov_base: data as *mut libc::c_void, iov_len: pkt.len() };
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(ring.cycle(&mut slots).unwrap(), 1);
         let (buf, n) = slots.packet(0).unwrap();
         let in_slot = &buf[64..64 + n];
-        ring.queue(Some(b"hdr:"), in_slot).unwrap();
+        ring.queue(Some(b"vnet hdr: "), in_slot).unwrap();
         // Output built elsewhere is copied when queued: changing it after
         // must not change what goes out.
         let mut elsewhere = b"copied".to_vec();
@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(ring.cycle(&mut slots).unwrap(), 0);
         let mut r = [0u8; 64];
         let n = b.recv(&mut r).unwrap();
-        assert_eq!(&r[..n], b"hdr:from the slot");
+        assert_eq!(&r[..n], b"vnet hdr: from the slot");
         let n = b.recv(&mut r).unwrap();
         assert_eq!(&r[..n], b"copied");
         assert_eq!(ring.write_errors, 0);

@@ -56,14 +56,15 @@ pub struct WorkerStats {
     pub io: IoStats,
 }
 
-/// The worker's I/O: batches when it uses io_uring.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The worker's I/O: batches when it uses io_uring. Summed over the
+/// workers, it is the `io` block of the stats report as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoStats {
     /// Workers reading and writing in batches through io_uring (0 or 1 per worker).
     pub io_uring_workers: u64,
-    /// Batches read (calls that brought at least one packet).
+    /// Batches read (calls that brought at least one packet), and the
+    /// packets they brought (their ratio: the mean batch).
     pub batches: u64,
-    /// Packets those batches brought.
     pub batched_packets: u64,
 }
 
@@ -226,15 +227,7 @@ fn plain_loop(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> io::Result<()> {
         let map = &mut c.nat.at(now);
         if vnet {
             let errs = &mut c.ws.tun_write_errors;
-            let mut sink = |h: &[u8; VNET_HDR_LEN], p: &[u8]| match tun.send_vnet(h, p) {
-                Err(e) if e.raw_os_error() == Some(libc::EBADF) => Err(e),
-                Err(_) => {
-                    // A full device queue or a vanished route loses this packet (counted).
-                    *errs += 1;
-                    Ok(())
-                }
-                Ok(_) => Ok(()),
-            };
+            let mut sink = |h: &[u8; VNET_HDR_LEN], p: &[u8]| counted(tun.send_vnet(h, p), errs);
             offload_packet(&mut c.x, &mut buf, n, &mut out, &mut scratch, map, &mut c.ws.offload, &mut sink)?;
         } else {
             let v = c.x.translate_in_place(&mut buf, HEADROOM, n, &mut out, map);
@@ -259,11 +252,9 @@ fn batched(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> Result<io::Result<()>,
     let r = (|| {
         while !stop.load(Ordering::Relaxed) {
             let now = c.tick(tun, &mut out)?;
-            let got = match ring.cycle(&mut slots) {
-                // The first call proves the ring works on this device.
-                Err(e) if first => return Err(e),
-                r => r?,
-            };
+            // An error from the first call (below: a fallback) says the ring
+            // does not work on this device.
+            let got = ring.cycle(&mut slots)?;
             if first {
                 first = false;
                 c.ws.io.io_uring_workers = 1;
@@ -283,11 +274,7 @@ fn batched(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> Result<io::Result<()>,
                     offload_packet(&mut c.x, buf, n, &mut out, &mut scratch, map, &mut c.ws.offload, &mut sink)?;
                 } else {
                     let v = c.x.translate_in_place(buf, HEADROOM, n, &mut out, map);
-                    if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
-                        for p in o.packets(if o.in_place { buf } else { &out }) {
-                            ring.queue(None, p)?;
-                        }
-                    }
+                    v.packets(buf, &out).try_for_each(|p| ring.queue(None, p))?;
                 }
             }
         }
@@ -388,12 +375,7 @@ type VnetSink<'a> = dyn FnMut(&[u8; VNET_HDR_LEN], &[u8]) -> io::Result<()> + 'a
 
 /// Send a verdict's packets behind an all-zero virtio-net header (complete checksums, no GSO).
 fn plain(v: Verdict, from: &[u8], out: &[u8], send: &mut VnetSink) -> io::Result<()> {
-    if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
-        for p in o.packets(if o.in_place { from } else { out }) {
-            send(&[0; VNET_HDR_LEN], p)?;
-        }
-    }
-    Ok(())
+    v.packets(from, out).try_for_each(|p| send(&[0; VNET_HDR_LEN], p))
 }
 
 /// RFC 6146 3.5.2.2: deliver held IPv4 SYNs an IPv6 SYN has matched, and
@@ -418,19 +400,23 @@ fn drain_held_syns(
 }
 
 fn send(tun: &Tun, v: Verdict, buf: &[u8], out: &[u8], write_errors: &mut u64) -> io::Result<()> {
-    if let Verdict::Forward(o) | Verdict::Reply { out: o, .. } = v {
-        for p in o.packets(if o.in_place { buf } else { out }) {
-            // A full device queue or a vanished route loses this packet (counted), not the worker.
-            let r = if tun.has_vnet_hdr() { tun.send_vnet(&[0; VNET_HDR_LEN], p) } else { tun.send(p) };
-            if let Err(e) = r {
-                if e.raw_os_error() == Some(libc::EBADF) {
-                    return Err(e);
-                }
-                *write_errors += 1;
-            }
+    v.packets(buf, out).try_for_each(|p| {
+        let r = if tun.has_vnet_hdr() { tun.send_vnet(&[0; VNET_HDR_LEN], p) } else { tun.send(p) };
+        counted(r, write_errors)
+    })
+}
+
+/// A write's result: a full device queue or a vanished route loses the
+/// packet (counted), not the worker; only a closed descriptor ends it.
+fn counted(r: io::Result<usize>, write_errors: &mut u64) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Err(e),
+        Err(_) => {
+            *write_errors += 1;
+            Ok(())
         }
+        Ok(_) => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

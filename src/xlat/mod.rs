@@ -75,6 +75,18 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+impl Verdict {
+    /// The packets to send (none for a drop): in `from`, the buffer the
+    /// packet was translated in, when in place, else in `out`.
+    pub fn packets<'a>(&self, from: &'a [u8], out: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        let o = match *self {
+            Verdict::Forward(o) | Verdict::Reply { out: o, .. } => Some(o),
+            Verdict::Drop(_) => None,
+        };
+        o.into_iter().flat_map(move |o| o.packets(if o.in_place { from } else { out }))
+    }
+}
+
 /// Transport identifiers of a packet: addresses, protocol and ports (for
 /// ICMP queries both ports hold the identifier; for other protocols and
 /// non-first fragments both are zero).

@@ -930,13 +930,7 @@ fn run_in_place(pkt: &[u8], headroom: usize) -> (Verdict, Vec<u8>) {
     buf[headroom..].copy_from_slice(pkt);
     let mut scratch = vec![0u8; OUT_BUF_LEN];
     let v = xl().translate_in_place(&mut buf, headroom, pkt.len(), &mut scratch, &mut NatLike);
-    let bytes = match v {
-        Verdict::Forward(o) | Verdict::Reply { out: o, .. } => {
-            let from = if o.in_place { &buf } else { &scratch };
-            o.packets(from).flatten().copied().collect()
-        }
-        Verdict::Drop(_) => vec![],
-    };
+    let bytes = v.packets(&buf, &scratch).flatten().copied().collect();
     (v, bytes)
 }
 
