@@ -199,6 +199,11 @@ fn udp(server: SocketAddr, q: &Message) -> Message {
 fn tcp(server: SocketAddr, q: &Message) -> Message {
     let mut c = TcpStream::connect(server).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    tcp_on(&mut c, q)
+}
+
+/// One query and its answer on an open connection.
+fn tcp_on(c: &mut TcpStream, q: &Message) -> Message {
     let b = q.to_vec().unwrap();
     c.write_all(&(b.len() as u16).to_be_bytes()).unwrap();
     c.write_all(&b).unwrap();
@@ -428,6 +433,22 @@ fn clients_outside_allow_are_refused() {
     // Allowed by a reload, and served.
     s.update(settings(&up));
     assert_eq!(aaaas(&udp(v6(&s), &query("a-only.test.", RecordType::AAAA))).len(), 1);
+}
+
+// Issue 5 (reload): a TCP connection that stays open follows a settings
+// update: refused before it, served after it, on the same connection.
+#[test]
+fn an_open_tcp_connection_follows_an_update() {
+    let up = upstream();
+    let mut st = settings(&up);
+    st.allow = vec!["127.0.0.0/8".parse().unwrap()];
+    let s = server_with(st);
+    let mut c = TcpStream::connect(v6(&s)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let q = query("a-only.test.", RecordType::AAAA);
+    assert_eq!(tcp_on(&mut c, &q).response_code(), ResponseCode::Refused);
+    s.update(settings(&up));
+    assert_eq!(aaaas(&tcp_on(&mut c, &q)).len(), 1);
 }
 
 // RFC 1035 4.1.1: a query that cannot be parsed gets FORMERR (header

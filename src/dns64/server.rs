@@ -127,6 +127,30 @@ impl Shared {
     }
 }
 
+/// The settings a receive loop or a TCP connection works with, read again
+/// only after `update` changed them: a lock per change, not per query.
+struct SettingsView {
+    generation: u64,
+    s: Arc<Settings>,
+}
+
+impl SettingsView {
+    fn new(sh: &Shared) -> Self {
+        // The generation first: an update racing with this read is seen next time.
+        let generation = sh.generation.load(Relaxed);
+        SettingsView { generation, s: sh.settings() }
+    }
+
+    fn current(&mut self, sh: &Shared) -> &Arc<Settings> {
+        let g = sh.generation.load(Relaxed);
+        if g != self.generation {
+            self.generation = g;
+            self.s = sh.settings();
+        }
+        &self.s
+    }
+}
+
 /// A running DNS64 server. Dropping it stops it.
 pub struct Dns64Server {
     shared: Arc<Shared>,
@@ -295,8 +319,7 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
     let mut rb = RecvBatch::new(UDP_BATCH, UDP_SLOT);
     let mut sb = SendBatch::default();
     let mut sc = Scratch::new();
-    let mut gen = sh.generation.load(Relaxed);
-    let mut s = sh.settings();
+    let mut view = SettingsView::new(&sh);
     loop {
         if let Err(e) = sock.readable().await {
             debug!("dns64: udp readiness: {e}");
@@ -310,10 +333,7 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
                 continue;
             }
         };
-        if sh.generation.load(Relaxed) != gen {
-            gen = sh.generation.load(Relaxed);
-            s = sh.settings();
-        }
+        let s = view.current(&sh);
         sh.c.queries_udp.fetch_add(n as u64, Relaxed);
         let now_ms = sh.now_ms(); // one clock read per batch
         for i in 0..n {
@@ -322,7 +342,7 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
                 sh.c.dropped.fetch_add(1, Relaxed);
                 continue;
             };
-            match fast_path(&sh, &s, q, src, &mut sc, true, now_ms) {
+            match fast_path(&sh, s, q, src, &mut sc, true, now_ms) {
                 Fast::Reply => sb.push(&sc.out, src),
                 Fast::Drop => {}
                 Fast::Resolve(h) => {
@@ -391,6 +411,7 @@ const TCP_PIPELINE: usize = 16;
 /// name does not hold up the rest; a writer task owns the sending half.
 async fn tcp_conn(sh: Arc<Shared>, c: TcpStream, peer: SocketAddr) -> io::Result<()> {
     let mut sc = Scratch::new();
+    let mut view = SettingsView::new(&sh);
     let _ = c.set_nodelay(true);
     let (mut rd, mut wr) = c.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
@@ -417,8 +438,8 @@ async fn tcp_conn(sh: Arc<Shared>, c: TcpStream, peer: SocketAddr) -> io::Result
             _ => break,
         }
         sh.c.queries_tcp.fetch_add(1, Relaxed);
-        let s = sh.settings();
-        match fast_path(&sh, &s, &q, peer, &mut sc, false, sh.now_ms()) {
+        let s = view.current(&sh);
+        match fast_path(&sh, s, &q, peer, &mut sc, false, sh.now_ms()) {
             Fast::Reply => {
                 if tx.send(sc.out.clone()).await.is_err() {
                     break;
@@ -428,7 +449,7 @@ async fn tcp_conn(sh: Arc<Shared>, c: TcpStream, peer: SocketAddr) -> io::Result
             Fast::Resolve(h) => {
                 let Ok(permit) = slots.clone().acquire_owned().await else { break };
                 let k = h.map(|h| sc.key[..h.key_len].to_vec());
-                let (sh, tx) = (sh.clone(), tx.clone());
+                let (sh, s, tx) = (sh.clone(), s.clone(), tx.clone());
                 tokio::spawn(async move {
                     if let Some(r) = answer(&sh, &s, &q, h.zip(k), false).await {
                         let _ = tx.send(r).await;
