@@ -1,8 +1,21 @@
-//! nat64d: a NAT64/DNS64 gateway. This crate is its sans-IO core: RFC 6052
-//! addresses ([`addr`]), packet views and checksums ([`wire`]) and RFC 7915
-//! IP/ICMP translation ([`xlat`]). The daemon's I/O drivers sit around it.
+//! nat64d: a NAT64/DNS64 gateway. The crate holds both halves:
+//!
+//! - the sans-IO core, pure code with time passed in: RFC 6052 addresses and
+//!   IP networks ([`addr`]), packet views and checksums ([`wire`]), RFC 7915
+//!   IP/ICMP translation ([`xlat`]), RFC 6146 NAT state ([`nat`]), and the
+//!   RFC 6147 synthesis and answer cache ([`dns64`], apart from its
+//!   `server` module);
+//! - the drivers around it: the configuration ([`config`]), the TUN
+//!   dataplane ([`dataplane`]), the DNS64 server (`dns64::server`), system
+//!   calls ([`sys`]) and the daemon itself ([`daemon`]).
+//!
+//! The core never imports a driver. `unsafe` is allowed only in the syscall
+//! layers: `dataplane/tun.rs`, `dataplane/uring.rs` and `sys.rs`.
+//!
+//! With the `testkit` feature (for the fuzz crate, benches and integration
+//! tests), [`testpkt`] adds packet builders and fuzz drivers; a normal build
+//! has none of it.
 
-// `unsafe` only in the syscall layers (src/dataplane/tun.rs, src/sys.rs).
 #![deny(unsafe_code)]
 
 pub mod addr;
@@ -15,7 +28,7 @@ pub mod sys;
 pub mod wire;
 pub mod xlat;
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testpkt;
 
 pub use addr::Prefix6052;

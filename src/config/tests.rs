@@ -32,10 +32,11 @@ fn empty_file_is_all_defaults() {
     let c = Config::parse("", "x.toml").unwrap();
     assert_eq!(c, Config::default());
     assert_eq!(c.pool6, Prefix6052::WKP);
-    assert_eq!(c.nat.timeouts.udp, 300, "RFC 6146 4: UDP_DEFAULT 5 min");
-    assert_eq!(c.nat.timeouts.tcp_est, 7440, "RFC 6146 4: TCP_EST 2 h 4 min");
-    assert_eq!(c.nat.timeouts.tcp_trans, 240, "RFC 6146 4: TCP_TRANS 4 min");
-    assert_eq!(c.nat.timeouts.icmp, 60, "RFC 6146 4: ICMP_DEFAULT 60 s");
+    // The core counts milliseconds.
+    assert_eq!(c.nat.timeouts.udp, 300_000, "RFC 6146 4: UDP_DEFAULT 5 min");
+    assert_eq!(c.nat.timeouts.tcp_est, 7_440_000, "RFC 6146 4: TCP_EST 2 h 4 min");
+    assert_eq!(c.nat.timeouts.tcp_trans, 240_000, "RFC 6146 4: TCP_TRANS 4 min");
+    assert_eq!(c.nat.timeouts.icmp, 60_000, "RFC 6146 4: ICMP_DEFAULT 60 s");
     assert_eq!(c.control.socket, Path::new(DEFAULT_SOCKET));
     assert_eq!(c.metrics.listen, None, "metrics are off unless asked for");
 }
@@ -46,9 +47,9 @@ fn full_file_parses() {
     assert_eq!(c.pool6.to_string(), "2001:db8:64::/96");
     assert_eq!(c.pool4_addrs().len(), 17);
     assert_eq!(c.tun.queues, 2);
-    assert_eq!(c.nat.filtering, FilteringMode::AddressDependent);
-    assert_eq!(c.nat.timeouts.icmp, 30);
-    assert_eq!(c.nat.timeouts.tcp_est, 7440, "unset keys keep their defaults");
+    assert_eq!(c.nat.filtering, Filtering::AddressDependent);
+    assert_eq!(c.nat.timeouts.icmp, 30_000, "seconds in the file");
+    assert_eq!(c.nat.timeouts.tcp_est, 7_440_000, "unset keys keep their defaults");
     assert_eq!(c.static_bib[0].proto, Proto::Tcp);
     let n = c.nat_config();
     assert_eq!(n.timeouts.icmp, 30_000);
@@ -131,7 +132,7 @@ fn command_line_overrides_the_file() {
 fn reload_tells_what_needs_a_restart() {
     let a = Config::parse(FULL, "x").unwrap();
     let mut b = a.clone();
-    b.nat.timeouts.icmp = 10;
+    b.nat.timeouts.icmp = 10_000;
     b.pool4.pop();
     b.static_bib.clear();
     assert!(a.restart_only_changes(&b).is_empty(), "pool4, timeouts and static BIB change at run time");
@@ -210,6 +211,30 @@ fn dns64_section() {
     // A flag turns it on.
     let ov = Overrides { dns64_upstream: vec!["127.0.0.1:5353".parse().unwrap()], ..Overrides::default() };
     let mut c = Config::default();
-    c.apply(&ov);
+    ov.apply(&mut c);
     assert!(c.dns64.enabled && c.validate().is_ok());
+}
+
+// A reload compares whole sections: a section with no run-time keys is
+// named whole, a mixed one by the key; keys not listed as reloadable need a
+// restart (so a new key is safe by default).
+#[test]
+fn restart_changes_are_named_by_section_or_key() {
+    let a = Config::parse(FULL, "x").unwrap();
+    let mut b = a.clone();
+    b.nat.shards = 4;
+    b.nat.limits.max_sessions = 10;
+    b.dns64.threads = 2;
+    b.dns64.allow.clear();
+    b.control.socket = "/tmp/other.sock".into();
+    assert_eq!(a.restart_only_changes(&b), vec!["control", "dns64.threads", "nat.shards"]);
+}
+
+// RFC 6146 4 lifetimes are seconds in the file and milliseconds in the core:
+// a value whose milliseconds overflow is refused as too large, not wrapped.
+#[test]
+fn timeout_overflow_is_refused_not_wrapped() {
+    let e = parse_err("[nat.timeouts]\ntcp_est = 18446744073709552\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("nat.timeouts.tcp_est")), "{e}");
+    assert!(e.message.contains("too large"), "{e}");
 }

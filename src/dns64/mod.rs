@@ -17,13 +17,13 @@
 //!   in-addr.arpa name to point at ([`Dns64::ptr_target`]) and the answer
 //!   built from its lookup ([`Dns64::ptr_answer`]).
 
-use crate::addr::{in_net4, in_net6, is_global_v4, Prefix6052};
+use crate::addr::{is_global_v4, Prefix6052};
+use crate::addr::{Net4, Net6};
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub mod cache;
 pub mod server;
@@ -38,93 +38,8 @@ pub const IPV4ONLY_TTL: u32 = 86400;
 pub const IPV4ONLY_ARPA: &str = "ipv4only.arpa.";
 pub const IPV4ONLY_ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
 
-/// An IPv6 network, for the AAAA exclusion list (RFC 6147 5.1.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Net6 {
-    pub addr: Ipv6Addr,
-    pub len: u8,
-}
-
-impl Net6 {
-    pub fn contains(&self, a: Ipv6Addr) -> bool {
-        in_net6(a, self.addr, self.len)
-    }
-}
-
 /// RFC 6147 5.1.4's default exclusion: IPv4-mapped addresses, ::ffff:0:0/96.
 pub const MAPPED: Net6 = Net6 { addr: Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), len: 96 };
-
-/// An IPv4 network, for the A exclusion list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Net4 {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-impl Net4 {
-    pub fn contains(&self, a: Ipv4Addr) -> bool {
-        in_net4(a, self.addr, self.len)
-    }
-}
-
-/// An IPv4 or IPv6 network (`ADDR/LEN`, or a bare address for one host),
-/// for the client networks the server answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl IpNet {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => Net4 { addr: n, len: self.len }.contains(a),
-            (IpAddr::V6(n), IpAddr::V6(a)) => Net6 { addr: n, len: self.len }.contains(a),
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for IpNet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
-        let addr: IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match l {
-            None => max,
-            Some(l) => l.parse::<u8>().ok().filter(|&l| l <= max).ok_or(format!("'/{l}': prefix length 0 to {max}"))?,
-        };
-        Ok(IpNet { addr, len })
-    }
-}
-
-/// `FromStr` through [`IpNet`] (one family only) and `Display` as `ADDR/LEN`.
-macro_rules! net_text {
-    ($t:ident) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}/{}", self.addr, self.len)
-            }
-        }
-    };
-    ($t:ident, $v:ident, $family:literal) => {
-        net_text!($t);
-        impl FromStr for $t {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s.parse::<IpNet>()? {
-                    IpNet { addr: IpAddr::$v(addr), len } => Ok($t { addr, len }),
-                    _ => Err(format!(concat!("'{}' is not an ", $family, " network"), s)),
-                }
-            }
-        }
-    };
-}
-
-net_text!(IpNet);
-net_text!(Net6, V6, "IPv6");
-net_text!(Net4, V4, "IPv4");
 
 /// What to do with the upstream's answer to the AAAA query.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,8 @@
 
 use super::cache::Cache;
 use super::wire::{self, HeadError, QueryHead, KEY_MAX, MAX_UDP_PAYLOAD};
-use super::{a_query_for, reply_to, AaaaVerdict, Dns64, IpNet};
+use super::{a_query_for, reply_to, AaaaVerdict, Dns64};
+use crate::addr::IpNet;
 use crate::sys::{RecvBatch, SendBatch};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};

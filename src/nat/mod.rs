@@ -60,30 +60,68 @@ impl std::str::FromStr for Proto {
     }
 }
 
-/// Session lifetimes (RFC 6146 section 4 defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Session lifetimes (RFC 6146 section 4 defaults). Milliseconds here;
+/// seconds in the configuration file (`[nat.timeouts]`), converted by serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// UDP_DEFAULT, 5 min; never below UDP_MIN, 2 min.
+    #[serde(with = "secs")]
     pub udp: Millis,
-    /// TCP_EST, 2 h 4 min.
+    /// TCP_EST, 2 h 4 min (established connections).
+    #[serde(with = "secs")]
     pub tcp_est: Millis,
-    /// TCP_TRANS, 4 min.
+    /// TCP_TRANS, 4 min (opening and closing connections).
+    #[serde(with = "secs")]
     pub tcp_trans: Millis,
-    /// ICMP_DEFAULT, 60 s.
+    /// ICMP_DEFAULT, 60 s (echo sessions).
+    #[serde(with = "secs")]
     pub icmp: Millis,
 }
 
-/// RFC 6146 section 4: UDP_MIN.
-pub const UDP_MIN: Millis = 2 * 60 * 1000;
+const SECOND: Millis = 1000;
+const MINUTE: Millis = 60 * SECOND;
+const HOUR: Millis = 60 * MINUTE;
+/// A day and a week, the upper bounds the configuration accepts.
+pub const DAY: Millis = 24 * HOUR;
+pub const WEEK: Millis = 7 * DAY;
+
+/// RFC 6146 section 4: UDP_MIN, the shortest UDP lifetime allowed.
+pub const UDP_MIN: Millis = 2 * MINUTE;
+/// RFC 6146 section 4: UDP_DEFAULT.
+pub const UDP_DEFAULT: Millis = 5 * MINUTE;
+/// RFC 6146 section 4: TCP_EST, also the shortest established lifetime allowed.
+pub const TCP_EST: Millis = 2 * HOUR + 4 * MINUTE;
+/// RFC 6146 section 4: TCP_TRANS, also the shortest transitory lifetime allowed.
+pub const TCP_TRANS: Millis = 4 * MINUTE;
+/// RFC 6146 section 4: ICMP_DEFAULT.
+pub const ICMP_DEFAULT: Millis = 60 * SECOND;
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { udp: 5 * 60 * 1000, tcp_est: (2 * 60 + 4) * 60 * 1000, tcp_trans: 4 * 60 * 1000, icmp: 60 * 1000 }
+        Timeouts { udp: UDP_DEFAULT, tcp_est: TCP_EST, tcp_trans: TCP_TRANS, icmp: ICMP_DEFAULT }
+    }
+}
+
+/// Whole seconds in the file, milliseconds in the core: a value whose
+/// milliseconds do not fit a u64 is refused, not wrapped.
+mod secs {
+    use super::{Millis, SECOND};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(ms / SECOND)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        let secs = u64::deserialize(d)?;
+        secs.checked_mul(SECOND).ok_or_else(|| D::Error::custom(format!("{secs} s is too large")))
     }
 }
 
 /// Inbound filtering (RFC 6146 3.5.1 to 3.5.3, RFC 4787).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Filtering {
     /// Any IPv4 host may reach a BIB entry (the default).
     EndpointIndependent,
@@ -92,7 +130,8 @@ pub enum Filtering {
 }
 
 /// Bounds on state, so one host cannot take the gateway down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Sessions in the table, all protocols.
     pub max_sessions: usize,

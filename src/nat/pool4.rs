@@ -10,6 +10,7 @@
 //! from its destination port alone.
 
 use super::Proto;
+use crate::addr::Net6;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An inclusive port (or ICMP identifier) range.
@@ -44,7 +45,7 @@ impl PoolAddr {
 /// Addresses for the clients under `clients` (all clients when None).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolGroup {
-    pub clients: Option<(Ipv6Addr, u8)>,
+    pub clients: Option<Net6>,
     pub addrs: Vec<PoolAddr>,
 }
 
@@ -52,7 +53,7 @@ impl PoolGroup {
     fn serves(&self, client: &Ipv6Addr) -> bool {
         match self.clients {
             None => true,
-            Some((net, len)) => crate::addr::in_net6(*client, net, len),
+            Some(net) => net.contains(*client),
         }
     }
 }
@@ -332,7 +333,7 @@ mod tests {
     #[test]
     fn client_prefix_selects_pool() {
         let g1 = PoolGroup {
-            clients: Some((c("2001:db8:a::"), 48)),
+            clients: Some(Net6 { addr: c("2001:db8:a::"), len: 48 }),
             addrs: vec![PoolAddr::new("203.0.113.10".parse().unwrap())],
         };
         let g2 = PoolGroup { clients: None, addrs: vec![PoolAddr::new("203.0.113.20".parse().unwrap())] };

@@ -2,19 +2,28 @@
 //! defaults below) plus command-line overrides. Pure code: text in, a
 //! validated [`Config`] or an error naming the file, the line and the key out.
 //!
-//! What can change at run time (SIGHUP, `nat64ctl reload`) and what needs a
-//! restart is decided here too ([`Config::restart_only_changes`]), so a
-//! reload either applies a whole file or none of it.
+//! The serde types below are the configuration's one source of truth: the
+//! sections hold the core's own types where it has them (`nat::Timeouts`,
+//! `nat::Limits`, `nat::Filtering`), the flags are [`flags::Overrides`], and
+//! what can change at run time (SIGHUP, `nat64ctl reload`) is decided by
+//! comparing whole sections ([`reload`]), so a reload either applies a whole
+//! file or none of it.
 
-use crate::addr::Prefix6052;
+use crate::addr::{IpNet, Net4, Net6, Prefix6052};
 use crate::dns64::server::{ServerConfig, Settings as Dns64Settings};
-use crate::dns64::{Dns64, IpNet, Net4, Net6};
-use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, UDP_MIN};
+use crate::dns64::Dns64;
+use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, DAY, TCP_EST, TCP_TRANS, UDP_MIN, WEEK};
 use serde::{Deserialize, Serialize};
 use std::fmt::{self, Display};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+mod flags;
+mod reload;
+
+pub use flags::Overrides;
+pub use reload::RELOADABLE;
 
 /// Serialize with `Display`, deserialize with `FromStr` (prefixes, networks).
 mod text {
@@ -37,46 +46,35 @@ mod text {
     }
 }
 
-/// An IPv4 address or prefix of pool4 (`203.0.113.0/28`, `203.0.113.7`), /16 to /32.
+/// A pool4 entry: an IPv4 address or network (`203.0.113.0/28`,
+/// `203.0.113.7`), /16 to /32, host bits clear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ipv4Net {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
+pub struct PoolNet(pub Net4);
 
-impl Ipv4Net {
-    /// Every address of the network (at most 65536).
+/// The shortest pool4 prefix one entry may have (65536 addresses).
+pub const POOL4_MIN_LEN: u8 = 16;
+
+impl PoolNet {
+    /// Every address of the entry.
     pub fn addrs(&self) -> impl Iterator<Item = Ipv4Addr> {
-        let base = u32::from(self.addr);
-        (0..(1u32 << (32 - self.len))).map(move |i| Ipv4Addr::from(base + i))
+        self.0.addrs()
     }
 }
 
-impl FromStr for Ipv4Net {
+impl FromStr for PoolNet {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, len) = match s.split_once('/') {
-            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("'{s}': bad prefix length"))?),
-            None => (s, 32),
-        };
-        let a: Ipv4Addr = a.parse().map_err(|_| format!("'{s}' is not an IPv4 address or prefix"))?;
-        if !(16..=32).contains(&len) {
-            return Err(format!("'{s}': pool4 prefix length must be 16 to 32"));
+        let n: Net4 = s.parse().map_err(|e: crate::addr::NetError| e.to_string())?;
+        if n.len < POOL4_MIN_LEN {
+            return Err(format!("'{s}': pool4 prefix length must be {POOL4_MIN_LEN} to 32"));
         }
-        let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
-        if u32::from(a) & !mask != 0 {
-            return Err(format!(
-                "'{s}' has host bits set (the network is {}/{len})",
-                Ipv4Addr::from(u32::from(a) & mask)
-            ));
-        }
-        Ok(Ipv4Net { addr: a, len })
+        n.network(s).map(PoolNet).map_err(|e| e.to_string())
     }
 }
 
-impl fmt::Display for Ipv4Net {
+impl fmt::Display for PoolNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
+        self.0.fmt(f)
     }
 }
 
@@ -133,61 +131,6 @@ impl Default for TunSection {
     }
 }
 
-/// Session lifetimes in seconds (RFC 6146 section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutSection {
-    /// UDP_DEFAULT; RFC 6146 4 forbids less than UDP_MIN (120).
-    pub udp: u64,
-    /// TCP_EST (established connections).
-    pub tcp_est: u64,
-    /// TCP_TRANS (opening and closing connections).
-    pub tcp_trans: u64,
-    /// ICMP_DEFAULT (echo sessions).
-    pub icmp: u64,
-}
-
-impl Default for TimeoutSection {
-    fn default() -> Self {
-        let t = Timeouts::default();
-        TimeoutSection {
-            udp: t.udp / 1000,
-            tcp_est: t.tcp_est / 1000,
-            tcp_trans: t.tcp_trans / 1000,
-            icmp: t.icmp / 1000,
-        }
-    }
-}
-
-/// Bounds on state, so one host cannot take the gateway down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitSection {
-    pub max_sessions: usize,
-    pub sessions_per_host: u32,
-    pub sessions_per_net64: u32,
-    pub bibs_per_host: u32,
-}
-
-impl Default for LimitSection {
-    fn default() -> Self {
-        let l = Limits::default();
-        LimitSection {
-            max_sessions: l.max_sessions,
-            sessions_per_host: l.sessions_per_host,
-            sessions_per_net64: l.sessions_per_net64,
-            bibs_per_host: l.bibs_per_host,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FilteringMode {
-    EndpointIndependent,
-    AddressDependent,
-}
-
 /// The stateful NAT (RFC 6146).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -195,21 +138,22 @@ pub struct NatSection {
     /// Table shards (locks); each owns the pool4 ports of its 64-port blocks.
     pub shards: usize,
     /// Inbound filtering (RFC 4787): "endpoint-independent" or "address-dependent".
-    pub filtering: FilteringMode,
+    pub filtering: Filtering,
     /// Drop TCP connections opened from the IPv4 side instead of holding the SYN (RFC 6146 3.5.2.2).
     pub drop_external_tcp: bool,
-    pub timeouts: TimeoutSection,
-    pub limits: LimitSection,
+    /// Session lifetimes, seconds in the file (RFC 6146 section 4).
+    pub timeouts: Timeouts,
+    pub limits: Limits,
 }
 
 impl Default for NatSection {
     fn default() -> Self {
         NatSection {
             shards: 16,
-            filtering: FilteringMode::EndpointIndependent,
+            filtering: Filtering::EndpointIndependent,
             drop_external_tcp: false,
-            timeouts: TimeoutSection::default(),
-            limits: LimitSection::default(),
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -245,6 +189,20 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+impl LogLevel {
+    /// The flag's form: a level name in any case.
+    pub fn parse(s: &str) -> Result<LogLevel, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            _ => Err(format!("'{s}' is not one of error, warn, info, debug, trace")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,7 +298,7 @@ pub struct Config {
 }
 
 /// One pool4 entry (a string in the file).
-pub type PoolEntry = Text<Ipv4Net>;
+pub type PoolEntry = Text<PoolNet>;
 
 impl Default for Config {
     fn default() -> Self {
@@ -423,29 +381,6 @@ impl KeyIndex {
     }
 }
 
-/// Command-line settings that override the file (and survive reloads).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub pool6: Option<Prefix6052>,
-    pub pool4: Vec<Ipv4Net>,
-    pub allow_non_global: bool,
-    pub tun: Option<String>,
-    pub mtu: Option<u16>,
-    pub no_setup: bool,
-    pub queues: Option<usize>,
-    pub no_offload: bool,
-    pub no_io_uring: bool,
-    pub shards: Option<usize>,
-    pub static_bib: Vec<StaticBib>,
-    pub socket: Option<PathBuf>,
-    pub metrics: Option<SocketAddr>,
-    pub log_level: Option<LogLevel>,
-    pub dns64_upstream: Vec<SocketAddr>,
-    pub dns64_listen: Vec<SocketAddr>,
-    pub dns64_allow: Vec<IpNet>,
-    pub dns64_only: bool,
-}
-
 impl Config {
     /// Parse and validate TOML text; `source` names it in errors.
     pub fn parse(src: &str, source: &str) -> Result<Config, ConfigError> {
@@ -479,7 +414,7 @@ impl Config {
             }
             None => Config::default(),
         };
-        cfg.apply(ov);
+        ov.apply(&mut cfg);
         cfg.validate().map_err(|(key, message)| ConfigError {
             source: "command line".into(),
             line: None,
@@ -489,66 +424,10 @@ impl Config {
         Ok(cfg)
     }
 
-    fn apply(&mut self, ov: &Overrides) {
-        if let Some(p) = ov.pool6 {
-            self.pool6 = p;
-        }
-        if !ov.pool4.is_empty() {
-            self.pool4 = ov.pool4.iter().map(|&n| Text(n)).collect();
-        }
-        self.allow_non_global |= ov.allow_non_global;
-        if let Some(t) = &ov.tun {
-            self.tun.name = t.clone();
-        }
-        if let Some(m) = ov.mtu {
-            self.tun.mtu = m;
-        }
-        if ov.no_setup {
-            self.tun.setup = false;
-        }
-        if let Some(q) = ov.queues {
-            self.tun.queues = q;
-        }
-        if ov.no_offload {
-            self.tun.offload = false;
-        }
-        if ov.no_io_uring {
-            self.tun.io_uring = false;
-        }
-        if let Some(s) = ov.shards {
-            self.nat.shards = s;
-        }
-        for b in &ov.static_bib {
-            if !self.static_bib.contains(b) {
-                self.static_bib.push(*b);
-            }
-        }
-        if let Some(s) = &ov.socket {
-            self.control.socket = s.clone();
-        }
-        if let Some(m) = ov.metrics {
-            self.metrics.listen = Some(m);
-        }
-        if let Some(l) = ov.log_level {
-            self.log.level = l;
-        }
-        if !ov.dns64_upstream.is_empty() {
-            self.dns64.enabled = true;
-            self.dns64.upstream = ov.dns64_upstream.clone();
-        }
-        if !ov.dns64_listen.is_empty() {
-            self.dns64.listen = ov.dns64_listen.clone();
-        }
-        self.dns64.only |= ov.dns64_only;
-        if !ov.dns64_allow.is_empty() {
-            self.dns64.allow = ov.dns64_allow.iter().map(|&n| Text(n)).collect();
-        }
-    }
-
     /// Checks serde cannot express; the error names the key.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
-        let total: u64 = self.pool4.iter().map(|e| 1u64 << (32 - e.0.len)).sum();
+        let total: u64 = self.pool4.iter().map(|e| e.0 .0.size()).sum();
         if total > 1 << 16 {
             return err("pool4", format!("{total} addresses; at most 65536 are supported"));
         }
@@ -568,22 +447,30 @@ impl Config {
             return err("nat.shards", format!("{} is not in 1..=1024", self.nat.shards));
         }
         let t = &self.nat.timeouts;
-        if t.udp * 1000 < UDP_MIN {
-            return err("nat.timeouts.udp", format!("{} s is below UDP_MIN, 120 s (RFC 6146 section 4)", t.udp));
+        let s = |ms: u64| ms / 1000;
+        if t.udp < UDP_MIN {
+            return err(
+                "nat.timeouts.udp",
+                format!("{} s is below UDP_MIN, {} s (RFC 6146 section 4)", s(t.udp), s(UDP_MIN)),
+            );
         }
-        if t.tcp_est * 1000 < 2 * 3600 * 1000 + 4 * 60 * 1000 {
+        if t.tcp_est < TCP_EST {
             return err(
                 "nat.timeouts.tcp_est",
-                format!("{} s is below TCP_EST, 7440 s (RFC 6146 section 4 forbids less)", t.tcp_est),
+                format!("{} s is below TCP_EST, {} s (RFC 6146 section 4 forbids less)", s(t.tcp_est), s(TCP_EST)),
             );
         }
-        if t.tcp_trans < 240 {
+        if t.tcp_trans < TCP_TRANS {
             return err(
                 "nat.timeouts.tcp_trans",
-                format!("{} s is below TCP_TRANS, 240 s (RFC 6146 section 4 forbids less)", t.tcp_trans),
+                format!(
+                    "{} s is below TCP_TRANS, {} s (RFC 6146 section 4 forbids less)",
+                    s(t.tcp_trans),
+                    s(TCP_TRANS)
+                ),
             );
         }
-        if t.icmp == 0 || t.udp > 86400 * 7 || t.tcp_est > 86400 * 7 || t.tcp_trans > 86400 || t.icmp > 86400 {
+        if t.icmp < 1000 || t.udp > WEEK || t.tcp_est > WEEK || t.tcp_trans > DAY || t.icmp > DAY {
             return err(
                 "nat.timeouts",
                 "timeouts must be at least 1 s and at most a week (a day for tcp_trans and icmp)".into(),
@@ -595,7 +482,7 @@ impl Config {
         }
         let (mut seen6, mut seen4) = (std::collections::HashSet::new(), std::collections::HashSet::new());
         for b in &self.static_bib {
-            if !self.pool4.iter().any(|e| e.0.addrs().any(|a| a == *b.ipv4.ip())) {
+            if !self.pool4.iter().any(|e| e.0 .0.contains(*b.ipv4.ip())) {
                 return err("static_bib.ipv4", format!("{} is not a pool4 address", b.ipv4.ip()));
             }
             if !seen6.insert((b.proto, b.ipv6)) {
@@ -662,45 +549,9 @@ impl Config {
         }
     }
 
-    /// Keys that differ between `self` and `new` and cannot change without a
-    /// restart (the device, the prefix, the table layout, the sockets).
-    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        let mut v = vec![];
-        if self.pool6 != new.pool6 {
-            v.push("pool6");
-        }
-        if self.allow_non_global != new.allow_non_global {
-            v.push("allow_non_global");
-        }
-        if self.tun != new.tun {
-            v.push("tun");
-        }
-        if self.nat.shards != new.nat.shards {
-            v.push("nat.shards");
-        }
-        if self.nat.filtering != new.nat.filtering {
-            v.push("nat.filtering");
-        }
-        if self.control != new.control {
-            v.push("control");
-        }
-        if self.metrics != new.metrics {
-            v.push("metrics");
-        }
-        if self.log != new.log {
-            v.push("log");
-        }
-        let (a, b) = (&self.dns64, &new.dns64);
-        if a.enabled != b.enabled
-            || a.only != b.only
-            || a.listen != b.listen
-            || a.threads != b.threads
-            || a.cache_size != b.cache_size
-            || a.cache_max_ttl != b.cache_max_ttl
-        {
-            v.push("dns64 (enabled, only, listen, threads, cache_size, cache_max_ttl)");
-        }
-        v
+    /// How many pool4 addresses there are.
+    pub fn pool4_size(&self) -> u64 {
+        self.pool4.iter().map(|e| e.0 .0.size()).sum()
     }
 
     /// Every pool4 address, in order.
@@ -712,25 +563,10 @@ impl Config {
     pub fn nat_config(&self) -> NatConfig {
         let mut c = NatConfig::new(self.pool6, &self.pool4_addrs());
         c.allow_non_global = self.allow_non_global;
-        let t = &self.nat.timeouts;
-        c.timeouts = Timeouts {
-            udp: t.udp * 1000,
-            tcp_est: t.tcp_est * 1000,
-            tcp_trans: t.tcp_trans * 1000,
-            icmp: t.icmp * 1000,
-        };
-        c.filtering = match self.nat.filtering {
-            FilteringMode::EndpointIndependent => Filtering::EndpointIndependent,
-            FilteringMode::AddressDependent => Filtering::AddressDependent,
-        };
+        c.timeouts = self.nat.timeouts;
+        c.filtering = self.nat.filtering;
         c.drop_external_tcp = self.nat.drop_external_tcp;
-        let l = &self.nat.limits;
-        c.limits = Limits {
-            max_sessions: l.max_sessions,
-            sessions_per_host: l.sessions_per_host,
-            sessions_per_net64: l.sessions_per_net64,
-            bibs_per_host: l.bibs_per_host,
-        };
+        c.limits = self.nat.limits;
         c
     }
 

@@ -1,0 +1,382 @@
+//! The daemon's life, in named steps: load the configuration, open the
+//! dataplane (TUN queues with the offload fallback, the io_uring probe, the
+//! device's link and routes), build the NAT, bind the management sockets,
+//! start DNS64, spawn the workers and the listeners, supervise them, and
+//! summarise at the stop. Each step fails with a [`StartError`] that knows
+//! its exit status.
+
+use super::{device, listeners, Notifier, State};
+use crate::config::{Config, ConfigError, Overrides};
+use crate::dataplane::tun::Tun;
+use crate::dataplane::worker::{self, WorkerSlot, WorkerStats};
+use crate::dns64::server::Dns64Server;
+use crate::nat::{Nat, NatError};
+use crate::xlat::{DropReason, XlatConfig};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// Exit status after a clean stop.
+pub const EXIT_OK: u8 = 0;
+/// Exit status when the system refused something (a device, a socket, a thread).
+pub const EXIT_SYSTEM: u8 = 1;
+/// Exit status for a configuration the daemon cannot run.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Why the daemon could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("no pool4 addresses: give --pool4 or set pool4 = [\"203.0.113.0/28\"] in the configuration")]
+    NoPool4,
+    #[error(
+        "cannot open TUN device '{name}' with {queues} queue(s): {source} (needs CAP_NET_ADMIN and read-write access to /dev/net/tun)"
+    )]
+    OpenTun { name: String, queues: usize, source: io::Error },
+    #[error("{0}")]
+    Device(String),
+    #[error("static BIB {entry}: {source}")]
+    StaticBib { entry: String, source: NatError },
+    #[error("{0}")]
+    Control(String),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: io::Error },
+    #[error("{0}")]
+    Dns64(String),
+    #[error("cannot handle signals: {0}")]
+    Signals(io::Error),
+    #[error("cannot start {what}: {source}")]
+    Thread { what: String, source: io::Error },
+}
+
+impl StartError {
+    /// The process exit status this error ends the daemon with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) | StartError::NoPool4 => EXIT_CONFIG,
+            _ => EXIT_SYSTEM,
+        }
+    }
+}
+
+/// Run the daemon until SIGTERM / SIGINT. Returns the process exit code:
+/// [`EXIT_OK`] after a clean stop, [`EXIT_SYSTEM`] when the system refused
+/// something, [`EXIT_CONFIG`] for a bad configuration.
+pub fn run(path: Option<PathBuf>, ov: Overrides) -> u8 {
+    let cfg = match load(path.as_deref(), &ov) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nat64d: {e}");
+            return e.exit_code();
+        }
+    };
+    let notify = Notifier::from_env();
+    super::init_logging(&cfg);
+    match start(cfg, path, ov, notify) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Step 1: the configuration, with the checks only a running daemon needs.
+fn load(path: Option<&std::path::Path>, ov: &Overrides) -> Result<Config, StartError> {
+    let cfg = Config::load(path, ov)?;
+    if cfg.pool4.is_empty() && !cfg.dns64.only {
+        return Err(StartError::NoPool4);
+    }
+    Ok(cfg)
+}
+
+/// The opened TUN queues and how they move packets.
+struct Dataplane {
+    tuns: Vec<Tun>,
+    /// The device's name as the kernel gave it ("-" with DNS64 alone).
+    name: String,
+    /// What the offloads do, for the start line.
+    offload: String,
+    io: worker::Io,
+}
+
+/// Step 2: open the TUN queues (offloads when the kernel takes them), probe
+/// io_uring, and set up the device's link and routes.
+fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
+    let mut dp = Dataplane { tuns: vec![], name: "-".into(), offload: "off".into(), io: worker::Io::Plain };
+    if cfg.dns64.only {
+        return Ok(dp);
+    }
+    let queues = match cfg.tun.queues {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let open = |vnet: bool| {
+        Tun::open_queues(&cfg.tun.name, queues, vnet).map_err(|source| StartError::OpenTun {
+            name: cfg.tun.name.clone(),
+            queues,
+            source,
+        })
+    };
+    dp.tuns = open(cfg.tun.offload)?;
+    if cfg.tun.offload {
+        match dp.tuns[0].set_offload() {
+            Ok(o) => dp.offload = if o.uso { "TSO and USO".into() } else { "TSO (no USO in this kernel)".into() },
+            Err(e) => {
+                warn!("TUN offloads unavailable ({e}): running without them");
+                dp.tuns.clear();
+                dp.tuns = open(false)?;
+            }
+        }
+    }
+    if cfg.tun.io_uring {
+        match crate::dataplane::uring::probe() {
+            Ok(()) => dp.io = worker::Io::Batched,
+            Err(e) => warn!("io_uring unavailable ({e}): one read and one write per packet"),
+        }
+    }
+    dp.name = dp.tuns[0].name().to_string();
+    if cfg.tun.setup {
+        device::setup(&dp.name, cfg).map_err(StartError::Device)?;
+    }
+    Ok(dp)
+}
+
+/// Step 3: the NAT tables with the configured static BIB entries.
+fn build_nat(cfg: &Config) -> Result<Nat, StartError> {
+    let nat = Nat::new(cfg.nat_config(), cfg.nat.shards);
+    for b in &cfg.static_bib {
+        nat.add_static(b.proto, (*b.ipv6.ip(), b.ipv6.port()), (*b.ipv4.ip(), b.ipv4.port())).map_err(|source| {
+            StartError::StaticBib { entry: format!("{} {} {}", b.proto.label(), b.ipv6, b.ipv4), source }
+        })?;
+    }
+    Ok(nat)
+}
+
+/// Step 4: the control socket and the optional metrics listener.
+fn bind_management(cfg: &Config) -> Result<(UnixListener, Option<TcpListener>), StartError> {
+    let control = listeners::bind_control(&cfg.control.socket).map_err(StartError::Control)?;
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?),
+        None => None,
+    };
+    Ok((control, metrics))
+}
+
+/// Step 5: the DNS64 server, when enabled.
+fn start_dns64(cfg: &Config) -> Result<Option<Dns64Server>, StartError> {
+    if !cfg.dns64.enabled {
+        return Ok(None);
+    }
+    let files = crate::sys::raise_nofile_limit();
+    if files < 8192 {
+        warn!("dns64: only {files} open files allowed (RLIMIT_NOFILE); queries beyond that get SERVFAIL under load");
+    }
+    let d =
+        Dns64Server::start(cfg.dns64_server(), cfg.dns64_settings()).map_err(|e| StartError::Dns64(e.to_string()))?;
+    let s = d.settings();
+    info!(
+        "dns64: answering on {} for {}, forwarding to {}, synthesising under {}",
+        join(d.local_addrs()),
+        join(&s.allow),
+        join(&s.upstream),
+        join(&s.dns64.prefixes)
+    );
+    let loopback_only = s.allow.iter().all(|n| n.addr.is_loopback());
+    if loopback_only && d.local_addrs().iter().any(|a| !a.ip().is_loopback()) {
+        warn!("dns64: only loopback clients are allowed (dns64.allow); other clients get REFUSED");
+    }
+    Ok(Some(d))
+}
+
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn spawn<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(
+    name: String,
+    what: &str,
+    f: F,
+) -> Result<JoinHandle<T>, StartError> {
+    std::thread::Builder::new().name(name).spawn(f).map_err(|source| StartError::Thread { what: what.into(), source })
+}
+
+type Worker = JoinHandle<io::Result<WorkerStats>>;
+
+/// Step 6: one worker thread per TUN queue (the first one sweeps).
+fn spawn_workers(
+    state: &Arc<State>,
+    tuns: Vec<Tun>,
+    xcfg: &XlatConfig,
+    stop: &Arc<AtomicBool>,
+    io: worker::Io,
+) -> Result<Vec<Worker>, StartError> {
+    let mut workers = Vec::with_capacity(tuns.len());
+    for (i, tun) in tuns.into_iter().enumerate() {
+        let (st, stop, xcfg) = (Arc::clone(state), Arc::clone(stop), xcfg.clone());
+        workers.push(spawn(format!("nat64d-w{i}"), &format!("worker {i}"), move || {
+            worker::run(&tun, &st.nat, xcfg, &stop, &st.slots[i], i == 0, st.epoch, io)
+        })?);
+    }
+    Ok(workers)
+}
+
+/// Step 7: the control socket's and the metrics endpoint's threads.
+fn spawn_listeners(state: &Arc<State>, control: UnixListener, metrics: Option<TcpListener>) -> Result<(), StartError> {
+    let st = Arc::clone(state);
+    spawn("nat64d-ctl".into(), "the control thread", move || listeners::serve_control(st, control))?;
+    if let Some(l) = metrics {
+        let st = Arc::clone(state);
+        info!("metrics at http://{}/metrics", l.local_addr().map_or("?".into(), |a| a.to_string()));
+        spawn("nat64d-metrics".into(), "the metrics thread", move || listeners::serve_metrics(st, l))?;
+    }
+    Ok(())
+}
+
+fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) -> Result<u8, StartError> {
+    let dp = open_dataplane(&cfg)?;
+    let nat = build_nat(&cfg)?;
+    let (control, metrics) = bind_management(&cfg)?;
+    let dns64 = start_dns64(&cfg)?;
+    let xcfg = XlatConfig { ipv6_mtu: cfg.tun.mtu.max(1280), ipv4_mtu: cfg.tun.mtu, ..XlatConfig::default() };
+    let socket_path = cfg.control.socket.clone();
+    let state = Arc::new(State {
+        nat,
+        cfg: Mutex::new(cfg),
+        path,
+        ov,
+        slots: (0..dp.tuns.len()).map(|_| WorkerSlot::default()).collect(),
+        epoch: Instant::now(),
+        notify,
+        tun: dp.name.clone(),
+        dns64,
+    });
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
+    spawn_listeners(&state, control, metrics)?;
+    summarise_start(&state, &dp.offload, dp.io, &socket_path);
+    state.notify.ready(&state.status());
+
+    let mut failed = supervise(&state, signals, &workers);
+    state.notify.stopping();
+    stop.store(true, Ordering::Relaxed);
+    let finals = join_workers(&state, workers, &mut failed);
+    let _ = std::fs::remove_file(&socket_path);
+    summarise_stop(&state, &finals);
+    Ok(if failed { EXIT_SYSTEM } else { EXIT_OK })
+}
+
+/// The start line: what is translated, where, and how.
+fn summarise_start(state: &State, offload: &str, io: worker::Io, socket: &std::path::Path) {
+    if state.slots.is_empty() {
+        info!("serving DNS64 only (no TUN device, no translation); control socket {}", socket.display());
+        return;
+    }
+    let c = state.config();
+    info!(
+        "translating {} <-> {} pool4 address(es) on {} with {} worker(s), offloads {offload}, {}; control socket {}",
+        c.pool6,
+        c.pool4_size(),
+        state.tun,
+        state.slots.len(),
+        if io == worker::Io::Batched { "batched I/O (io_uring)" } else { "a read and a write per packet" },
+        socket.display()
+    );
+}
+
+/// Step 8: until a stop signal (or a worker's death): reloads on SIGHUP,
+/// watchdog pings while every worker goes round its loop. True when a
+/// worker stopped unexpectedly.
+fn supervise(state: &State, mut signals: Signals, workers: &[Worker]) -> bool {
+    let mut last_ping = Instant::now() - Duration::from_secs(3600);
+    loop {
+        for sig in signals.pending() {
+            if sig == SIGHUP {
+                let _ = state.reload();
+            } else {
+                info!("signal {sig}: stopping");
+                return false;
+            }
+        }
+        if workers.iter().any(|w| w.is_finished()) {
+            error!("a worker stopped unexpectedly; stopping");
+            return true;
+        }
+        if let Some(wd) = state.notify.watchdog {
+            let now = state.now();
+            let alive = state.slots.iter().all(|s| now.saturating_sub(s.heartbeat.load(Ordering::Relaxed)) < 5000);
+            if alive && last_ping.elapsed() >= wd / 2 {
+                state.notify.watchdog_ping();
+                last_ping = Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Step 9: collect the workers' final counters; a worker that failed or
+/// panicked sets `failed`.
+fn join_workers(state: &State, workers: Vec<Worker>, failed: &mut bool) -> Vec<WorkerStats> {
+    let mut finals = vec![];
+    for (i, w) in workers.into_iter().enumerate() {
+        match w.join() {
+            Ok(Ok(s)) => finals.push(s),
+            Ok(Err(e)) => {
+                error!("worker {i}: {}: {e}", state.tun);
+                *failed = true;
+                finals.push(state.slots[i].snapshot());
+            }
+            Err(_) => {
+                error!("worker {i} panicked");
+                *failed = true;
+            }
+        }
+    }
+    finals
+}
+
+/// Step 10: the final log lines (packets, drops by reason, DNS64).
+fn summarise_stop(state: &State, finals: &[WorkerStats]) {
+    let mut total = WorkerStats::default();
+    for f in finals {
+        total.merge(f);
+    }
+    let x = &total.xlat;
+    info!(
+        "stopped: {} packets IPv6->IPv4, {} IPv4->IPv6, {} dropped, {} ICMP errors sent, {} lost writing to the TUN device, {} sessions left",
+        x.out_6to4.packets.iter().sum::<u64>(),
+        x.in_4to6.packets.iter().sum::<u64>(),
+        x.drops.iter().sum::<u64>(),
+        x.icmp_errors_sent,
+        total.tun_write_errors,
+        state.nat.session_count()
+    );
+    for r in DropReason::ALL {
+        if x.dropped(*r) > 0 {
+            info!("  dropped {}: {}", r.label(), x.dropped(*r));
+        }
+    }
+    if let Some(d) = &state.dns64 {
+        let d = d.stats();
+        info!(
+            "dns64: {} queries ({} UDP, {} TCP), {} from the cache, {} synthesised, {} refused, {} SERVFAIL",
+            d.queries_udp + d.queries_tcp,
+            d.queries_udp,
+            d.queries_tcp,
+            d.cache_hits,
+            d.synthesized,
+            d.refused,
+            d.servfail
+        );
+    }
+}
