@@ -11,7 +11,9 @@
 //! and segment a super-packet in software (the fallback when its segments
 //! would not fit the other side's MTU after translation).
 
-use crate::wire::checksum;
+use crate::wire::ipv4::{self, field as f4};
+use crate::wire::ipv6::{self, field as f6};
+use crate::wire::{be16, checksum, proto, put16, tcp, udp};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const VNET_HDR_LEN: usize = 10;
@@ -83,41 +85,52 @@ impl L4 {
     }
     /// Offset of the checksum within the transport header.
     pub fn csum_offset(&self) -> usize {
-        if self.proto == 6 {
-            16
+        if self.proto == proto::TCP {
+            tcp::CHECKSUM
         } else {
-            6
+            udp::CHECKSUM
         }
+    }
+    /// Where the transport header is once the translator has rewritten the
+    /// packet in place: behind a bare header of the other family (RFC 7915
+    /// writes IPv4 without options, IPv6 without extension headers for an
+    /// unfragmented packet), the transport header itself unchanged.
+    pub fn translated(&self) -> L4 {
+        let l3_len = if self.v6 { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
+        L4 { v6: !self.v6, l3_len, ..*self }
     }
 }
 
 /// Locate the transport header of an unfragmented TCP or UDP packet whose
 /// IP lengths match the buffer (IPv6: no extension headers). None otherwise.
 pub fn locate(pkt: &[u8]) -> Option<L4> {
+    /// MF and the fragment offset: any of them set makes a fragment.
+    const FRAGMENT_BITS: u16 = 0x3fff;
     let (v6, l3_len, proto, total) = match pkt.first()? >> 4 {
         4 => {
             let ihl = (pkt[0] & 0x0f) as usize * 4;
-            if ihl < 20 || pkt.len() < ihl {
+            if ihl < ipv4::HEADER_LEN || pkt.len() < ihl {
                 return None;
             }
-            let frag = u16::from_be_bytes([pkt[6], pkt[7]]);
-            if frag & 0x3fff != 0 {
+            if be16(pkt, f4::FLAGS) & FRAGMENT_BITS != 0 {
                 return None;
             }
-            (false, ihl, pkt[9], u16::from_be_bytes([pkt[2], pkt[3]]) as usize)
+            (false, ihl, pkt[f4::PROTOCOL], be16(pkt, f4::TOTAL_LEN) as usize)
         }
-        6 if pkt.len() >= 40 => (true, 40, pkt[6], 40 + u16::from_be_bytes([pkt[4], pkt[5]]) as usize),
+        6 if pkt.len() >= ipv6::HEADER_LEN => {
+            (true, ipv6::HEADER_LEN, pkt[f6::NEXT_HEADER], ipv6::HEADER_LEN + be16(pkt, f6::PAYLOAD_LEN) as usize)
+        }
         _ => return None,
     };
     if total != pkt.len() {
         return None;
     }
     let l4_hdr_len = match proto {
-        6 => (*pkt.get(l3_len + 12)? >> 4) as usize * 4,
-        17 => 8,
+        proto::TCP => (*pkt.get(l3_len + tcp::DATA_OFFSET)? >> 4) as usize * 4,
+        proto::UDP => udp::HEADER_LEN,
         _ => return None,
     };
-    if (proto == 6 && l4_hdr_len < 20) || pkt.len() < l3_len + l4_hdr_len {
+    if (proto == proto::TCP && l4_hdr_len < tcp::MIN_LEN) || pkt.len() < l3_len + l4_hdr_len {
         return None;
     }
     Some(L4 { v6, l3_len, proto, l4_hdr_len })
@@ -134,7 +147,7 @@ pub fn complete_csum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
     }
     let mut c = !checksum::fold32(checksum::sum(0, &pkt[start..]));
     // A UDP checksum of zero means "none": send all ones instead (RFC 768).
-    if c == 0 && offset == 6 {
+    if c == 0 && offset == udp::CHECKSUM {
         c = 0xffff;
     }
     pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -143,12 +156,12 @@ pub fn complete_csum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
 
 fn addrs4(pkt: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
     let a = |o: usize| Ipv4Addr::new(pkt[o], pkt[o + 1], pkt[o + 2], pkt[o + 3]);
-    (a(12), a(16))
+    (a(f4::SRC), a(f4::DST))
 }
 
 fn addrs6(pkt: &[u8]) -> (Ipv6Addr, Ipv6Addr) {
     let a = |o: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[o..o + 16]).unwrap_or([0; 16]));
-    (a(8), a(24))
+    (a(f6::SRC), a(f6::DST))
 }
 
 /// The pseudo-header sum (folded, not complemented) of a packet's transport
@@ -176,8 +189,8 @@ pub fn set_partial(pkt: &mut [u8], l4: &L4) {
 /// The virtio-net header to hand back with a translated super-packet.
 pub fn translated_hdr(inp: &VnetHdr, out: &L4) -> VnetHdr {
     let base = match (out.proto, out.v6) {
-        (6, false) => GSO_TCPV4,
-        (6, true) => GSO_TCPV6,
+        (proto::TCP, false) => GSO_TCPV4,
+        (proto::TCP, true) => GSO_TCPV6,
         _ => GSO_UDP_L4,
     };
     VnetHdr {
@@ -195,8 +208,8 @@ pub fn translated_hdr(inp: &VnetHdr, out: &L4) -> VnetHdr {
 /// the packet's family and protocol.
 pub fn gso_consistent(hdr: &VnetHdr, l4: &L4) -> bool {
     let want = match (l4.proto, l4.v6) {
-        (6, false) => GSO_TCPV4,
-        (6, true) => GSO_TCPV6,
+        (proto::TCP, false) => GSO_TCPV4,
+        (proto::TCP, true) => GSO_TCPV6,
         _ => GSO_UDP_L4,
     };
     hdr.flags & F_NEEDS_CSUM != 0
@@ -232,27 +245,27 @@ pub fn segment(pkt: &[u8], l4: &L4, gso_size: usize, i: usize, out: &mut [u8]) -
     o[h..].copy_from_slice(&pkt[from..from + chunk]);
     let l4_len = len - l4.l3_len;
     if l4.v6 {
-        o[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        put16(o, f6::PAYLOAD_LEN, l4_len as u16);
     } else {
-        o[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        let id = u16::from_be_bytes([o[4], o[5]]).wrapping_add(i as u16);
-        o[4..6].copy_from_slice(&id.to_be_bytes());
-        o[10..12].copy_from_slice(&[0, 0]);
+        put16(o, f4::TOTAL_LEN, len as u16);
+        put16(o, f4::IDENT, be16(o, f4::IDENT).wrapping_add(i as u16));
+        put16(o, f4::CHECKSUM, 0);
         let c = checksum::checksum(&o[..l4.l3_len]);
-        o[10..12].copy_from_slice(&c.to_be_bytes());
+        put16(o, f4::CHECKSUM, c);
     }
     let t = l4.l3_len;
-    if l4.proto == 6 {
-        let seq = u32::from_be_bytes([o[t + 4], o[t + 5], o[t + 6], o[t + 7]]).wrapping_add((i * gso) as u32);
-        o[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    if l4.proto == proto::TCP {
+        let s = t + tcp::SEQ;
+        let seq = u32::from_be_bytes([o[s], o[s + 1], o[s + 2], o[s + 3]]).wrapping_add((i * gso) as u32);
+        o[s..s + 4].copy_from_slice(&seq.to_be_bytes());
         if i + 1 < n {
-            o[t + 13] &= !(0x01 | 0x08); // FIN, PSH: last segment only
+            o[t + tcp::FLAGS] &= !(tcp::FIN | tcp::PSH); // last segment only
         }
         if i > 0 {
-            o[t + 13] &= !0x80; // CWR: first segment only
+            o[t + tcp::FLAGS] &= !tcp::CWR; // first segment only
         }
     } else {
-        o[t + 4..t + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        put16(o, t + udp::LEN, l4_len as u16);
     }
     let at = t + l4.csum_offset();
     let p = pseudo(o, l4, l4_len);

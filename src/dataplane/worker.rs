@@ -12,7 +12,7 @@ use super::tun::Tun;
 use super::uring::{self, Ring, Slots};
 use super::vnet::{self, VnetHdr, F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::nat::Nat;
-use crate::xlat::{proto_index, DropReason, Mapper, Stats, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
+use crate::xlat::{DropReason, Mapper, Stats, Translator, Verdict, XlatConfig, OUT_BUF_LEN};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -339,20 +339,16 @@ pub fn offload_packet<M: Mapper>(
     if out_l3 + l4.l4_hdr_len + gso <= mtu as usize {
         // The common case: translate the headers once, hand the super-packet
         // back with the other family's GSO type; the kernel segments it.
-        match x.translate_gso_in_place(buf, HEADROOM, len, out, map) {
+        match x.translate_gso_in_place(buf, HEADROOM, len, out, map, segs as u32) {
             Verdict::Forward(o) if o.in_place => {
+                // The translator wrote a bare IP header of the other family
+                // before the same transport header: no second parse needed.
+                let l4o = l4.translated();
                 let p = &mut buf[o.start..o.start + o.len];
-                let Some(l4o) = vnet::locate(p) else {
-                    stats.bad_vnet_header += 1;
-                    return Ok(());
-                };
                 vnet::set_partial(p, &l4o);
                 let h = vnet::translated_hdr(&hdr, &l4o).emit();
                 stats.gso_packets += 1;
                 stats.gso_segments += segs as u64;
-                // Count the segments as the packets they are.
-                let c = if l4.v6 { &mut x.stats.out_6to4 } else { &mut x.stats.in_4to6 };
-                c.packets[proto_index(l4o.proto)] += segs as u64 - 1;
                 send(&h, p)
             }
             v => plain(v, buf, out, send),
@@ -426,6 +422,11 @@ mod tests {
     use vnet::{GSO_TCPV4, GSO_TCPV6};
 
     fn run(pkt: &[u8], hdr: VnetHdr, cfg: XlatConfig) -> (OffloadStats, Vec<(VnetHdr, Vec<u8>)>) {
+        let (st, sent, _) = run_counted(pkt, hdr, cfg);
+        (st, sent)
+    }
+
+    fn run_counted(pkt: &[u8], hdr: VnetHdr, cfg: XlatConfig) -> (OffloadStats, Vec<(VnetHdr, Vec<u8>)>, Stats) {
         let mut buf = vec![0u8; HEADROOM + 65536];
         buf[HEADROOM - VNET_HDR_LEN..HEADROOM].copy_from_slice(&hdr.emit());
         buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
@@ -439,7 +440,7 @@ mod tests {
         let mut x = Translator::new(cfg);
         let n = VNET_HDR_LEN + pkt.len();
         offload_packet(&mut x, &mut buf, n, &mut out, &mut scratch, &mut AnyMapper, &mut stats, &mut sink).unwrap();
-        (stats, sent)
+        (stats, sent, x.stats)
     }
 
     fn super_packet(mut p: Vec<u8>, gso: u16) -> (Vec<u8>, VnetHdr) {
@@ -466,8 +467,9 @@ mod tests {
         let dst = "2001:db8:64::c000:202".parse().unwrap();
         let (p, h) = super_packet(V6::new(src, dst, 6, tcp(40000, 80, 1, 0x18, &data)).build(), 1440);
         let cfg = XlatConfig { ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() };
-        let (st, sent) = run(&p, h, cfg);
+        let (st, sent, counted) = run_counted(&p, h, cfg);
         assert_eq!((st.gso_packets, st.gso_segments, st.software_segmented), (1, 14, 0));
+        assert_eq!(counted.out_6to4.packets[0], 14, "the super-packet counts as the 14 TCP packets it carries");
         assert_eq!(sent.len(), 1);
         let (h4, p4) = &sent[0];
         assert_eq!((h4.gso_type, h4.gso_size, h4.csum_start, h4.hdr_len), (GSO_TCPV4, 1440, 20, 40));

@@ -115,42 +115,62 @@ impl Ipv4Header {
     }
 }
 
-/// Write a 20-byte IPv4 header (no options) with its checksum into `b[..20]`.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn emit(
-    b: &mut [u8],
-    tos: u8,
-    total_len: u16,
-    ident: u16,
-    dont_frag: bool,
-    more_frags: bool,
-    frag_offset: u16,
-    ttl: u8,
-    protocol: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-) {
-    let flags = ((dont_frag as u16) << 14) | ((more_frags as u16) << 13) | (frag_offset & 0x1fff);
-    let h = &mut b[..20];
-    h[0] = 0x45;
-    h[1] = tos;
-    h[2..4].copy_from_slice(&total_len.to_be_bytes());
-    h[4..6].copy_from_slice(&ident.to_be_bytes());
-    h[6..8].copy_from_slice(&flags.to_be_bytes());
-    h[8] = ttl;
-    h[9] = protocol;
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    // The header checksum from the field values, without reading the bytes back.
-    let sum = (0x4500 | tos as u32)
-        + total_len as u32
-        + ident as u32
-        + flags as u32
-        + ((ttl as u32) << 8 | protocol as u32)
-        + checksum::sum_addr4(src)
-        + checksum::sum_addr4(dst);
-    h[10..12].copy_from_slice(&checksum::finish(sum).to_be_bytes());
+/// Byte offsets of the fixed IPv4 header's fields (RFC 791 3.1).
+pub mod field {
+    pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLAGS: usize = 6;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
+
+/// Length of an IPv4 header without options (what the translator writes).
+pub const HEADER_LEN: usize = 20;
+
+/// The fields of an IPv4 header the translator writes (no options):
+/// `Ipv4Repr { .. }.emit(buf)`, so no two fields can be swapped by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Repr {
+    pub tos: u8,
+    pub total_len: u16,
+    pub ident: u16,
+    pub dont_frag: bool,
+    pub more_frags: bool,
+    /// Fragment offset in 8-byte units.
+    pub frag_offset: u16,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+impl Ipv4Repr {
+    /// Write the 20-byte header with its checksum into `b[..20]`.
+    #[inline(always)]
+    pub fn emit(&self, b: &mut [u8]) {
+        let flags = ((self.dont_frag as u16) << 14) | ((self.more_frags as u16) << 13) | (self.frag_offset & 0x1fff);
+        let h = &mut b[..HEADER_LEN];
+        h[0] = 0x45;
+        h[1] = self.tos;
+        h[2..4].copy_from_slice(&self.total_len.to_be_bytes());
+        h[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        h[6..8].copy_from_slice(&flags.to_be_bytes());
+        h[8] = self.ttl;
+        h[9] = self.protocol;
+        h[12..16].copy_from_slice(&self.src.octets());
+        h[16..20].copy_from_slice(&self.dst.octets());
+        // The header checksum from the field values, without reading the bytes back.
+        let sum = (0x4500 | self.tos as u32)
+            + self.total_len as u32
+            + self.ident as u32
+            + flags as u32
+            + ((self.ttl as u32) << 8 | self.protocol as u32)
+            + checksum::sum_addr4(self.src)
+            + checksum::sum_addr4(self.dst);
+        h[10..12].copy_from_slice(&checksum::finish(sum).to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -159,19 +179,19 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut b = vec![0u8; 28];
-        emit(
-            &mut b,
-            0x10,
-            28,
-            0x1234,
-            true,
-            false,
-            0,
-            64,
-            17,
-            Ipv4Addr::new(198, 51, 100, 7),
-            Ipv4Addr::new(203, 0, 113, 5),
-        );
+        Ipv4Repr {
+            tos: 0x10,
+            total_len: 28,
+            ident: 0x1234,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            ttl: 64,
+            protocol: 17,
+            src: Ipv4Addr::new(198, 51, 100, 7),
+            dst: Ipv4Addr::new(203, 0, 113, 5),
+        }
+        .emit(&mut b);
         b
     }
 

@@ -165,28 +165,68 @@ fn is_extension(nh: u8) -> bool {
     )
 }
 
-/// Write a 40-byte IPv6 header into `b[..40]`.
-#[inline]
-pub fn emit(b: &mut [u8], traffic_class: u8, payload_len: u16, next: u8, hop_limit: u8, src: Ipv6Addr, dst: Ipv6Addr) {
-    let h = &mut b[..40];
-    h[0] = 0x60 | (traffic_class >> 4);
-    h[1] = traffic_class << 4; // flow label zero (RFC 7915 4.1)
-    h[2] = 0;
-    h[3] = 0;
-    h[4..6].copy_from_slice(&payload_len.to_be_bytes());
-    h[6] = next;
-    h[7] = hop_limit;
-    h[8..24].copy_from_slice(&src.octets());
-    h[24..40].copy_from_slice(&dst.octets());
+/// Byte offsets of the fixed IPv6 header's fields (RFC 8200 3).
+pub mod field {
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    pub const SRC: usize = 8;
+    pub const DST: usize = 24;
 }
 
-/// Write an 8-byte Fragment header.
-#[inline]
-pub fn emit_frag(b: &mut [u8], next: u8, offset: u16, more: bool, ident: u32) {
-    b[0] = next;
-    b[1] = 0;
-    b[2..4].copy_from_slice(&((offset << 3) | more as u16).to_be_bytes());
-    b[4..8].copy_from_slice(&ident.to_be_bytes());
+/// Length of the fixed IPv6 header.
+pub const HEADER_LEN: usize = 40;
+/// Length of a Fragment header.
+pub const FRAG_LEN: usize = 8;
+
+/// The fields of an IPv6 header the translator writes (flow label zero,
+/// RFC 7915 4.1): `Ipv6Repr { .. }.emit(buf)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Repr {
+    pub traffic_class: u8,
+    pub payload_len: u16,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+}
+
+impl Ipv6Repr {
+    /// Write the 40-byte header into `b[..40]`.
+    #[inline(always)]
+    pub fn emit(&self, b: &mut [u8]) {
+        let h = &mut b[..HEADER_LEN];
+        h[0] = 0x60 | (self.traffic_class >> 4);
+        h[1] = self.traffic_class << 4; // flow label zero (RFC 7915 4.1)
+        h[2] = 0;
+        h[3] = 0;
+        h[4..6].copy_from_slice(&self.payload_len.to_be_bytes());
+        h[6] = self.next_header;
+        h[7] = self.hop_limit;
+        h[8..24].copy_from_slice(&self.src.octets());
+        h[24..40].copy_from_slice(&self.dst.octets());
+    }
+}
+
+/// A Fragment header to write (RFC 8200 4.5): `FragRepr { .. }.emit(buf)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragRepr {
+    pub next_header: u8,
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    pub more: bool,
+    pub ident: u32,
+}
+
+impl FragRepr {
+    /// Write the 8-byte Fragment header into `b[..8]`.
+    #[inline(always)]
+    pub fn emit(&self, b: &mut [u8]) {
+        let b = &mut b[..FRAG_LEN];
+        b[0] = self.next_header;
+        b[1] = 0;
+        b[2..4].copy_from_slice(&((self.offset << 3) | self.more as u16).to_be_bytes());
+        b[4..8].copy_from_slice(&self.ident.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -195,15 +235,15 @@ mod tests {
 
     fn base(next: u8, payload: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; 40];
-        emit(
-            &mut b,
-            0xb8,
-            payload.len() as u16,
-            next,
-            64,
-            "2001:db8::1".parse().unwrap(),
-            "64:ff9b::c633:6407".parse().unwrap(),
-        );
+        Ipv6Repr {
+            traffic_class: 0xb8,
+            payload_len: payload.len() as u16,
+            next_header: next,
+            hop_limit: 64,
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "64:ff9b::c633:6407".parse().unwrap(),
+        }
+        .emit(&mut b);
         b.extend_from_slice(payload);
         b
     }
@@ -239,7 +279,7 @@ mod tests {
     #[test]
     fn reads_fragment_header() {
         let mut p = vec![0u8; 8];
-        emit_frag(&mut p, proto::UDP, 185, true, 0xdead_beef);
+        FragRepr { next_header: proto::UDP, offset: 185, more: true, ident: 0xdead_beef }.emit(&mut p);
         p.extend_from_slice(&[0u8; 16]);
         let h = Ipv6Header::parse(&base(proto::FRAGMENT, &p)).unwrap();
         assert_eq!(h.frag, Some(FragHeader { offset: 185, more: true, ident: 0xdead_beef }));

@@ -27,6 +27,28 @@ pub mod proto {
     pub const SHIM6: u8 = 140;
 }
 
+/// TCP header fields (RFC 9293 3.1): byte offsets and flag bits.
+pub mod tcp {
+    pub const SEQ: usize = 4;
+    pub const DATA_OFFSET: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const CHECKSUM: usize = 16;
+    /// Length of a TCP header without options.
+    pub const MIN_LEN: usize = 20;
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const CWR: u8 = 0x80;
+}
+
+/// UDP header fields (RFC 768): byte offsets.
+pub mod udp {
+    pub const LEN: usize = 4;
+    pub const CHECKSUM: usize = 6;
+    pub const HEADER_LEN: usize = 8;
+}
+
 /// Read a big-endian u16 at `off`; callers have checked the bounds.
 #[inline(always)]
 pub(crate) fn be16(b: &[u8], off: usize) -> u16 {

@@ -6,7 +6,9 @@
 //! for ICMPv4, 1280 for ICMPv6.
 
 use super::{DropReason, Family, Output, Translator, Verdict};
-use crate::wire::{checksum, ipv4, ipv6, proto, Ipv4Header};
+use crate::wire::ipv4::Ipv4Repr;
+use crate::wire::ipv6::Ipv6Repr;
+use crate::wire::{checksum, proto, Ipv4Header};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub(super) const MAX_ICMP4: usize = 576;
@@ -47,7 +49,15 @@ pub(super) fn reply6(
     let src = x.cfg.own_v6.unwrap_or(o.dst);
     let quoted = o.pkt.len().min(MAX_ICMP6 - 48);
     let len = 48 + quoted;
-    ipv6::emit(out, 0, (8 + quoted) as u16, proto::ICMPV6, 64, src, o.src);
+    Ipv6Repr {
+        traffic_class: 0,
+        payload_len: (8 + quoted) as u16,
+        next_header: proto::ICMPV6,
+        hop_limit: 64,
+        src: src,
+        dst: o.src,
+    }
+    .emit(out);
     let m = &mut out[40..len];
     m[0] = ty;
     m[1] = code;
@@ -105,7 +115,19 @@ pub(super) fn reply4(
     let quoted = o.pkt.len().min(MAX_ICMP4 - 28);
     let len = 28 + quoted;
     let id = x.ident();
-    ipv4::emit(out, 0, len as u16, id, false, false, 0, 64, proto::ICMP, src, s);
+    Ipv4Repr {
+        tos: 0,
+        total_len: len as u16,
+        ident: id,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        ttl: 64,
+        protocol: proto::ICMP,
+        src: src,
+        dst: s,
+    }
+    .emit(out);
     let m = &mut out[20..len];
     m[0] = ty;
     m[1] = code;

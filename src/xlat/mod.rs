@@ -167,6 +167,37 @@ impl Default for XlatConfig {
     }
 }
 
+/// How a packet handed to the translator leaves the gateway: the policy
+/// that decides whether the next hop's MTU applies to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// As one packet: the next-hop MTU applies (Packet Too Big, fragments).
+    Packet,
+    /// As a GSO super-packet that the kernel cuts into `segments` segments
+    /// after translation; the caller checked that they fit the next hop.
+    Gso { segments: u32 },
+}
+
+impl Delivery {
+    /// The MTU the translated packet must fit, given the next hop's.
+    #[inline(always)]
+    fn mtu(self, next_hop: u16) -> usize {
+        match self {
+            Delivery::Packet => next_hop as usize,
+            Delivery::Gso { .. } => u16::MAX as usize,
+        }
+    }
+
+    /// How many packets a forwarded one counts as.
+    #[inline(always)]
+    fn packets(self) -> u64 {
+        match self {
+            Delivery::Packet => 1,
+            Delivery::Gso { segments } => segments.max(1) as u64,
+        }
+    }
+}
+
 /// The stateless RFC 6052 mapping (SIIT-style): IPv6 addresses under the
 /// prefix carry their IPv4 address; IPv4 addresses are embedded under it.
 /// Ports pass unchanged. Under the well-known prefix, non-global IPv4
@@ -266,29 +297,14 @@ impl Translator {
         out: &mut [u8],
         map: &mut M,
     ) -> Verdict {
-        let version = buf.get(start).map(|b| b >> 4);
-        let (v, proto, to) = if out.len() < OUT_BUF_LEN {
-            (Verdict::Drop(DropReason::OutputBuffer), 0, Family::V4)
-        } else {
-            match version {
-                Some(6) => {
-                    let (v, p) = v6to4::translate_in_place(self, buf, start, len, out, map);
-                    (v, p, Family::V4)
-                }
-                Some(4) => {
-                    let (v, p) = v4to6::translate_in_place(self, buf, start, len, out, map);
-                    (v, p, Family::V6)
-                }
-                _ => (Verdict::Drop(DropReason::BadVersion), 0, Family::V4),
-            }
-        };
-        self.count(v, to, proto, len)
+        self.translate_delivered(buf, start, len, out, map, Delivery::Packet)
     }
 
-    /// [`Self::translate_in_place`] for a GSO super-packet (TUN offloads):
-    /// the kernel segments it after translation, so the MTU checks (Packet
-    /// Too Big, fragmentation) do not apply to it whole; the caller has
-    /// checked that its segments fit the next hop once translated.
+    /// [`Self::translate_in_place`] for a GSO super-packet (TUN offloads) of
+    /// `segments` segments: the kernel segments it after translation, so the
+    /// MTU checks (Packet Too Big, fragmentation) do not apply to it whole;
+    /// the caller has checked that its segments fit the next hop once
+    /// translated. A forwarded super-packet counts as its segments.
     pub fn translate_gso_in_place<M: Mapper>(
         &mut self,
         buf: &mut [u8],
@@ -296,14 +312,38 @@ impl Translator {
         len: usize,
         out: &mut [u8],
         map: &mut M,
+        segments: u32,
     ) -> Verdict {
-        let (m4, m6) = (self.cfg.ipv4_mtu, self.cfg.ipv6_mtu);
-        self.cfg.ipv4_mtu = u16::MAX;
-        self.cfg.ipv6_mtu = u16::MAX;
-        let v = self.translate_in_place(buf, start, len, out, map);
-        self.cfg.ipv4_mtu = m4;
-        self.cfg.ipv6_mtu = m6;
-        v
+        self.translate_delivered(buf, start, len, out, map, Delivery::Gso { segments })
+    }
+
+    #[inline]
+    fn translate_delivered<M: Mapper>(
+        &mut self,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        out: &mut [u8],
+        map: &mut M,
+        d: Delivery,
+    ) -> Verdict {
+        let version = buf.get(start).map(|b| b >> 4);
+        let (v, proto, to) = if out.len() < OUT_BUF_LEN {
+            (Verdict::Drop(DropReason::OutputBuffer), 0, Family::V4)
+        } else {
+            match version {
+                Some(6) => {
+                    let (v, p) = v6to4::translate_in_place(self, buf, start, len, out, map, d);
+                    (v, p, Family::V4)
+                }
+                Some(4) => {
+                    let (v, p) = v4to6::translate_in_place(self, buf, start, len, out, map, d);
+                    (v, p, Family::V6)
+                }
+                _ => (Verdict::Drop(DropReason::BadVersion), 0, Family::V4),
+            }
+        };
+        self.count_delivered(v, to, proto, len, d)
     }
 
     /// Translate an IPv6 packet to IPv4 (RFC 7915 section 5).
@@ -330,8 +370,13 @@ impl Translator {
 
     #[inline]
     fn count(&mut self, v: Verdict, to: Family, proto: u8, in_len: usize) -> Verdict {
+        self.count_delivered(v, to, proto, in_len, Delivery::Packet)
+    }
+
+    #[inline]
+    fn count_delivered(&mut self, v: Verdict, to: Family, proto: u8, in_len: usize, d: Delivery) -> Verdict {
         match v {
-            Verdict::Forward(o) => self.stats.forwarded(to, proto, in_len, o.len > o.stride),
+            Verdict::Forward(o) => self.stats.forwarded(to, proto, in_len, d.packets(), o.len > o.stride),
             Verdict::Reply { reason, .. } => {
                 self.stats.drop(reason);
                 self.stats.icmp_errors_sent += 1;

@@ -139,13 +139,13 @@ impl Stats {
     }
 
     #[inline]
-    pub(super) fn forwarded(&mut self, to: Family, proto: u8, bytes: usize, fragmented: bool) {
+    pub(super) fn forwarded(&mut self, to: Family, proto: u8, bytes: usize, packets: u64, fragmented: bool) {
         let c = match to {
             Family::V4 => &mut self.out_6to4,
             Family::V6 => &mut self.in_4to6,
         };
         let i = proto_index(proto);
-        c.packets[i] += 1;
+        c.packets[i] += packets;
         c.bytes[i] += bytes as u64;
         c.fragmented += fragmented as u64;
     }

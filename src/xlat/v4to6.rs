@@ -4,10 +4,11 @@
 
 use super::errors::{self, Offending4};
 use super::icmp::{self, Rest};
-use super::{frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict};
+use super::{frag, Delivery, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict};
 use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
 use crate::wire::ipv4::{Ipv4Error, Ipv4Header};
-use crate::wire::{be16, ipv6, proto, put16};
+use crate::wire::ipv6::{FragRepr, Ipv6Repr};
+use crate::wire::{be16, proto, put16};
 
 /// What a packet that translates by a header rewrite needs: offsets and
 /// values only, so the rewrite can happen in a copy or in place.
@@ -60,7 +61,7 @@ pub(super) enum Step {
 /// Translate one IPv4 packet into `out`. Returns the verdict and the IPv4 protocol number (for counters).
 #[inline]
 pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Verdict, u8) {
-    match plan(x, pkt, out, map) {
+    match plan(x, pkt, out, map, Delivery::Packet) {
         (Step::Done(v), p) => (v, p),
         (Step::Rewrite(plan), p) => (finish_copy(pkt, out, &plan), p),
     }
@@ -77,11 +78,12 @@ pub(super) fn translate_in_place<M: Mapper>(
     len: usize,
     out: &mut [u8],
     map: &mut M,
+    d: Delivery,
 ) -> (Verdict, u8) {
     let Some(pkt) = buf.get(start..start.saturating_add(len)) else {
         return (Verdict::Drop(DropReason::OutputBuffer), 0);
     };
-    match plan(x, pkt, out, map) {
+    match plan(x, pkt, out, map, d) {
         (Step::Done(v), p) => (v, p),
         (Step::Rewrite(plan), p) if plan.len6() <= plan.mtu && start + plan.body_off >= plan.hdr() => {
             let at = start + plan.body_off - plan.hdr();
@@ -118,11 +120,28 @@ fn rewrite(pkt: &mut [u8], p: &Plan) {
     patch_body(&mut pkt[hdr..], p);
     let payload_len = (hdr - 40 + p.body_len) as u16;
     if p.fragment {
-        ipv6::emit(pkt, p.tc, payload_len, proto::FRAGMENT, p.hop, p.t6.src, p.t6.dst);
+        Ipv6Repr {
+            traffic_class: p.tc,
+            payload_len: payload_len,
+            next_header: proto::FRAGMENT,
+            hop_limit: p.hop,
+            src: p.t6.src,
+            dst: p.t6.dst,
+        }
+        .emit(pkt);
         // RFC 7915 4.1: ID = IPv4 ID (high 16 bits zero), offset and M copied.
-        ipv6::emit_frag(&mut pkt[40..48], p.next(), p.frag_offset, p.more_frags, p.ident as u32);
+        FragRepr { next_header: p.next(), offset: p.frag_offset, more: p.more_frags, ident: p.ident as u32 }
+            .emit(&mut pkt[40..48]);
     } else {
-        ipv6::emit(pkt, p.tc, payload_len, p.next(), p.hop, p.t6.src, p.t6.dst);
+        Ipv6Repr {
+            traffic_class: p.tc,
+            payload_len: payload_len,
+            next_header: p.next(),
+            hop_limit: p.hop,
+            src: p.t6.src,
+            dst: p.t6.dst,
+        }
+        .emit(pkt);
     }
 }
 
@@ -148,15 +167,24 @@ fn finish_copy(pkt: &[u8], out: &mut [u8], p: &Plan) -> Verdict {
         let at = k * (48 + chunk);
         let more = k + 1 < count || p.more_frags;
         let off = p.frag_offset + (k * chunk / 8) as u16;
-        ipv6::emit(&mut out[at..], p.tc, (8 + n) as u16, proto::FRAGMENT, p.hop, p.t6.src, p.t6.dst);
-        ipv6::emit_frag(&mut out[at + 40..at + 48], p.next(), off, more, p.ident as u32);
+        Ipv6Repr {
+            traffic_class: p.tc,
+            payload_len: (8 + n) as u16,
+            next_header: proto::FRAGMENT,
+            hop_limit: p.hop,
+            src: p.t6.src,
+            dst: p.t6.dst,
+        }
+        .emit(&mut out[at..]);
+        FragRepr { next_header: p.next(), offset: off, more: more, ident: p.ident as u32 }
+            .emit(&mut out[at + 40..at + 48]);
     }
     Verdict::Forward(Output { family: Family::V6, start: 0, len: total, stride: 48 + chunk, in_place: false })
 }
 
 /// Parse, check and map one IPv4 packet, and decide every IPv6 header field.
 #[inline(always)]
-fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Step, u8) {
+fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, d: Delivery) -> (Step, u8) {
     let h = match Ipv4Header::parse(pkt) {
         Ok(h) => h,
         Err(Ipv4Error::Truncated) => return (Step::Done(Verdict::Drop(DropReason::Ipv4Truncated)), 0),
@@ -239,7 +267,7 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) 
         }
     };
 
-    let mtu = x.cfg.ipv6_mtu as usize;
+    let mtu = d.mtu(x.cfg.ipv6_mtu);
     let frag_hdr = if fragment { 8 } else { 0 };
     let len6 = 40 + frag_hdr + body.len();
     if len6 > mtu && h.dont_frag && !fragment {
@@ -339,10 +367,27 @@ fn quoted(inner: &[u8], ih: &Ipv4Header, t4: &Tuple4, t6: &Tuple6, out: &mut [u8
     let next = if ih.protocol == proto::ICMP { proto::ICMPV6 } else { ih.protocol };
     let payload_len = (declared + hdr - 40) as u16;
     if fragment {
-        ipv6::emit(out, ih.tos, payload_len, proto::FRAGMENT, ih.ttl, t6.src, t6.dst);
-        ipv6::emit_frag(&mut out[40..48], next, ih.frag_offset, ih.more_frags, ih.ident as u32);
+        Ipv6Repr {
+            traffic_class: ih.tos,
+            payload_len: payload_len,
+            next_header: proto::FRAGMENT,
+            hop_limit: ih.ttl,
+            src: t6.src,
+            dst: t6.dst,
+        }
+        .emit(out);
+        FragRepr { next_header: next, offset: ih.frag_offset, more: ih.more_frags, ident: ih.ident as u32 }
+            .emit(&mut out[40..48]);
     } else {
-        ipv6::emit(out, ih.tos, payload_len, next, ih.ttl, t6.src, t6.dst);
+        Ipv6Repr {
+            traffic_class: ih.tos,
+            payload_len: payload_len,
+            next_header: next,
+            hop_limit: ih.ttl,
+            src: t6.src,
+            dst: t6.dst,
+        }
+        .emit(out);
     }
     n
 }
@@ -447,6 +492,14 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv4Header, out: &m
     let ck = checksum::finish(checksum::sum(pseudo_v6(src6, dst6, proto::ICMPV6, msg.len() as u32), msg));
     put16(msg, 2, ck);
     let tc = x.cfg.tos_override.unwrap_or(h.tos);
-    ipv6::emit(out, tc, (n - 40) as u16, proto::ICMPV6, h.ttl - 1, src6, dst6);
+    Ipv6Repr {
+        traffic_class: tc,
+        payload_len: (n - 40) as u16,
+        next_header: proto::ICMPV6,
+        hop_limit: h.ttl - 1,
+        src: src6,
+        dst: dst6,
+    }
+    .emit(out);
     Verdict::Forward(Output::single(Family::V6, n))
 }

@@ -4,10 +4,11 @@
 
 use super::errors::{self, Offending6};
 use super::icmp::{self, Rest};
-use super::{frag, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict};
+use super::{frag, Delivery, DropReason, Family, FlowMeta, Mapper, Output, Role, Translator, Tuple4, Tuple6, Verdict};
 use crate::wire::checksum::{self, pseudo_v6, sum_addr4, sum_addr6};
+use crate::wire::ipv4::Ipv4Repr;
 use crate::wire::ipv6::{Ipv6Error, Ipv6Header};
-use crate::wire::{be16, ipv4, proto, put16};
+use crate::wire::{be16, proto, put16};
 
 /// The largest IPv4 packet sent with DF clear (RFC 7915 5.1).
 const DF_THRESHOLD: usize = 1260;
@@ -40,7 +41,7 @@ impl Plan {
 /// Translate one IPv6 packet into `out`. Returns the verdict and the IPv4 protocol number (for counters).
 #[inline]
 pub(super) fn translate<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Verdict, u8) {
-    match plan(x, pkt, out, map) {
+    match plan(x, pkt, out, map, Delivery::Packet) {
         (Step::Done(v), p) => (v, p),
         (Step::Rewrite(plan), p) => (finish_copy(pkt, out, &plan), p),
     }
@@ -56,11 +57,12 @@ pub(super) fn translate_in_place<M: Mapper>(
     len: usize,
     out: &mut [u8],
     map: &mut M,
+    d: Delivery,
 ) -> (Verdict, u8) {
     let Some(pkt) = buf.get(start..start.saturating_add(len)) else {
         return (Verdict::Drop(DropReason::OutputBuffer), 0);
     };
-    match plan(x, pkt, out, map) {
+    match plan(x, pkt, out, map, d) {
         (Step::Done(v), p) => (v, p),
         (Step::Rewrite(plan), p) if plan.len4() <= plan.mtu => {
             // The IPv4 header takes the last 20 bytes of the IPv6 headers.
@@ -88,7 +90,19 @@ fn rewrite(pkt: &mut [u8], p: &Plan) {
     if p.first {
         patch_l4(&mut pkt[20..], p.upper, &p.t6, &p.t4, p.body_len as u32, Role::Packet);
     }
-    ipv4::emit(pkt, p.tos, p.len4() as u16, p.ident, p.df, p.mf, p.frag_offset, p.ttl, p.t4.proto, p.t4.src, p.t4.dst);
+    Ipv4Repr {
+        tos: p.tos,
+        total_len: p.len4() as u16,
+        ident: p.ident,
+        dont_frag: p.df,
+        more_frags: p.mf,
+        frag_offset: p.frag_offset,
+        ttl: p.ttl,
+        protocol: p.t4.proto,
+        src: p.t4.src,
+        dst: p.t4.dst,
+    }
+    .emit(pkt);
 }
 
 /// The copying finish: body into `out`, then the rewrite, or IPv4 fragments
@@ -113,7 +127,19 @@ fn finish_copy(pkt: &[u8], out: &mut [u8], p: &Plan) -> Verdict {
         let more = k + 1 < count || p.mf;
         let off = p.frag_offset + (k * chunk / 8) as u16;
         let (t4, at) = (&p.t4, k * (20 + chunk));
-        ipv4::emit(&mut out[at..], p.tos, (20 + n) as u16, p.ident, false, more, off, p.ttl, t4.proto, t4.src, t4.dst);
+        Ipv4Repr {
+            tos: p.tos,
+            total_len: (20 + n) as u16,
+            ident: p.ident,
+            dont_frag: false,
+            more_frags: more,
+            frag_offset: off,
+            ttl: p.ttl,
+            protocol: t4.proto,
+            src: t4.src,
+            dst: t4.dst,
+        }
+        .emit(&mut out[at..]);
     }
     Verdict::Forward(Output { family: Family::V4, start: 0, len: total, stride: 20 + chunk, in_place: false })
 }
@@ -127,7 +153,7 @@ pub(super) enum Step {
 
 /// Parse, check and map one IPv6 packet, and decide every IPv4 header field.
 #[inline(always)]
-fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) -> (Step, u8) {
+fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, d: Delivery) -> (Step, u8) {
     let h = match Ipv6Header::parse(pkt) {
         Ok(h) => h,
         Err(e) => return (Step::Done(header_error(x, pkt, out, e)), 0),
@@ -205,7 +231,7 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M) 
     };
 
     let len4 = 20 + body.len();
-    let mtu = x.cfg.ipv4_mtu as usize;
+    let mtu = d.mtu(x.cfg.ipv4_mtu);
     if len4 > mtu && h.frag.is_none() && len4 > DF_THRESHOLD {
         // RFC 7915 5.1: too big for the IPv4 next hop and DF will be set:
         // Packet Too Big, MTU = IPv4 MTU + 20, never below the IPv6 minimum.
@@ -333,7 +359,19 @@ fn quoted(inner: &[u8], ih: &Ipv6Header, t6: &Tuple6, t4: &Tuple4, out: &mut [u8
         None => (0, total > DF_THRESHOLD, false, 0),
     };
     let p4 = if ih.upper == proto::ICMPV6 { proto::ICMP } else { ih.upper };
-    ipv4::emit(out, ih.traffic_class, total.min(0xffff) as u16, ident, df, mf, off, ih.hop_limit, p4, t4.src, t4.dst);
+    Ipv4Repr {
+        tos: ih.traffic_class,
+        total_len: total.min(0xffff) as u16,
+        ident: ident,
+        dont_frag: df,
+        more_frags: mf,
+        frag_offset: off,
+        ttl: ih.hop_limit,
+        protocol: p4,
+        src: t4.src,
+        dst: t4.dst,
+    }
+    .emit(out);
     n
 }
 
@@ -431,6 +469,18 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv6Header, out: &m
     // Outer addresses follow the quoted packet's mapping (it travelled the other way).
     let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
     let id = x.ident();
-    ipv4::emit(out, tos, n as u16, id, false, false, 0, h.hop_limit - 1, proto::ICMP, t4.dst, t4.src);
+    Ipv4Repr {
+        tos: tos,
+        total_len: n as u16,
+        ident: id,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        ttl: h.hop_limit - 1,
+        protocol: proto::ICMP,
+        src: t4.dst,
+        dst: t4.src,
+    }
+    .emit(out);
     Verdict::Forward(Output::single(Family::V4, n))
 }
