@@ -54,7 +54,7 @@ pub(super) fn reply6(
         payload_len: (8 + quoted) as u16,
         next_header: proto::ICMPV6,
         hop_limit: 64,
-        src: src,
+        src,
         dst: o.src,
     }
     .emit(out);
@@ -124,7 +124,7 @@ pub(super) fn reply4(
         frag_offset: 0,
         ttl: 64,
         protocol: proto::ICMP,
-        src: src,
+        src,
         dst: s,
     }
     .emit(out);

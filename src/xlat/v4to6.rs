@@ -122,7 +122,7 @@ fn rewrite(pkt: &mut [u8], p: &Plan) {
     if p.fragment {
         Ipv6Repr {
             traffic_class: p.tc,
-            payload_len: payload_len,
+            payload_len,
             next_header: proto::FRAGMENT,
             hop_limit: p.hop,
             src: p.t6.src,
@@ -135,7 +135,7 @@ fn rewrite(pkt: &mut [u8], p: &Plan) {
     } else {
         Ipv6Repr {
             traffic_class: p.tc,
-            payload_len: payload_len,
+            payload_len,
             next_header: p.next(),
             hop_limit: p.hop,
             src: p.t6.src,
@@ -176,8 +176,7 @@ fn finish_copy(pkt: &[u8], out: &mut [u8], p: &Plan) -> Verdict {
             dst: p.t6.dst,
         }
         .emit(&mut out[at..]);
-        FragRepr { next_header: p.next(), offset: off, more: more, ident: p.ident as u32 }
-            .emit(&mut out[at + 40..at + 48]);
+        FragRepr { next_header: p.next(), offset: off, more, ident: p.ident as u32 }.emit(&mut out[at + 40..at + 48]);
     }
     Verdict::Forward(Output { family: Family::V6, start: 0, len: total, stride: 48 + chunk, in_place: false })
 }
@@ -369,7 +368,7 @@ fn quoted(inner: &[u8], ih: &Ipv4Header, t4: &Tuple4, t6: &Tuple6, out: &mut [u8
     if fragment {
         Ipv6Repr {
             traffic_class: ih.tos,
-            payload_len: payload_len,
+            payload_len,
             next_header: proto::FRAGMENT,
             hop_limit: ih.ttl,
             src: t6.src,
@@ -379,15 +378,8 @@ fn quoted(inner: &[u8], ih: &Ipv4Header, t4: &Tuple4, t6: &Tuple6, out: &mut [u8
         FragRepr { next_header: next, offset: ih.frag_offset, more: ih.more_frags, ident: ih.ident as u32 }
             .emit(&mut out[40..48]);
     } else {
-        Ipv6Repr {
-            traffic_class: ih.tos,
-            payload_len: payload_len,
-            next_header: next,
-            hop_limit: ih.ttl,
-            src: t6.src,
-            dst: t6.dst,
-        }
-        .emit(out);
+        Ipv6Repr { traffic_class: ih.tos, payload_len, next_header: next, hop_limit: ih.ttl, src: t6.src, dst: t6.dst }
+            .emit(out);
     }
     n
 }

@@ -362,7 +362,7 @@ fn quoted(inner: &[u8], ih: &Ipv6Header, t6: &Tuple6, t4: &Tuple4, out: &mut [u8
     Ipv4Repr {
         tos: ih.traffic_class,
         total_len: total.min(0xffff) as u16,
-        ident: ident,
+        ident,
         dont_frag: df,
         more_frags: mf,
         frag_offset: off,
@@ -470,7 +470,7 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv6Header, out: &m
     let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
     let id = x.ident();
     Ipv4Repr {
-        tos: tos,
+        tos,
         total_len: n as u16,
         ident: id,
         dont_frag: false,
