@@ -20,6 +20,7 @@
 
 pub mod addr;
 pub mod config;
+mod counters;
 pub mod daemon;
 pub mod dataplane;
 pub mod dns64;

@@ -4,6 +4,8 @@
 //! metrics endpoint. One structure, so the three never disagree.
 
 use crate::dataplane::worker::{IoStats, OffloadStats, WorkerStats};
+#[cfg(test)]
+use crate::dns64::server::Dns64Counters;
 use crate::dns64::server::Dns64Stats;
 use crate::nat::{tcp::TcpState, Census, NatCounters, Proto};
 use crate::xlat::{DropReason, PROTO_LABELS};
@@ -28,37 +30,12 @@ pub struct PoolUse {
     pub icmp: u32,
 }
 
-/// The stateful NAT's counters.
+/// The stateful NAT's counters, and the IPv4 SYNs it holds now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatReport {
-    pub bibs_created: u64,
-    pub sessions_created: u64,
-    pub sessions_expired: u64,
-    pub pool_exhausted: u64,
-    pub limit_reached: u64,
+    #[serde(flatten)]
+    pub counters: NatCounters,
     pub held_syns: u64,
-}
-
-/// What the TUN offloads did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OffloadReport {
-    pub gso_packets: u64,
-    pub gso_segments: u64,
-    pub software_segmented: u64,
-    pub checksums_completed: u64,
-    pub bad_vnet_header: u64,
-}
-
-impl From<OffloadStats> for OffloadReport {
-    fn from(o: OffloadStats) -> Self {
-        OffloadReport {
-            gso_packets: o.gso_packets,
-            gso_segments: o.gso_segments,
-            software_segmented: o.software_segmented,
-            checksums_completed: o.checksums_completed,
-            bad_vnet_header: o.bad_vnet_header,
-        }
-    }
 }
 
 /// Everything `nat64ctl stats` shows.
@@ -83,7 +60,7 @@ pub struct StatsReport {
     pub static_bibs: u64,
     pub nat: NatReport,
     /// TUN offloads: super-packets carried whole, segmented here, checksums completed.
-    pub offload: OffloadReport,
+    pub offload: OffloadStats,
     /// TUN I/O: workers batching through io_uring, and their batches.
     #[serde(default)]
     pub io: IoStats,
@@ -124,16 +101,9 @@ impl StatsReport {
             tun_write_errors: total.tun_write_errors,
             static_bibs: census.static_bibs,
             pool4_addresses,
-            offload: total.offload.into(),
+            offload: total.offload,
             io: total.io,
-            nat: NatReport {
-                bibs_created: nat.bibs_created,
-                sessions_created: nat.sessions_created,
-                sessions_expired: nat.sessions_expired,
-                pool_exhausted: nat.pool_exhausted,
-                limit_reached: nat.limit_reached,
-                held_syns: census.held_syns,
-            },
+            nat: NatReport { counters: *nat, held_syns: census.held_syns },
             ..StatsReport::default()
         };
         for (dir, c) in DIRECTIONS.iter().zip([&x.out_6to4, &x.in_4to6]) {
@@ -252,7 +222,12 @@ impl StatsReport {
         let _ = writeln!(
             o,
             "  created: {} sessions, {} BIB entries; expired: {} sessions; pool exhausted: {}; limit reached: {}; IPv4 SYNs held: {}",
-            n.sessions_created, n.bibs_created, n.sessions_expired, n.pool_exhausted, n.limit_reached, n.held_syns
+            n.counters.sessions_created,
+            n.counters.bibs_created,
+            n.counters.sessions_expired,
+            n.counters.pool_exhausted,
+            n.counters.limit_reached,
+            n.held_syns
         );
         let _ = writeln!(o, "\npool4: {} address(es), {} in use", self.pool4_addresses, self.pool4.len());
         if !self.pool4.is_empty() {
@@ -272,8 +247,9 @@ impl StatsReport {
     fn render_dns64(&self, o: &mut String, rate: &Rate) {
         let Some(d) = &self.dns64 else { return };
         let _ = writeln!(o, "\nDNS64 ({} answers cached)", d.cache_entries);
-        for (i, (name, _, v)) in d.fields().into_iter().enumerate() {
-            let get = move |r: &StatsReport| r.dns64.as_ref().map_or(0, |d| d.fields()[i].2);
+        for (i, (name, _, v)) in d.counters.fields().enumerate() {
+            let get =
+                move |r: &StatsReport| r.dns64.as_ref().and_then(|d| d.counters.fields().nth(i)).map_or(0, |f| f.2);
             let _ = writeln!(o, "  {:<22}{:>12}{}", name.replace('_', " "), v, rate(v, &get));
         }
     }
@@ -303,16 +279,16 @@ impl StatsReport {
         let simple = [
             ("nat64d_icmp_errors_sent_total", "counter", "ICMP errors the gateway sent.", self.icmp_errors_sent),
             ("nat64d_tun_write_errors_total", "counter", "Packets the TUN device refused.", self.tun_write_errors),
-            ("nat64d_sessions_created_total", "counter", "Sessions created.", self.nat.sessions_created),
-            ("nat64d_sessions_expired_total", "counter", "Sessions expired.", self.nat.sessions_expired),
-            ("nat64d_bib_created_total", "counter", "Dynamic BIB entries created.", self.nat.bibs_created),
+            ("nat64d_sessions_created_total", "counter", "Sessions created.", self.nat.counters.sessions_created),
+            ("nat64d_sessions_expired_total", "counter", "Sessions expired.", self.nat.counters.sessions_expired),
+            ("nat64d_bib_created_total", "counter", "Dynamic BIB entries created.", self.nat.counters.bibs_created),
             (
                 "nat64d_pool_exhausted_total",
                 "counter",
                 "New flows refused: no free pool4 port.",
-                self.nat.pool_exhausted,
+                self.nat.counters.pool_exhausted,
             ),
-            ("nat64d_limit_reached_total", "counter", "New flows refused by a limit.", self.nat.limit_reached),
+            ("nat64d_limit_reached_total", "counter", "New flows refused by a limit.", self.nat.counters.limit_reached),
             (
                 "nat64d_gso_packets_total",
                 "counter",
@@ -368,7 +344,7 @@ impl StatsReport {
             let _ = writeln!(o, "nat64d_bib_entries{{proto=\"{p}\"}} {n}");
         }
         if let Some(d) = &self.dns64 {
-            for (name, help, v) in d.fields() {
+            for (name, help, v) in d.counters.fields() {
                 let name = format!("nat64d_dns64_{name}_total");
                 head(&mut o, &name, "counter", &format!("DNS64: {help}."));
                 let _ = writeln!(o, "{name} {v}");
@@ -471,9 +447,10 @@ mod tests {
         assert!(!sample().render(None).contains("DNS64"));
         assert!(!sample().prometheus().contains("dns64"));
         let mut r = sample();
-        r.dns64 = Some(Dns64Stats { queries_udp: 10, synthesized: 4, cache_entries: 3, ..Dns64Stats::default() });
+        let counters = Dns64Counters { queries_udp: 10, synthesized: 4, ..Dns64Counters::default() };
+        r.dns64 = Some(Dns64Stats { counters, cache_entries: 3 });
         let mut later = r.clone();
-        later.dns64.as_mut().unwrap().queries_udp = 30;
+        later.dns64.as_mut().unwrap().counters.queries_udp = 30;
         let t = later.render(Some((&r, 2.0)));
         assert!(t.contains("DNS64 (3 answers cached)"), "{t}");
         assert!(t.lines().any(|l| l.contains("queries udp") && l.contains("30") && l.contains("10.0/s")), "{t}");

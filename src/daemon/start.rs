@@ -367,7 +367,7 @@ fn summarise_stop(state: &State, finals: &[WorkerStats]) {
         }
     }
     if let Some(d) = &state.dns64 {
-        let d = d.stats();
+        let d = d.stats().counters;
         info!(
             "dns64: {} queries ({} UDP, {} TCP), {} from the cache, {} synthesised, {} refused, {} SERVFAIL",
             d.queries_udp + d.queries_tcp,

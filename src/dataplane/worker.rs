@@ -28,21 +28,15 @@ pub const PUBLISH_MS: u64 = 100;
 /// The longest a worker waits for a packet before looking at the clock and the stop flag.
 pub const POLL_MS: i32 = 200;
 
-/// What the TUN offloads did (all zero with offloads off).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OffloadStats {
-    /// Super-packets translated whole and handed back for the kernel to segment.
-    pub gso_packets: u64,
-    /// The segments those carried.
-    pub gso_segments: u64,
-    /// Super-packets segmented here instead, because their segments would not
-    /// fit the other side's MTU once translated (each segment then gets the
-    /// usual Packet Too Big / fragmentation treatment).
-    pub software_segmented: u64,
-    /// Partial checksums completed here (packets that were not super-packets).
-    pub checksums_completed: u64,
-    /// Packets whose virtio-net header did not describe them (dropped).
-    pub bad_vnet_header: u64,
+crate::counters::counters! {
+    /// What the TUN offloads did (all zero with offloads off).
+    pub struct OffloadStats {
+        gso_packets: "Super-packets translated whole and handed back for the kernel to segment.",
+        gso_segments: "The segments those super-packets carried.",
+        software_segmented: "Super-packets segmented here instead, because their segments would not fit the other side's MTU once translated (each segment then gets the usual Packet Too Big / fragmentation treatment).",
+        checksums_completed: "Partial checksums completed here (packets that were not super-packets).",
+        bad_vnet_header: "Packets whose virtio-net header did not describe them (dropped).",
+    }
 }
 
 /// A worker's counters.
@@ -56,31 +50,22 @@ pub struct WorkerStats {
     pub io: IoStats,
 }
 
-/// The worker's I/O: batches when it uses io_uring. Summed over the
-/// workers, it is the `io` block of the stats report as it is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IoStats {
-    /// Workers reading and writing in batches through io_uring (0 or 1 per worker).
-    pub io_uring_workers: u64,
-    /// Batches read (calls that brought at least one packet), and the
-    /// packets they brought (their ratio: the mean batch).
-    pub batches: u64,
-    pub batched_packets: u64,
+crate::counters::counters! {
+    /// The worker's I/O: batches when it uses io_uring. Summed over the
+    /// workers, it is the `io` block of the stats report as it is.
+    pub struct IoStats {
+        io_uring_workers: "Workers reading and writing in batches through io_uring (0 or 1 per worker).",
+        batches: "Batches read (calls that brought at least one packet).",
+        batched_packets: "The packets those batches brought (their ratio to batches: the mean batch).",
+    }
 }
 
 impl WorkerStats {
     pub fn merge(&mut self, o: &WorkerStats) {
         self.xlat.merge(&o.xlat);
         self.tun_write_errors += o.tun_write_errors;
-        let (a, b) = (&mut self.offload, &o.offload);
-        a.gso_packets += b.gso_packets;
-        a.gso_segments += b.gso_segments;
-        a.software_segmented += b.software_segmented;
-        a.checksums_completed += b.checksums_completed;
-        a.bad_vnet_header += b.bad_vnet_header;
-        self.io.io_uring_workers += o.io.io_uring_workers;
-        self.io.batches += o.io.batches;
-        self.io.batched_packets += o.io.batched_packets;
+        self.offload.merge(&o.offload);
+        self.io.merge(&o.io);
     }
 }
 

@@ -65,47 +65,34 @@ impl Default for ServerConfig {
     }
 }
 
-macro_rules! counters {
-    ($($name:ident: $doc:literal,)*) => {
-        #[derive(Default)]
-        struct Counters { $($name: AtomicU64,)* }
-        /// The server's counters, as `nat64ctl stats` shows them.
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-        pub struct Dns64Stats {
-            $(#[doc = $doc] pub $name: u64,)*
-            /// Answers in the cache now.
-            pub cache_entries: u64,
-        }
-        impl Counters {
-            fn snapshot(&self, cache_entries: u64) -> Dns64Stats {
-                Dns64Stats { $($name: self.$name.load(Relaxed),)* cache_entries }
-            }
-        }
-        impl Dns64Stats {
-            /// (name, help, value) for each counter.
-            pub fn fields(&self) -> Vec<(&'static str, &'static str, u64)> {
-                vec![$((stringify!($name), $doc, self.$name),)*]
-            }
-        }
-    };
+crate::counters::counters! {
+    /// The server's counters.
+    pub struct Dns64Counters [shared Counters] {
+        queries_udp: "queries received over UDP",
+        queries_tcp: "queries received over TCP",
+        cache_hits: "answers served from the cache",
+        synthesized: "AAAA answers synthesised from A records (RFC 6147 5.1.5)",
+        passed: "upstream answers passed on as they were (real AAAA, other types, NXDOMAIN)",
+        ptr_synthesized: "PTR answers under a prefix (RFC 6147 5.3.1)",
+        local: "ipv4only.arpa answered locally (RFC 8880)",
+        refused: "queries from clients outside the allowed networks (REFUSED)",
+        formerr: "malformed queries answered with FORMERR",
+        dropped: "datagrams not answered (shorter than a header, longer than 4096 bytes, or a response)",
+        truncated: "UDP answers sent with TC set (the client retries over TCP)",
+        servfail: "SERVFAIL sent: the upstreams failed or timed out",
+        upstream_timeouts: "upstream exchanges that timed out",
+        upstream_errors: "upstream exchanges that failed otherwise (unreachable, bad answer)",
+        overload: "queries dropped because too many were being resolved",
+    }
 }
 
-counters! {
-    queries_udp: "queries received over UDP",
-    queries_tcp: "queries received over TCP",
-    cache_hits: "answers served from the cache",
-    synthesized: "AAAA answers synthesised from A records (RFC 6147 5.1.5)",
-    passed: "upstream answers passed on as they were (real AAAA, other types, NXDOMAIN)",
-    ptr_synthesized: "PTR answers under a prefix (RFC 6147 5.3.1)",
-    local: "ipv4only.arpa answered locally (RFC 8880)",
-    refused: "queries from clients outside the allowed networks (REFUSED)",
-    formerr: "malformed queries answered with FORMERR",
-    dropped: "datagrams not answered (shorter than a header, longer than 4096 bytes, or a response)",
-    truncated: "UDP answers sent with TC set (the client retries over TCP)",
-    servfail: "SERVFAIL sent: the upstreams failed or timed out",
-    upstream_timeouts: "upstream exchanges that timed out",
-    upstream_errors: "upstream exchanges that failed otherwise (unreachable, bad answer)",
-    overload: "queries dropped because too many were being resolved",
+/// The server's counters and cache size, as `nat64ctl stats` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dns64Stats {
+    #[serde(flatten)]
+    pub counters: Dns64Counters,
+    /// Answers in the cache now.
+    pub cache_entries: u64,
 }
 
 struct Shared {
@@ -225,7 +212,7 @@ impl Dns64Server {
     }
 
     pub fn stats(&self) -> Dns64Stats {
-        self.shared.c.snapshot(self.shared.cache.len() as u64)
+        Dns64Stats { counters: self.shared.c.snapshot(), cache_entries: self.shared.cache.len() as u64 }
     }
 }
 

@@ -155,12 +155,7 @@ impl Nat {
     pub fn counters(&self) -> NatCounters {
         let mut c = NatCounters::default();
         for i in 0..self.shards.len() {
-            let s = self.lock(i).counters;
-            c.bibs_created += s.bibs_created;
-            c.sessions_created += s.sessions_created;
-            c.sessions_expired += s.sessions_expired;
-            c.pool_exhausted += s.pool_exhausted;
-            c.limit_reached += s.limit_reached;
+            c.merge(&self.lock(i).counters);
         }
         c
     }

@@ -102,14 +102,15 @@ struct HostUse {
     bibs: u32,
 }
 
-/// Counters of one table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NatCounters {
-    pub bibs_created: u64,
-    pub sessions_created: u64,
-    pub sessions_expired: u64,
-    pub pool_exhausted: u64,
-    pub limit_reached: u64,
+crate::counters::counters! {
+    /// Counters of one table.
+    pub struct NatCounters {
+        bibs_created: "Dynamic BIB entries created.",
+        sessions_created: "Sessions created.",
+        sessions_expired: "Sessions expired.",
+        pool_exhausted: "New flows refused: no free pool4 port.",
+        limit_reached: "New flows refused by a limit.",
+    }
 }
 
 /// What the table holds, counted (for `nat64ctl stats` and metrics).
