@@ -176,6 +176,24 @@ impl Drop for Lab {
     }
 }
 
+/// The lab's traffic tools (UDP/TCP clients and servers, DNS, raw packets).
+const TOOLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab_tools.py");
+
+/// `python3 tests/lab_tools.py ARGS...`, to run in a namespace.
+fn tool<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![python(), TOOLS];
+    v.extend_from_slice(args);
+    v
+}
+
+/// Run a lab tool in namespace `ns` in the background.
+fn spawn_tool(lab: &Lab, ns: usize, args: &[&str]) -> std::thread::JoinHandle<Result<String, String>> {
+    let n = lab.ns[ns].clone();
+    let mut a: Vec<String> = ["netns", "exec", &n].iter().map(|s| s.to_string()).collect();
+    a.extend(tool(args).iter().map(|s| s.to_string()));
+    std::thread::spawn(move || run("ip", &a.iter().map(String::as_str).collect::<Vec<_>>()))
+}
+
 fn python() -> &'static str {
     if run("python3", &["-c", "pass"]).is_ok() {
         "python3"
@@ -227,7 +245,6 @@ fn scenario(offload: bool, io_uring: bool) {
         return;
     }
     let lab = Lab::up(offload, io_uring);
-    let py = python();
     // sd_notify: READY once translating, then watchdog pings (WATCHDOG_USEC 0.4 s: every 0.2 s).
     let n = lab.notified("READY=1", 5);
     assert!(n.iter().any(|m| m.starts_with("READY=1\nSTATUS=translating 2001:db8:64::/96")), "{n:?}");
@@ -239,16 +256,23 @@ fn scenario(offload: bool, io_uring: bool) {
     assert!(ping.contains("3 received") || ping.contains(" 0% packet loss"), "{ping}");
 
     // UDP: the server sees a pool4 source with the client's port kept (RFC 6146 3.5.1.1), and answers.
-    let ns_s = lab.ns[2].clone();
-    let server = std::thread::spawn(move || {
-        run(
-            "ip",
-            &["netns", "exec", &ns_s, python(), "-c", "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('192.0.2.2',5353));s.settimeout(15)\nfor _ in range(3):\n d,a=s.recvfrom(2000);s.sendto(d.upper(),a)\n print(a[0],a[1],flush=True)\n break"],
-        )
-    });
+    let server = spawn_tool(&lab, 2, &["udp-echo", "192.0.2.2", "5353", "--upper", "--report"]);
     std::thread::sleep(Duration::from_millis(500));
     let got = lab
-        .exec(0, &[py, "-c", &format!("import socket;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(('2001:db8:1::10',40123));s.settimeout(3)\nfor i in range(4):\n s.sendto(b'hello nat64',('{SERVER6}',5353))\n try:\n  print(s.recvfrom(2000)[0].decode());break\n except socket.timeout: pass")])
+        .exec(
+            0,
+            &tool(&[
+                "udp-ask",
+                SERVER6,
+                "5353",
+                "--bind",
+                "2001:db8:1::10",
+                "--bport",
+                "40123",
+                "--payload",
+                "hello nat64",
+            ]),
+        )
         .expect("UDP client");
     assert_eq!(got.trim(), "HELLO NAT64");
     let seen = server.join().unwrap().expect("UDP server");
@@ -258,47 +282,28 @@ fn scenario(offload: bool, io_uring: bool) {
     assert_eq!(port, "40123", "client port kept");
 
     // TCP: 6 MiB from the server, byte-exact (hashes equal at both ends).
-    let ns_s = lab.ns[2].clone();
-    let sender = std::thread::spawn(move || {
-        run(
-            "ip",
-            &["netns", "exec", &ns_s, python(), "-c", "import socket,hashlib,random\nr=random.Random(64);data=r.randbytes(6*1024*1024)\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',8080));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.sendall(data);c.close()\nprint(hashlib.sha256(data).hexdigest())"],
-        )
-    });
+    let sender = spawn_tool(&lab, 2, &["tcp-serve-data", "192.0.2.2", "8080", "--seed", "64", "--size", "6291456"]);
     std::thread::sleep(Duration::from_millis(800));
-    let recv = lab
-        .exec(0, &[py, "-c", &format!("import socket,hashlib\nc=socket.create_connection(('{SERVER6}',8080),timeout=20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())")])
-        .expect("TCP client");
+    let recv = lab.exec(0, &tool(&["tcp-recv", SERVER6, "8080"])).expect("TCP client");
     let sent = sender.join().unwrap().expect("TCP server");
-    let mut r = recv.split_whitespace();
-    assert_eq!(r.next(), Some("6291456"), "all bytes arrived");
-    assert_eq!(r.next(), Some(sent.trim()), "same bytes at both ends");
+    assert_eq!(recv.split_whitespace().next(), Some("6291456"), "all bytes arrived");
+    assert_eq!(recv.trim(), sent.trim(), "same bytes at both ends");
 
     // A static BIB entry (RFC 6146 3.1): the IPv4 server reaches the IPv6
     // service at 203.0.113.1:8080; then hairpinning (RFC 6146 3.8): the second
     // IPv6 address reaches the same service through that pool4 address,
     // 2001:db8:64::cb00:7101, seen there from its own pool4 address, embedded.
-    let ns_c = lab.ns[0].clone();
-    let service = std::thread::spawn(move || {
-        run(
-            "ip",
-            &["netns", "exec", &ns_c, python(), "-c", "import socket\nl=socket.socket(socket.AF_INET6);l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('2001:db8:1::10',8080));l.listen(2);l.settimeout(20)\nfor _ in range(2):\n c,a=l.accept();c.sendall(('hello '+a[0]).encode());c.close();print(a[0],flush=True)"],
-        )
-    });
+    let service = spawn_tool(
+        &lab,
+        0,
+        &["tcp-greet", "2001:db8:1::10", "8080", "--count", "2", "--hello-peer", "--timeout", "20"],
+    );
     std::thread::sleep(Duration::from_millis(800));
-    let from_v4 = lab
-        .exec(
-            2,
-            &[
-                py,
-                "-c",
-                "import socket;c=socket.create_connection(('203.0.113.1',8080),timeout=10);print(c.recv(200).decode())",
-            ],
-        )
-        .expect("IPv4 client through the static BIB entry");
+    let from_v4 =
+        lab.exec(2, &tool(&["tcp-fetch", "203.0.113.1", "8080"])).expect("IPv4 client through the static BIB entry");
     assert_eq!(from_v4.trim(), format!("hello {SERVER6}"), "the IPv6 service sees the IPv4 client, embedded");
     let hairpin = lab
-        .exec(0, &[py, "-c", "import socket;s=socket.socket(socket.AF_INET6);s.bind(('2001:db8:1::11',0));s.settimeout(10);s.connect(('2001:db8:64::cb00:7101',8080));print(s.recv(200).decode())"])
+        .exec(0, &tool(&["tcp-fetch", "2001:db8:64::cb00:7101", "8080", "--bind", "2001:db8:1::11"]))
         .expect("hairpinned IPv6 client");
     assert!(hairpin.trim().starts_with("hello 2001:db8:64::cb00:71"), "seen from a pool4 address, embedded: {hairpin}");
     let peers = service.join().unwrap().expect("IPv6 service");
@@ -333,36 +338,6 @@ fn scenario(offload: bool, io_uring: bool) {
     assert!(err.contains("dns64: 4 queries (4 UDP, 0 TCP), 0 from the cache, 2 synthesised, 1 refused"), "{err}");
 }
 
-/// Python for the IPv6 client: one DNS query over UDP to the gateway's DNS64
-/// server, printing the AAAA addresses of the answer (one per line).
-const PY_AAAA: &str = r#"
-import socket, struct, sys
-q = struct.pack('>6H', 0x1234, 0x0100, 1, 0, 0, 0)
-for label in sys.argv[1].split('.'):
-    q += bytes([len(label)]) + label.encode()
-q += b'\0' + struct.pack('>HH', 28, 1)
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.settimeout(5)
-s.sendto(q, ('2001:db8:1::1', 53))
-r = s.recv(4096)
-if len(sys.argv) > 2:
-    print('rcode', r[3] & 15)
-an = struct.unpack('>H', r[6:8])[0]
-i = len(q)
-for _ in range(an):
-    if r[i] & 0xc0 == 0xc0:
-        i += 2
-    else:
-        while r[i]:
-            i += 1 + r[i]
-        i += 1
-    t, c, ttl, l = struct.unpack('>HHIH', r[i:i + 10])
-    i += 10
-    if t == 28:
-        print(socket.inet_ntop(socket.AF_INET6, r[i:i + l]))
-    i += l
-"#;
-
 /// The IPv4-only side's DNS server (scripts/lab_dns.py, as in the demo):
 /// web.example. A 192.0.2.2, no AAAA; prints each question it gets; stops
 /// 6 s after the last.
@@ -383,26 +358,14 @@ fn spawn_upstream_dns(lab: &Lab) -> std::thread::JoinHandle<Result<String, Strin
 // through the translator. ipv4only.arpa (RFC 8880) gives the prefix.
 fn dns64_then_nat64(lab: &Lab) {
     let upstream = spawn_upstream_dns(lab);
-    let web = spawn_py(
-        lab,
-        2,
-        "import socket\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',8082));l.listen(1);l.settimeout(15)\nc,a=l.accept();c.sendall(b'hello via dns64');c.close()",
-    );
+    let web = spawn_tool(lab, 2, &["tcp-greet", "192.0.2.2", "8082", "--message", "hello via dns64"]);
     std::thread::sleep(Duration::from_millis(500));
-    let got = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example"]).expect("DNS64 query");
+    let got = lab.exec(0, &tool(&["dns-aaaa", "web.example"])).expect("DNS64 query");
     assert_eq!(got.trim(), SERVER6, "synthesised under pool6 from 192.0.2.2");
-    let connect = format!(
-        "import socket;c=socket.create_connection(('{}',8082),timeout=10);print(c.recv(100).decode())",
-        got.trim()
-    );
-    let body = lab.exec(0, &[python(), "-c", &connect]).expect("connect to the synthesised address");
+    let body = lab.exec(0, &tool(&["tcp-fetch", got.trim(), "8082"])).expect("connect to the synthesised address");
     assert_eq!(body.trim(), "hello via dns64");
-    let mut v4only: Vec<String> = lab
-        .exec(0, &[python(), "-c", PY_AAAA, "ipv4only.arpa"])
-        .expect("ipv4only.arpa")
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut v4only: Vec<String> =
+        lab.exec(0, &tool(&["dns-aaaa", "ipv4only.arpa"])).expect("ipv4only.arpa").lines().map(String::from).collect();
     v4only.sort();
     assert_eq!(v4only, ["2001:db8:64::c000:aa", "2001:db8:64::c000:ab"]);
     let _ = web.join();
@@ -425,11 +388,11 @@ fn dns64_then_nat64(lab: &Lab) {
     assert!(said.contains("applied"), "{said}");
     let upstream = spawn_upstream_dns(lab);
     std::thread::sleep(Duration::from_millis(300));
-    let r = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example", "rcode"]).expect("refused query");
+    let r = lab.exec(0, &tool(&["dns-aaaa", "web.example", "--rcode"])).expect("refused query");
     assert_eq!(r.trim(), "rcode 5", "REFUSED after the reload");
     std::fs::write(&config, &base).unwrap();
     lab.ctl(&["reload"]).expect("reload back");
-    let r = lab.exec(0, &[python(), "-c", PY_AAAA, "web.example", "rcode"]).expect("served again");
+    let r = lab.exec(0, &tool(&["dns-aaaa", "web.example", "--rcode"])).expect("served again");
     assert_eq!(r.lines().collect::<Vec<_>>(), ["rcode 0", SERVER6]);
     let _ = upstream.join();
     let d = &lab.stats()["dns64"];
@@ -456,12 +419,6 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// Run a Python program in namespace `ns` in the background.
-fn spawn_py(lab: &Lab, ns: usize, prog: &str) -> std::thread::JoinHandle<Result<String, String>> {
-    let (n, prog) = (lab.ns[ns].clone(), prog.to_string());
-    std::thread::spawn(move || run("ip", &["netns", "exec", &n, python(), "-c", &prog]))
-}
-
 // `nat64ctl stats` counts exactly the traffic sent; `nat64ctl sessions`
 // lists the flow; an ICMP session expires after its configured lifetime
 // (RFC 6146 4: ICMP_DEFAULT, set to 2 s in the lab's configuration).
@@ -478,14 +435,13 @@ fn counters_sessions_and_expiry(lab: &Lab) {
     let (batches, batched) = (io["batches"].as_u64().unwrap(), io["batched_packets"].as_u64().unwrap());
     assert_eq!(batches > 0, lab.io_uring, "{io}");
     assert!(batched >= batches, "{io}");
-    let server = spawn_py(
-        lab,
-        2,
-        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('192.0.2.2',5354));s.settimeout(10)\nfor _ in range(20):\n d,a=s.recvfrom(2000);s.sendto(d,a)",
-    );
+    let server = spawn_tool(lab, 2, &["udp-echo", "192.0.2.2", "5354", "--count", "20", "--timeout", "10"]);
     std::thread::sleep(Duration::from_millis(400));
     let got = lab
-        .exec(0, &[python(), "-c", &format!("import socket;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(('2001:db8:1::10',40200));s.settimeout(3);n=0\nfor i in range(20):\n s.sendto(b'x'*100,('{SERVER6}',5354));n+=len(s.recvfrom(2000)[0])\nprint(n)")])
+        .exec(
+            0,
+            &tool(&["udp-rounds", SERVER6, "5354", "--bind", "2001:db8:1::10", "--bport", "40200", "--count", "20"]),
+        )
         .expect("20 UDP round trips");
     assert_eq!(got.trim(), "2000");
     server.join().unwrap().expect("UDP echo server");
@@ -528,14 +484,10 @@ fn time_exceeded_from_ipv4_side(lab: &Lab) {
 fn path_mtu_discovery(lab: &Lab) {
     let g1 = format!("g{}b", lab.id);
     lab.ip(&["-n", &lab.ns[1], "link", "set", &g1, "mtu", "1400"]);
-    let sink = spawn_py(
-        lab,
-        2,
-        "import socket,hashlib\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',9090));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.settimeout(20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())",
-    );
+    let sink = spawn_tool(lab, 2, &["tcp-sink", "192.0.2.2", "9090"]);
     std::thread::sleep(Duration::from_millis(500));
     let sent = lab
-        .exec(0, &[python(), "-c", &format!("import socket,hashlib,random\nr=random.Random(9);d=r.randbytes(1<<20)\nc=socket.create_connection(('{SERVER6}',9090),timeout=20);c.sendall(d);c.close();print(len(d),hashlib.sha256(d).hexdigest())")])
+        .exec(0, &tool(&["tcp-upload", SERVER6, "9090", "--seed", "9", "--size", "1048576"]))
         .expect("upload across the 1400-byte IPv4 link");
     let got = sink.join().unwrap().expect("TCP sink");
     assert_eq!(got.trim(), sent.trim(), "same bytes at both ends");
@@ -554,15 +506,9 @@ fn path_mtu_discovery(lab: &Lab) {
     lab.ip(&["-n", &lab.ns[0], "link", "set", &c0, "mtu", "9000"]);
     lab.ip(&["-n", &lab.ns[1], "link", "set", &g0, "mtu", "9000"]);
     let before = lab.stats();
-    let source = spawn_py(
-        lab,
-        2,
-        "import socket,hashlib,random\nd=random.Random(11).randbytes(1<<20)\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',9092));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.sendall(d);c.close();print(len(d),hashlib.sha256(d).hexdigest())",
-    );
+    let source = spawn_tool(lab, 2, &["tcp-serve-data", "192.0.2.2", "9092", "--seed", "11", "--size", "1048576"]);
     std::thread::sleep(Duration::from_millis(500));
-    let got = lab
-        .exec(0, &[python(), "-c", &format!("import socket,hashlib\nc=socket.create_connection(('{SERVER6}',9092),timeout=20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())")])
-        .expect("download with a jumbo client MSS");
+    let got = lab.exec(0, &tool(&["tcp-recv", SERVER6, "9092"])).expect("download with a jumbo client MSS");
     let sent = source.join().unwrap().expect("TCP source");
     assert_eq!(got.trim(), sent.trim(), "same bytes at both ends");
     let after = lab.stats();
@@ -582,17 +528,13 @@ fn reload_keeps_sessions(lab: &Lab) {
     let dir = lab.dir.clone().unwrap();
     let config = dir.join("nat64d.toml");
     let pid = lab.daemon.as_ref().unwrap().id().to_string();
-    let sink = spawn_py(
-        lab,
-        2,
-        "import socket,hashlib\nl=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);l.bind(('192.0.2.2',9091));l.listen(1);l.settimeout(20)\nc,_=l.accept();c.settimeout(20);h=hashlib.sha256();n=0\nwhile True:\n b=c.recv(65536)\n if not b: break\n h.update(b);n+=len(b)\nprint(n,h.hexdigest())",
-    );
+    let sink = spawn_tool(lab, 2, &["tcp-sink", "192.0.2.2", "9091"]);
     std::thread::sleep(Duration::from_millis(500));
     // Twelve 64 KiB chunks, 0.25 s apart: the connection lives through the reloads below.
-    let source = spawn_py(
+    let source = spawn_tool(
         lab,
         0,
-        &format!("import socket,hashlib,time\nc=socket.create_connection(('{SERVER6}',9091),timeout=20);h=hashlib.sha256();n=0\nfor i in range(12):\n b=bytes([i])*65536;c.sendall(b);h.update(b);n+=len(b);time.sleep(0.25)\nc.close();print(n,h.hexdigest())"),
+        &["tcp-upload", SERVER6, "9091", "--seed", "12", "--size", "786432", "--chunks", "12", "--pause", "0.25"],
     );
     std::thread::sleep(Duration::from_millis(600));
     let extra = "\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"[2001:db8:1::10]:53\"\nipv4 = \"203.0.113.2:53\"\n";
@@ -634,10 +576,7 @@ fn reload_keeps_sessions(lab: &Lab) {
 // Problem), a malformed ICMPv6 error, and 300 random payloads.
 fn malformed_packets_are_counted(lab: &Lab) {
     let before = lab.stats();
-    let prog = format!(
-        "import socket,random\ns=socket.socket(socket.AF_INET6,socket.SOCK_RAW,socket.IPPROTO_RAW)\nsrc=socket.inet_pton(socket.AF_INET6,'2001:db8:1::10');dst=socket.inet_pton(socket.AF_INET6,'{SERVER6}')\ndef pkt(nh,p): return bytes([0x60,0,0,0])+len(p).to_bytes(2,'big')+bytes([nh,64])+src+dst+p\ncases=[(17,b'\\x01\\x02\\x03'),(6,b'\\x00'*7),(253,b'x'*20),(43,bytes([17,0,0,1,0,0,0,0])+b'\\x00'*8),(58,bytes([1,4,0,0,0,0,0,0])+b'\\x45'+b'\\x00'*10)]\nr=random.Random(7)\nfor i in range(300): cases.append((r.choice([6,17,58,44,60,43]),bytes(r.getrandbits(8) for _ in range(r.randrange(0,120)))))\nfor nh,p in cases: s.sendto(pkt(nh,p),('{SERVER6}',0))\nprint(len(cases))"
-    );
-    let sent = lab.exec(0, &[python(), "-c", &prog]).expect("raw sender");
+    let sent = lab.exec(0, &tool(&["raw-garbage", SERVER6, "--src", "2001:db8:1::10"])).expect("raw sender");
     assert_eq!(sent.trim(), "305");
     let grew = |after: &serde_json::Value, r: &str| drops(after, r) > drops(&before, r);
     assert!(

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""The namespace lab's traffic tools (tests/lab_e2e.rs runs them with
+`ip netns exec`): small UDP and TCP clients and servers, a DNS AAAA query,
+and a sender of malformed IPv6 packets. Each prints what the test checks
+(addresses, byte counts, SHA-256 of the data) and stops by itself: every
+socket has a timeout and every loop a bound.
+"""
+
+import argparse
+import hashlib
+import random
+import socket
+import struct
+import sys
+import time
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def listener(bind, port, backlog, timeout):
+    l = socket.socket(family(bind), socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((bind, port))
+    l.listen(backlog)
+    l.settimeout(timeout)
+    return l
+
+
+def data(seed, size):
+    return random.Random(seed).randbytes(size)
+
+
+def read_all(c):
+    h, n = hashlib.sha256(), 0
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return n, h.hexdigest()
+        h.update(b)
+        n += len(b)
+
+
+def udp_echo(a):
+    """Echo `count` datagrams (upper-cased with --upper); with --report,
+    print each sender's address and port."""
+    s = socket.socket(family(a.bind), socket.SOCK_DGRAM)
+    s.bind((a.bind, a.port))
+    s.settimeout(a.timeout)
+    for _ in range(a.count):
+        d, peer = s.recvfrom(2000)
+        s.sendto(d.upper() if a.upper else d, peer)
+        if a.report:
+            print(peer[0], peer[1], flush=True)
+
+
+def udp_ask(a):
+    """Send `payload` from bind:bport up to `tries` times; print the first answer."""
+    s = socket.socket(family(a.dest), socket.SOCK_DGRAM)
+    s.bind((a.bind, a.bport))
+    s.settimeout(a.timeout)
+    for _ in range(a.tries):
+        s.sendto(a.payload.encode(), (a.dest, a.port))
+        try:
+            print(s.recvfrom(2000)[0].decode())
+            return
+        except socket.timeout:
+            pass
+
+
+def udp_rounds(a):
+    """`count` round trips of `size` bytes each; print the bytes that came back."""
+    s = socket.socket(family(a.dest), socket.SOCK_DGRAM)
+    s.bind((a.bind, a.bport))
+    s.settimeout(a.timeout)
+    n = 0
+    for _ in range(a.count):
+        s.sendto(b"x" * a.size, (a.dest, a.port))
+        n += len(s.recvfrom(2000)[0])
+    print(n)
+
+
+def tcp_serve_data(a):
+    """Accept one connection and send `size` pseudo-random bytes; print length and hash."""
+    d = data(a.seed, a.size)
+    c, _ = listener(a.bind, a.port, 1, a.timeout).accept()
+    c.sendall(d)
+    c.close()
+    print(len(d), hashlib.sha256(d).hexdigest())
+
+
+def tcp_sink(a):
+    """Accept one connection and read it to the end; print length and hash."""
+    c, _ = listener(a.bind, a.port, 1, a.timeout).accept()
+    c.settimeout(a.timeout)
+    print(*read_all(c))
+
+
+def tcp_recv(a):
+    """Connect and read to the end; print length and hash."""
+    c = socket.create_connection((a.dest, a.port), timeout=a.timeout)
+    print(*read_all(c))
+
+
+def tcp_upload(a):
+    """Connect and send `size` pseudo-random bytes, in `chunks` pieces with
+    `pause` seconds between them; print length and hash."""
+    d = data(a.seed, a.size)
+    c = socket.create_connection((a.dest, a.port), timeout=a.timeout)
+    step = -(-len(d) // a.chunks)
+    for i in range(0, len(d), step):
+        c.sendall(d[i : i + step])
+        if a.pause:
+            time.sleep(a.pause)
+    c.close()
+    print(len(d), hashlib.sha256(d).hexdigest())
+
+
+def tcp_greet(a):
+    """Accept `count` connections; send `message` (or "hello PEER" with
+    --hello-peer, printing each peer's address)."""
+    l = listener(a.bind, a.port, a.count, a.timeout)
+    for _ in range(a.count):
+        c, peer = l.accept()
+        c.sendall((f"hello {peer[0]}" if a.hello_peer else a.message).encode())
+        c.close()
+        if a.hello_peer:
+            print(peer[0], flush=True)
+
+
+def tcp_fetch(a):
+    """Connect (from `bind` if given) and print the first 200 bytes received."""
+    s = socket.socket(family(a.dest), socket.SOCK_STREAM)
+    if a.bind:
+        s.bind((a.bind, 0))
+    s.settimeout(a.timeout)
+    s.connect((a.dest, a.port))
+    print(s.recv(200).decode())
+
+
+def dns_aaaa(a):
+    """One AAAA query over UDP to the gateway's DNS64 server; print the
+    AAAA addresses of the answer, one per line (with --rcode, the rcode first)."""
+    q = struct.pack(">6H", 0x1234, 0x0100, 1, 0, 0, 0)
+    for label in a.name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack(">HH", 28, 1)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(q, (a.server, 53))
+    r = s.recv(4096)
+    if a.rcode:
+        print("rcode", r[3] & 15)
+    an = struct.unpack(">H", r[6:8])[0]
+    i = len(q)
+    for _ in range(an):
+        if r[i] & 0xC0 == 0xC0:
+            i += 2
+        else:
+            while r[i]:
+                i += 1 + r[i]
+            i += 1
+        t, _c, _ttl, ln = struct.unpack(">HHIH", r[i : i + 10])
+        i += 10
+        if t == 28:
+            print(socket.inet_ntop(socket.AF_INET6, r[i : i + ln]))
+        i += ln
+
+
+def raw_garbage(a):
+    """Malformed IPv6 packets from `src` to `dest` through a raw socket:
+    truncated UDP and TCP headers, an unknown protocol, a Routing header
+    with Segments Left, a malformed ICMPv6 error, and 300 random payloads
+    (seeded). Prints how many were sent."""
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    src = socket.inet_pton(socket.AF_INET6, a.src)
+    dst = socket.inet_pton(socket.AF_INET6, a.dest)
+
+    def pkt(nh, p):
+        return bytes([0x60, 0, 0, 0]) + len(p).to_bytes(2, "big") + bytes([nh, 64]) + src + dst + p
+
+    cases = [
+        (17, b"\x01\x02\x03"),
+        (6, b"\x00" * 7),
+        (253, b"x" * 20),
+        (43, bytes([17, 0, 0, 1, 0, 0, 0, 0]) + b"\x00" * 8),
+        (58, bytes([1, 4, 0, 0, 0, 0, 0, 0]) + b"\x45" + b"\x00" * 10),
+    ]
+    r = random.Random(7)
+    for _ in range(300):
+        cases.append((r.choice([6, 17, 58, 44, 60, 43]), bytes(r.getrandbits(8) for _ in range(r.randrange(0, 120)))))
+    for nh, p in cases:
+        s.sendto(pkt(nh, p), (a.dest, 0))
+    print(len(cases))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def cmd(name, fn, *args, timeout=20.0):
+        c = sub.add_parser(name, help=fn.__doc__)
+        c.set_defaults(fn=fn)
+        c.add_argument("--timeout", type=float, default=timeout)
+        for a in args:
+            c.add_argument(*a[0], **a[1])
+        return c
+
+    def arg(*names, **kw):
+        return (names, kw)
+
+    bind_port = [arg("bind"), arg("port", type=int)]
+    dest_port = [arg("dest"), arg("port", type=int)]
+    client = [arg("--bind", required=True), arg("--bport", type=int, required=True)]
+    cmd("udp-echo", udp_echo, *bind_port, arg("--count", type=int, default=1), arg("--upper", action="store_true"),
+        arg("--report", action="store_true"), timeout=15.0)
+    cmd("udp-ask", udp_ask, *dest_port, *client, arg("--payload", required=True), arg("--tries", type=int, default=4),
+        timeout=3.0)
+    cmd("udp-rounds", udp_rounds, *dest_port, *client, arg("--count", type=int, default=20),
+        arg("--size", type=int, default=100), timeout=3.0)
+    cmd("tcp-serve-data", tcp_serve_data, *bind_port, arg("--seed", type=int, required=True),
+        arg("--size", type=int, required=True))
+    cmd("tcp-sink", tcp_sink, *bind_port)
+    cmd("tcp-recv", tcp_recv, *dest_port)
+    cmd("tcp-upload", tcp_upload, *dest_port, arg("--seed", type=int, required=True),
+        arg("--size", type=int, required=True), arg("--chunks", type=int, default=1),
+        arg("--pause", type=float, default=0.0))
+    cmd("tcp-greet", tcp_greet, *bind_port, arg("--count", type=int, default=1), arg("--message", default="hello"),
+        arg("--hello-peer", action="store_true"), timeout=15.0)
+    cmd("tcp-fetch", tcp_fetch, *dest_port, arg("--bind"), timeout=10.0)
+    cmd("dns-aaaa", dns_aaaa, arg("name"), arg("--server", default="2001:db8:1::1"), arg("--rcode", action="store_true"))
+    cmd("raw-garbage", raw_garbage, arg("dest"), arg("--src", required=True))
+    a = p.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
