@@ -1,8 +1,10 @@
 //! A Linux TUN device (`/dev/net/tun`, TUNSETIFF with IFF_TUN | IFF_NO_PI):
-//! the only place with `unsafe` code, each block with its SAFETY reason.
-//! With more than one queue the device is IFF_MULTI_QUEUE: one file
+//! the ioctl, read, write and poll layer, one of the three places with
+//! `unsafe` code (with `uring.rs` and `sys/`), each block with its SAFETY
+//! reason. With more than one queue the device is IFF_MULTI_QUEUE: one file
 //! descriptor per worker, and the kernel spreads flows over them by hash.
-//! IFF_VNET_HDR offloads are the next step of the dataplane.
+//! With IFF_VNET_HDR (TUNSETOFFLOAD) every packet carries a virtio-net
+//! header; `vnet.rs` parses and writes it and handles the super-packets.
 
 #![allow(unsafe_code)]
 
