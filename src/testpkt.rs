@@ -5,6 +5,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// The Identification key of the fuzz drivers' translators: runs repeat.
+pub const FUZZ_KEY: u64 = 0x6e61_7436_3464;
+
 /// Naive RFC 1071 sum of byte slices, folded, not complemented.
 pub fn naive_sum(parts: &[&[u8]]) -> u16 {
     let mut all = Vec::new();
@@ -426,7 +429,7 @@ pub fn run_fuzz_input(target: &str, data: &[u8], out: &mut [u8], scratch: &mut [
                     [data[3], data[4], data[5], data[6]],
                     &data[7..],
                 );
-                check_invariants(&mut Translator::new(XlatConfig::default()), &pkt, out, scratch);
+                check_invariants(&mut Translator::with_key(XlatConfig::default(), FUZZ_KEY), &pkt, out, scratch);
             }
         }
         _ => {
@@ -435,7 +438,8 @@ pub fn run_fuzz_input(target: &str, data: &[u8], out: &mut [u8], scratch: &mut [
                 *b = (*b & 0x0f) | if target == "xlat_6to4" { 0x60 } else { 0x40 };
             }
             for (v6, v4) in [(1280, 1500), (1500, 576)] {
-                let mut x = Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() });
+                let mut x =
+                    Translator::with_key(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() }, FUZZ_KEY);
                 check_invariants(&mut x, &pkt, out, scratch);
             }
         }
@@ -491,7 +495,7 @@ pub fn run_offload_fuzz_input(data: &[u8], out: &mut [u8]) {
     let mut scratch = vec![0u8; HEADROOM + 65536];
     for (v6, v4) in [(1500u16, 1500u16), (1280, 576)] {
         let cfg = XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() };
-        let mut x = Translator::new(cfg);
+        let mut x = Translator::with_key(cfg, FUZZ_KEY);
         let mut b = buf.clone();
         let mut stats = OffloadStats::default();
         let mut check = |h: &[u8; VNET_HDR_LEN], p: &[u8]| {
@@ -550,7 +554,7 @@ pub fn run_nat_fuzz_input(data: &[u8], out: &mut [u8]) {
     }
     let mut t = NatTable::new(cfg, 0, 1);
     let _ = t.add_static(Proto::Tcp, (Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x80), 80), (pool, 1000));
-    let mut x = Translator::new(XlatConfig::default());
+    let mut x = Translator::with_key(XlatConfig::default(), FUZZ_KEY);
     let mut now = 0u64;
     for step in data.get(1..).unwrap_or(&[]).chunks(6) {
         let [op, h, port, r, flags, dt] = match *step {

@@ -335,6 +335,8 @@ fn scenario(offload: bool, io_uring: bool) {
     std::io::Read::read_to_string(&mut d.stderr.take().expect("stderr"), &mut err).expect("read stderr");
     assert!(status.success(), "exit status {status}; stderr: {err}");
     assert!(err.contains("stopped: "), "final counters on stderr: {err}");
+    // Issue 13 item 8: stderr is a pipe here, not a terminal: no ANSI colour codes.
+    assert!(!err.contains('\u{1b}'), "escape codes in logs written to a pipe: {err:?}");
     assert!(err.contains("dns64: 4 queries (4 UDP, 0 TCP), 0 from the cache, 2 synthesised, 1 refused"), "{err}");
 }
 

@@ -62,7 +62,12 @@ fn core_imports_no_driver_and_no_io() {
             let code = line.split("//").next().unwrap_or("");
             for bad in FORBIDDEN {
                 if code.contains(bad) && !(is_test && *bad == "std::thread") {
-                    found.push(format!("{}:{}: {bad}: {}", f.strip_prefix(root).unwrap().display(), i + 1, line.trim()));
+                    found.push(format!(
+                        "{}:{}: {bad}: {}",
+                        f.strip_prefix(root).unwrap().display(),
+                        i + 1,
+                        line.trim()
+                    ));
                 }
             }
         }

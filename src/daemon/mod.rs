@@ -225,11 +225,12 @@ pub(crate) fn init_logging(cfg: &Config) {
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Trace => tracing::Level::TRACE,
     };
-    let b = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal: a file, a pipe or journald
+    // gets plain text (NO_COLOR turns it off at a terminal too).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let b =
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).with_ansi(ansi);
     // journald stamps lines itself.
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        b.without_time().with_ansi(false).try_init()
-    } else {
-        b.try_init()
-    };
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() { b.without_time().try_init() } else { b.try_init() };
 }

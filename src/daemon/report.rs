@@ -131,8 +131,10 @@ impl StatsReport {
         self.translated.get(dir).map_or(0, |m| m.values().map(|t| t.packets).sum())
     }
 
+    /// Drops that are errors: every reason but `not_for_pool6` (the
+    /// kernel's own multicast on the device), which is shown apart.
     pub fn total_drops(&self) -> u64 {
-        self.drops.values().sum()
+        self.drops.iter().filter(|(r, _)| *r != DropReason::NotForPool6.label()).map(|(_, n)| n).sum()
     }
 
     /// The table `nat64ctl stats` prints; with `prev` and the seconds between
@@ -198,8 +200,12 @@ impl StatsReport {
             self.total_drops(),
             rate(self.total_drops(), &|r: &StatsReport| r.total_drops())
         );
-        for (reason, n) in self.drops.iter().filter(|(_, &n)| n > 0) {
+        let ignored = DropReason::NotForPool6.label();
+        for (reason, n) in self.drops.iter().filter(|(r, &n)| n > 0 && *r != ignored) {
             let _ = writeln!(o, "  {reason:<32}{n:>16}");
+        }
+        if let Some(n) = self.drops.get(ignored).filter(|&&n| n > 0) {
+            let _ = writeln!(o, "  {:<32}{n:>16}", "(not for pool6, ignored: the kernel's multicast)");
         }
         let _ = writeln!(o, "\n{:<18}{:>16}{:>16}", "state", "sessions", "BIB entries");
         for p in Proto::ALL {

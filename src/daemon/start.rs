@@ -356,7 +356,7 @@ fn summarise_stop(state: &State, finals: &[WorkerStats]) {
         "stopped: {} packets IPv6->IPv4, {} IPv4->IPv6, {} dropped, {} ICMP errors sent, {} lost writing to the TUN device, {} sessions left",
         x.out_6to4.packets.iter().sum::<u64>(),
         x.in_4to6.packets.iter().sum::<u64>(),
-        x.drops.iter().sum::<u64>(),
+        x.real_drops(),
         x.icmp_errors_sent,
         total.tun_write_errors,
         state.nat.session_count()

@@ -114,7 +114,7 @@ pub(super) fn reply4(
     let src = x.cfg.own_v4.unwrap_or(o.dst);
     let quoted = o.pkt.len().min(MAX_ICMP4 - 28);
     let len = 28 + quoted;
-    let id = x.ident();
+    let id = x.ident(src, s, proto::ICMP);
     Ipv4Repr {
         tos: 0,
         total_len: len as u16,

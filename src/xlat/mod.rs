@@ -8,6 +8,7 @@
 mod errors;
 mod frag;
 mod icmp;
+mod ident;
 mod stats;
 mod v4to6;
 mod v6to4;
@@ -258,15 +259,23 @@ impl Mapper for Rfc6052Mapper {
 #[derive(Debug, Clone)]
 pub struct Translator {
     cfg: XlatConfig,
-    next_ident: u16,
+    ident: ident::IdentGen,
     pub stats: Stats,
 }
 
 impl Translator {
-    pub fn new(mut cfg: XlatConfig) -> Self {
+    /// A translator whose IPv4 Identification generator has a random key
+    /// (RFC 7739: a fresh one per worker and per start).
+    pub fn new(cfg: XlatConfig) -> Self {
+        Self::with_key(cfg, ident::random_key())
+    }
+
+    /// A translator whose Identification generator is keyed with `key`: the
+    /// same key gives the same IDs (tests, fuzzing).
+    pub fn with_key(mut cfg: XlatConfig, key: u64) -> Self {
         cfg.ipv6_mtu = cfg.ipv6_mtu.max(1280);
         cfg.ipv4_mtu = cfg.ipv4_mtu.max(68);
-        Translator { cfg, next_ident: 1, stats: Stats::default() }
+        Translator { cfg, ident: ident::IdentGen::new(key), stats: Stats::default() }
     }
 
     pub fn config(&self) -> &XlatConfig {
@@ -399,12 +408,12 @@ impl Translator {
         self.count(v, Family::V4, 0, pkt.len())
     }
 
-    /// The next IPv4 Identification value (RFC 7915 5.1: "set according to a
-    /// Fragment Identification generator at the translator").
+    /// The IPv4 Identification for a packet from `src` to `dst` (RFC 7915
+    /// 5.1: "set according to a Fragment Identification generator at the
+    /// translator"; RFC 7739 7.3's double hash, see `ident.rs`).
     #[inline]
-    fn ident(&mut self) -> u16 {
-        self.next_ident = self.next_ident.wrapping_add(1);
-        self.next_ident
+    fn ident(&mut self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> u16 {
+        self.ident.next(src, dst, proto)
     }
 }
 

@@ -86,6 +86,11 @@ drop_reasons! {
     FragmentNoState => "fragment_no_state",
     /// The caller's output buffer is smaller than OUT_BUF_LEN.
     OutputBuffer => "output_buffer",
+    /// The kernel's own traffic on the TUN device (multicast such as MLD
+    /// reports, link-local or unspecified destinations): never routed to
+    /// pool6, so neither translated nor answered, and not an error
+    /// (reported apart from the drops).
+    NotForPool6 => "not_for_pool6",
 }
 
 /// Per-protocol packet and byte counts in one direction.
@@ -148,6 +153,11 @@ impl Stats {
         c.packets[i] += packets;
         c.bytes[i] += bytes as u64;
         c.fragmented += fragmented as u64;
+    }
+
+    /// Drops that are errors: every reason but [`DropReason::NotForPool6`].
+    pub fn real_drops(&self) -> u64 {
+        self.drops.iter().sum::<u64>() - self.dropped(DropReason::NotForPool6)
     }
 
     /// Count of drops for one reason.

@@ -98,10 +98,10 @@ impl Mapper for NatLike {
 }
 
 fn xl() -> Translator {
-    Translator::new(XlatConfig::default())
+    Translator::with_key(XlatConfig::default(), 7)
 }
 fn xl_mtu(v6: u16, v4: u16) -> Translator {
-    Translator::new(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() })
+    Translator::with_key(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() }, 7)
 }
 
 /// Run one packet through, returning the verdict and the output buffer.
@@ -232,14 +232,20 @@ fn rfc7915_5_4_no_error_when_disabled_or_for_errors() {
 }
 
 // RFC 4443 2.4 (e): no Time Exceeded for a packet sent to a multicast address
-// (the kernel's own MLD reports on the TUN device have Hop Limit 1).
+// (the kernel's own MLD reports on the TUN device have Hop Limit 1). Issue
+// 13 item 6: they are not for pool6 at all, counted apart from real drops
+// (not as hop_limit_exceeded), whatever their hop limit; so are link-local
+// and unspecified destinations.
 #[test]
 fn rfc4443_2_4_e_no_error_for_multicast_destination() {
-    let mut p = V6::new("fe80::1".parse().unwrap(), "ff02::16".parse().unwrap(), 58, icmp(143, 0, [0; 4], &[0u8; 20]));
-    p.hop = 1;
-    let mut x = xl();
-    assert_eq!(run(&mut x, &p.build()).0, Verdict::Drop(DropReason::HopLimitExceeded));
-    assert_eq!(x.stats.icmp_errors_sent, 0);
+    for (dst, hop) in [("ff02::16", 1), ("ff02::2", 255), ("ff0e::1", 64), ("fe80::1", 1), ("::", 64)] {
+        let mut p = V6::new("fe80::1".parse().unwrap(), dst.parse().unwrap(), 58, icmp(143, 0, [0; 4], &[0u8; 20]));
+        p.hop = hop;
+        let mut x = xl();
+        assert_eq!(run(&mut x, &p.build()).0, Verdict::Drop(DropReason::NotForPool6), "{dst}");
+        assert_eq!(x.stats.icmp_errors_sent, 0);
+        assert_eq!((x.stats.dropped(DropReason::HopLimitExceeded), x.stats.real_drops()), (0, 0), "{dst}");
+    }
 }
 
 // RFC 7915 5.1: Hop-by-Hop / Destination Options are skipped and not counted in Total Length.
@@ -1034,4 +1040,24 @@ proptest! {
         let mut scratch = vec![0u8; OUT_BUF_LEN];
         testpkt::check_invariants(&mut xl(), &bytes, &mut out, &mut scratch);
     }
+}
+
+// RFC 7915 5.1 with RFC 7739 7.3: the IPv4 Identification of a translated
+// packet comes from a keyed per-destination generator: consecutive packets
+// of one flow get consecutive IDs, but another worker's (another key's)
+// sequence starts elsewhere, and the first ID is not the old counter's 2.
+#[test]
+fn rfc7739_identification_is_keyed_per_destination() {
+    let pkt = v6_out(CLIENT6, 17, udp(5000, 53, &[0u8; 40])).build();
+    let id = |x: &mut Translator| {
+        let (v, out) = run(x, &pkt);
+        u16at(&fwd(v, &out, Family::V4), 4)
+    };
+    let (mut a, mut b) = (xl(), Translator::with_key(XlatConfig::default(), 8));
+    let (a1, a2, b1) = (id(&mut a), id(&mut a), id(&mut b));
+    assert_eq!(a2, a1.wrapping_add(1), "one flow: consecutive");
+    assert_ne!(a1, b1, "keys 7 and 8 start elsewhere");
+    let firsts: std::collections::HashSet<u16> =
+        (0..16).map(|k| id(&mut Translator::with_key(XlatConfig::default(), k))).collect();
+    assert!(firsts.len() >= 15 && !firsts.contains(&2), "{firsts:?}");
 }

@@ -171,6 +171,13 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, 
         is_error: h.upper == proto::ICMPV6 && first && body.first().is_some_and(|&t| icmp::is_v6_error(t)),
     };
 
+    // Only pool6 is routed into the translator: multicast (MLD reports,
+    // router solicitations), link-local and unspecified destinations are
+    // the kernel's own traffic on the device, before any other check.
+    if h.dst.is_multicast() || h.dst.is_unicast_link_local() || h.dst.is_unspecified() {
+        return (Step::Done(Verdict::Drop(DropReason::NotForPool6)), p4);
+    }
+
     // RFC 7915 5.1: Hop Limit decremented; reaching zero gives ICMPv6 Time Exceeded (3/0).
     if h.hop_limit <= 1 {
         return (Step::Done(errors::reply6(x, offending(), out, 3, 0, 0, DropReason::HopLimitExceeded)), p4);
@@ -243,7 +250,7 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, 
         // RFC 7915 5.1.1: ID from the low 16 bits, MF from M, DF clear, offset copied.
         Some(f) => (f.ident as u16, false, f.more, f.offset),
         // RFC 7915 5.1: DF clear when the IPv4 packet is at most 1260 bytes.
-        None => (x.ident(), len4 > DF_THRESHOLD, false, 0),
+        None => (x.ident(t4.src, t4.dst, p4), len4 > DF_THRESHOLD, false, 0),
     };
     let plan = Plan {
         body_off: h.upper_off,
@@ -468,7 +475,7 @@ fn icmp_error<M: Mapper>(x: &mut Translator, pkt: &[u8], h: &Ipv6Header, out: &m
     put16(msg, 2, ck);
     // Outer addresses follow the quoted packet's mapping (it travelled the other way).
     let tos = x.cfg.tos_override.unwrap_or(h.traffic_class);
-    let id = x.ident();
+    let id = x.ident(t4.dst, t4.src, proto::ICMP);
     Ipv4Repr {
         tos,
         total_len: n as u16,
