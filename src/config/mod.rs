@@ -13,6 +13,7 @@ use crate::addr::{IpNet, Net4, Net6, Prefix6052};
 use crate::dns64::server::{ServerConfig, Settings as Dns64Settings};
 use crate::dns64::Dns64;
 use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, DAY, TCP_EST, TCP_TRANS, UDP_MIN, WEEK};
+use crate::xlat::{IcmpLimit, XlatConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt::{self, Display};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -128,6 +129,34 @@ pub struct TunSection {
 impl Default for TunSection {
     fn default() -> Self {
         TunSection { name: "nat64".into(), mtu: 1500, setup: true, queues: 0, offload: true, io_uring: true }
+    }
+}
+
+/// The translator's settings (RFC 7915's configuration functions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranslatorSection {
+    /// RFC 7915 section 4 "lowest-ipv6-mtu": IPv4 packets with DF clear are
+    /// fragmented so each IPv6 packet is at most this (1280 to 65535).
+    pub lowest_ipv6_mtu: u16,
+    /// Send ICMP errors for packets the translator drops (RFC 7915 4.4, 5.4).
+    pub icmp_errors: bool,
+    /// Answer IPv4 UDP and ICMP queries with no state (no BIB entry) with
+    /// ICMPv4 Host Unreachable (RFC 6146 3.5.1, 3.5.3); false: silent.
+    pub icmp_no_state: bool,
+    /// Rate limit of those errors, per worker (RFC 4443 2.4 (f)).
+    pub icmp_limit: IcmpLimit,
+}
+
+impl Default for TranslatorSection {
+    fn default() -> Self {
+        let x = XlatConfig::default();
+        TranslatorSection {
+            lowest_ipv6_mtu: x.lowest_ipv6_mtu,
+            icmp_errors: x.icmp_errors,
+            icmp_no_state: x.icmp_no_state,
+            icmp_limit: x.icmp_limit,
+        }
     }
 }
 
@@ -289,6 +318,7 @@ pub struct Config {
     /// Allow non-global IPv4 addresses under 64:ff9b::/96 (labs only; RFC 6052 3.1).
     pub allow_non_global: bool,
     pub tun: TunSection,
+    pub translator: TranslatorSection,
     pub nat: NatSection,
     pub static_bib: Vec<StaticBib>,
     pub control: ControlSection,
@@ -307,6 +337,7 @@ impl Default for Config {
             pool4: vec![],
             allow_non_global: false,
             tun: TunSection::default(),
+            translator: TranslatorSection::default(),
             nat: NatSection::default(),
             static_bib: vec![],
             control: ControlSection::default(),
@@ -440,6 +471,12 @@ impl Config {
         if self.tun.mtu < 1280 {
             return err("tun.mtu", format!("{} is below 1280, the IPv6 minimum MTU", self.tun.mtu));
         }
+        if self.translator.lowest_ipv6_mtu < 1280 {
+            return err(
+                "translator.lowest_ipv6_mtu",
+                format!("{} is below 1280, the IPv6 minimum MTU", self.translator.lowest_ipv6_mtu),
+            );
+        }
         if self.tun.queues > 256 {
             return err("tun.queues", format!("{} queues; the kernel allows at most 256", self.tun.queues));
         }
@@ -511,6 +548,21 @@ impl Config {
             return err("dns64.threads", format!("{} is not in 1..=64", d.threads));
         }
         Ok(())
+    }
+
+    /// The translator's settings: the TUN MTU as both next hops', the rest
+    /// from `[translator]`.
+    pub fn xlat_config(&self) -> XlatConfig {
+        let t = &self.translator;
+        XlatConfig {
+            ipv6_mtu: self.tun.mtu.max(1280),
+            ipv4_mtu: self.tun.mtu,
+            lowest_ipv6_mtu: t.lowest_ipv6_mtu,
+            icmp_errors: t.icmp_errors,
+            icmp_no_state: t.icmp_no_state,
+            icmp_limit: t.icmp_limit,
+            ..XlatConfig::default()
+        }
     }
 
     /// The DNS64 prefixes: as configured, or the translator's.

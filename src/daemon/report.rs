@@ -50,6 +50,9 @@ pub struct StatsReport {
     /// Every drop reason (zeros included, so scripts see a stable set of keys).
     pub drops: BTreeMap<String, u64>,
     pub icmp_errors_sent: u64,
+    /// ICMP errors the rate limit held back.
+    #[serde(default)]
+    pub icmp_errors_suppressed: u64,
     pub tun_write_errors: u64,
     /// Sessions per protocol.
     pub sessions: BTreeMap<String, u64>,
@@ -98,6 +101,7 @@ impl StatsReport {
             uptime_secs,
             workers: workers.len(),
             icmp_errors_sent: x.icmp_errors_sent,
+            icmp_errors_suppressed: x.icmp_errors_suppressed,
             tun_write_errors: total.tun_write_errors,
             static_bibs: census.static_bibs,
             pool4_addresses,
@@ -184,6 +188,9 @@ impl StatsReport {
             }
         }
         let _ = writeln!(o, "  {:<20}{:>12}", "ICMP errors sent", self.icmp_errors_sent);
+        if self.icmp_errors_suppressed > 0 {
+            let _ = writeln!(o, "  {:<20}{:>12}", "ICMP errors limited", self.icmp_errors_suppressed);
+        }
         let _ = writeln!(o, "  {:<20}{:>12}", "TUN write errors", self.tun_write_errors);
         let f = &self.offload;
         if f.gso_packets + f.software_segmented + f.checksums_completed + f.bad_vnet_header > 0 {
@@ -284,6 +291,12 @@ impl StatsReport {
         }
         let simple = [
             ("nat64d_icmp_errors_sent_total", "counter", "ICMP errors the gateway sent.", self.icmp_errors_sent),
+            (
+                "nat64d_icmp_errors_suppressed_total",
+                "counter",
+                "ICMP errors the rate limit held back.",
+                self.icmp_errors_suppressed,
+            ),
             ("nat64d_tun_write_errors_total", "counter", "Packets the TUN device refused.", self.tun_write_errors),
             ("nat64d_sessions_created_total", "counter", "Sessions created.", self.nat.counters.sessions_created),
             ("nat64d_sessions_expired_total", "counter", "Sessions expired.", self.nat.counters.sessions_expired),

@@ -247,7 +247,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     let nat = build_nat(&cfg)?;
     let (control, metrics) = bind_management(&cfg)?;
     let dns64 = start_dns64(&cfg)?;
-    let xcfg = XlatConfig { ipv6_mtu: cfg.tun.mtu.max(1280), ipv4_mtu: cfg.tun.mtu, ..XlatConfig::default() };
+    let xcfg = cfg.xlat_config();
     let socket_path = cfg.control.socket.clone();
     let state = Arc::new(State {
         nat,

@@ -136,6 +136,12 @@ pub fn locate(pkt: &[u8]) -> Option<L4> {
     Some(L4 { v6, l3_len, proto, l4_hdr_len })
 }
 
+/// The DF bit of an IPv4 packet (false for IPv6 or a short buffer).
+pub fn dont_frag(pkt: &[u8]) -> bool {
+    const DF: u16 = 0x4000;
+    pkt.first().is_some_and(|b| b >> 4 == 4) && pkt.len() >= ipv4::HEADER_LEN && be16(pkt, f4::FLAGS) & DF != 0
+}
+
 /// Complete a partial checksum in software, as a device would: the
 /// one's-complement sum of `pkt[start..]` (the field holding the
 /// pseudo-header sum) stored, complemented, at `start + offset`.

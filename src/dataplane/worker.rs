@@ -111,6 +111,7 @@ impl Core<'_> {
     /// Returns the NAT clock.
     fn tick(&mut self, tun: &Tun, out: &mut [u8]) -> io::Result<u64> {
         let now = self.epoch.elapsed().as_millis() as u64;
+        self.x.set_time(now);
         if now >= self.last_publish + PUBLISH_MS {
             self.publish(now);
         }
@@ -320,7 +321,10 @@ pub fn offload_packet<M: Mapper>(
     };
     let gso = hdr.gso_size as usize;
     let segs = vnet::segment_count(&l4, len, gso);
-    let (out_l3, mtu) = if l4.v6 { (20, x.config().ipv4_mtu) } else { (40, x.config().ipv6_mtu) };
+    // IPv4 with DF clear is held to lowest-ipv6-mtu (RFC 7915 4): a UDP
+    // super-packet whose segments would exceed it is segmented here, and
+    // each segment fragmented.
+    let (out_l3, mtu) = if l4.v6 { (20, x.config().ipv4_mtu) } else { (40, x.ipv6_limit(vnet::dont_frag(pkt))) };
     if out_l3 + l4.l4_hdr_len + gso <= mtu as usize {
         // The common case: translate the headers once, hand the super-packet
         // back with the other family's GSO type; the kernel segments it.
@@ -403,7 +407,7 @@ fn counted(r: io::Result<usize>, write_errors: &mut u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testpkt::{tcp, v4_checksums_ok, AnyMapper, V4, V6};
+    use crate::testpkt::{tcp, udp, v4_checksums_ok, AnyMapper, V4, V6};
     use vnet::{GSO_TCPV4, GSO_TCPV6};
 
     fn run(pkt: &[u8], hdr: VnetHdr, cfg: XlatConfig) -> (OffloadStats, Vec<(VnetHdr, Vec<u8>)>) {
@@ -431,14 +435,18 @@ mod tests {
     fn super_packet(mut p: Vec<u8>, gso: u16) -> (Vec<u8>, VnetHdr) {
         let l4 = vnet::locate(&p).unwrap();
         vnet::set_partial(&mut p, &l4);
-        let gso_type = if l4.v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+        let gso_type = match (l4.proto, l4.v6) {
+            (17, _) => vnet::GSO_UDP_L4,
+            (_, true) => GSO_TCPV6,
+            _ => GSO_TCPV4,
+        };
         let h = VnetHdr {
             flags: F_NEEDS_CSUM,
             gso_type,
             hdr_len: l4.hdr_len() as u16,
             gso_size: gso,
             csum_start: l4.l3_len as u16,
-            csum_offset: 16,
+            csum_offset: l4.csum_offset() as u16,
         };
         (p, h)
     }
@@ -483,6 +491,35 @@ mod tests {
             assert_eq!(*h, VnetHdr::default());
             assert_eq!((e[0] >> 4, e[9], e[20], e[21]), (4, 1, 3, 4), "ICMPv4 3/4");
             assert_eq!(u16::from_be_bytes([e[26], e[27]]), 1480, "next-hop MTU: IPv6 MTU - 20");
+        }
+    }
+
+    // RFC 7915 section 4, lowest-ipv6-mtu on the offload path: a UDP
+    // super-packet from IPv4 with DF clear whose 1400-byte segments would
+    // become 1448-byte IPv6 packets is segmented here and each segment
+    // fragmented to at most 1280 bytes; with DF set the kernel segments it
+    // (the 1500-byte next hop holds each segment).
+    #[test]
+    fn uso4_df_clear_respects_lowest_ipv6_mtu() {
+        let data = vec![3u8; 3 * 1400];
+        let cfg = XlatConfig { ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() };
+        for df in [false, true] {
+            let mut v4 =
+                V4::new("192.0.2.2".parse().unwrap(), "203.0.113.1".parse().unwrap(), 17, udp(53, 40000, &data));
+            v4.df = df;
+            let (p, h) = super_packet(v4.build(), 1400);
+            let (st, sent) = run(&p, h, cfg.clone());
+            if df {
+                assert_eq!((st.gso_packets, st.gso_segments, st.software_segmented), (1, 3, 0));
+                assert_eq!(sent.len(), 1);
+            } else {
+                assert_eq!((st.gso_packets, st.software_segmented), (0, 1));
+                assert_eq!(sent.len(), 6, "three segments, two fragments each");
+                for (h, f) in &sent {
+                    assert_eq!(*h, VnetHdr::default());
+                    assert!(f.len() <= 1280 && f[6] == 44, "a fragment of at most 1280 bytes: {}", f.len());
+                }
+            }
         }
     }
 }

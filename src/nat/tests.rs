@@ -138,12 +138,29 @@ fn rfc6146_3_5_1_address_dependent_filtering() {
     l.pass(&udp4(SERVER, 5353, POOL, 5000), 0, Family::V6);
 }
 
-// RFC 6146 3.5.1: an inbound packet with no BIB entry is dropped.
+// RFC 6146 3.5.1 (UDP) and 3.5.3 (ICMP queries): an inbound packet with no
+// BIB entry is dropped and answered with ICMPv4 Destination Unreachable,
+// Host Unreachable (3/1), quoting it, to its IPv4 sender; silent when the
+// operator turns the answer off. TCP keeps its own rule (a SYN is held,
+// other segments dropped silently).
 #[test]
-fn rfc6146_3_5_1_inbound_without_bib_dropped() {
+fn rfc6146_3_5_1_inbound_without_bib_answered() {
     let mut l = Lab::new(cfg());
-    assert_eq!(l.send(&udp4(SERVER, 53, POOL, 5000), 0).0, Verdict::Drop(DropReason::NoState));
+    let probe = udp4(SERVER, 53, POOL, 5000);
+    let (v, e) = l.send(&probe, 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::NoState, .. }), "{v:?}");
+    assert_eq!((e[20], e[21]), (3, 1), "ICMPv4 host unreachable");
+    assert_eq!(&e[12..16], &POOL.octets(), "from the pool4 address it was sent to");
+    assert_eq!(&e[16..20], &SERVER.octets(), "to the IPv4 sender");
+    assert_eq!(&e[28..], &probe[..], "quoting the datagram");
     assert_eq!(l.x.stats.dropped(DropReason::NoState), 1);
+    let (v, e) = l.send(&V4::new(SERVER, POOL, 1, echo(8, 77, 1, b"ping")).build(), 0);
+    assert!(matches!(v, Verdict::Reply { .. }) && (e[20], e[21]) == (3, 1), "ICMP query: {v:?}");
+    let v = l.send(&tcp4(SERVER, 80, POOL, 40000, ACK), 0).0;
+    assert_eq!(v, Verdict::Drop(DropReason::NoState), "TCP without SYN: silent");
+    let mut quiet = Lab::new(cfg());
+    quiet.x = Translator::new(XlatConfig { icmp_no_state: false, ..XlatConfig::default() });
+    assert_eq!(quiet.send(&probe, 0).0, Verdict::Drop(DropReason::NoState), "configured silent");
 }
 
 // RFC 6146 3.5.2.2: the TCP state machine driven by real packets.
@@ -231,7 +248,11 @@ fn rfc6146_4_timeouts_fire_exactly() {
         }
         let mut before = Lab { t: l.t.clone(), x: l.x.clone(), out: vec![0u8; OUT_BUF_LEN] };
         assert!(matches!(before.send(&probe, life - 1).0, Verdict::Forward(_)), "{name}: alive 1 ms before");
-        assert_eq!(l.send(&probe, life).0, Verdict::Drop(DropReason::NoState), "{name}: gone when it fires");
+        let gone = match l.send(&probe, life).0 {
+            Verdict::Drop(r) | Verdict::Reply { reason: r, .. } => Some(r),
+            Verdict::Forward(_) => None,
+        };
+        assert_eq!(gone, Some(DropReason::NoState), "{name}: gone when it fires");
     }
 }
 

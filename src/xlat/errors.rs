@@ -46,6 +46,9 @@ pub(super) fn reply6(
     {
         return Verdict::Drop(reason);
     }
+    if !x.may_send_error(o.src.into()) {
+        return Verdict::Drop(reason);
+    }
     let src = x.cfg.own_v6.unwrap_or(o.dst);
     let quoted = o.pkt.len().min(MAX_ICMP6 - 48);
     let len = 48 + quoted;
@@ -109,6 +112,9 @@ pub(super) fn reply4(
         || o.dst.is_broadcast()
         || o.dst.is_multicast()
     {
+        return Verdict::Drop(reason);
+    }
+    if !x.may_send_error(s.into()) {
         return Verdict::Drop(reason);
     }
     let src = x.cfg.own_v4.unwrap_or(o.dst);

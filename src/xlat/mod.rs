@@ -9,14 +9,19 @@ mod errors;
 mod frag;
 mod icmp;
 mod ident;
+mod ratelimit;
 mod stats;
 mod v4to6;
 mod v6to4;
 
+pub use ratelimit::IcmpLimit;
 pub use stats::{proto_index, DropReason, ProtoCounts, Stats, PROTO_LABELS};
 
 use crate::addr::{is_global_v4, Prefix6052};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// RFC 7915 section 4: the default "lowest-ipv6-mtu", the IPv6 minimum MTU.
+pub const LOWEST_IPV6_MTU: u16 = 1280;
 
 /// Size of the output buffer the translator needs: the largest IPv4 packet
 /// grown by the IPv6 header, fragmented at the minimum IPv6 MTU.
@@ -148,12 +153,23 @@ pub trait Mapper {
 pub struct XlatConfig {
     /// RFC 7915 4.1 / 5.1: `None` copies Traffic Class ↔ TOS; `Some(v)` writes v instead.
     pub tos_override: Option<u8>,
-    /// Next-hop MTU on the IPv6 side, also "lowest-ipv6-mtu" (RFC 7915 4.1). At least 1280.
+    /// Next-hop MTU on the IPv6 side. At least 1280.
     pub ipv6_mtu: u16,
+    /// RFC 7915 section 4 "lowest-ipv6-mtu": an IPv4 packet with DF clear
+    /// whose translation is larger is fragmented to at most this (with the
+    /// Fragment header), so it crosses any IPv6 hop without a Packet Too Big
+    /// the IPv4 sender could not act on. Default 1280; at least 1280.
+    pub lowest_ipv6_mtu: u16,
     /// Next-hop MTU on the IPv4 side. At least 68.
     pub ipv4_mtu: u16,
     /// Send ICMP errors for dropped packets (RFC 7915 4.4 / 5.4 ask for a switch).
     pub icmp_errors: bool,
+    /// Answer an IPv4 UDP datagram or ICMP query that has no state (no BIB
+    /// entry) with ICMPv4 Destination Unreachable, Host Unreachable (3/1),
+    /// as RFC 6146 3.5.1 and 3.5.3 suggest; off: silent.
+    pub icmp_no_state: bool,
+    /// The rate limit on the ICMP errors made here (RFC 4443 2.4 (f)).
+    pub icmp_limit: IcmpLimit,
     /// Source of the ICMPv6 errors the translator itself makes; `None` uses
     /// the dropped packet's destination (an address routed through us).
     pub own_v6: Option<Ipv6Addr>,
@@ -164,7 +180,17 @@ pub struct XlatConfig {
 
 impl Default for XlatConfig {
     fn default() -> Self {
-        XlatConfig { tos_override: None, ipv6_mtu: 1280, ipv4_mtu: 1500, icmp_errors: true, own_v6: None, own_v4: None }
+        XlatConfig {
+            tos_override: None,
+            ipv6_mtu: 1280,
+            lowest_ipv6_mtu: LOWEST_IPV6_MTU,
+            ipv4_mtu: 1500,
+            icmp_errors: true,
+            icmp_no_state: true,
+            icmp_limit: IcmpLimit::default(),
+            own_v6: None,
+            own_v4: None,
+        }
     }
 }
 
@@ -260,6 +286,9 @@ impl Mapper for Rfc6052Mapper {
 pub struct Translator {
     cfg: XlatConfig,
     ident: ident::IdentGen,
+    limiter: ratelimit::Limiter,
+    /// The caller's clock, milliseconds ([`Self::set_time`]): the rate limit's.
+    now: u64,
     pub stats: Stats,
 }
 
@@ -274,12 +303,43 @@ impl Translator {
     /// same key gives the same IDs (tests, fuzzing).
     pub fn with_key(mut cfg: XlatConfig, key: u64) -> Self {
         cfg.ipv6_mtu = cfg.ipv6_mtu.max(1280);
+        cfg.lowest_ipv6_mtu = cfg.lowest_ipv6_mtu.max(1280);
         cfg.ipv4_mtu = cfg.ipv4_mtu.max(68);
-        Translator { cfg, ident: ident::IdentGen::new(key), stats: Stats::default() }
+        let limiter = ratelimit::Limiter::new(cfg.icmp_limit, key.rotate_left(17));
+        Translator { cfg, ident: ident::IdentGen::new(key), limiter, now: 0, stats: Stats::default() }
     }
 
     pub fn config(&self) -> &XlatConfig {
         &self.cfg
+    }
+
+    /// The time now, milliseconds on the caller's monotonic clock: the ICMP
+    /// error rate limit refills by it. The worker sets it once per batch.
+    #[inline]
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now = now_ms;
+    }
+
+    /// May the translator send an ICMP error to `dst` now? (RFC 4443 2.4 (f).)
+    /// Counts the ones held back.
+    #[inline]
+    fn may_send_error(&mut self, dst: std::net::IpAddr) -> bool {
+        let ok = self.limiter.allow(dst, self.now);
+        self.stats.icmp_errors_suppressed += !ok as u64;
+        ok
+    }
+
+    /// The largest IPv6 packet an IPv4 packet may become: the next hop's MTU
+    /// when DF is set (path MTU discovery: too big gets Fragmentation
+    /// Needed), and no more than lowest-ipv6-mtu when DF is clear (or the
+    /// packet is already a fragment): RFC 7915 section 4.
+    #[inline(always)]
+    pub fn ipv6_limit(&self, dont_frag: bool) -> u16 {
+        if dont_frag {
+            self.cfg.ipv6_mtu
+        } else {
+            self.cfg.ipv6_mtu.min(self.cfg.lowest_ipv6_mtu)
+        }
     }
 
     /// Translate one packet of either family (by its version nibble).

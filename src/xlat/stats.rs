@@ -124,6 +124,9 @@ pub struct Stats {
     pub in_4to6: ProtoCounts,
     pub drops: [u64; DropReason::COUNT],
     pub icmp_errors_sent: u64,
+    /// ICMP errors the rate limit held back (the packets are still counted
+    /// under their drop reason).
+    pub icmp_errors_suppressed: u64,
 }
 
 impl Default for Stats {
@@ -133,6 +136,7 @@ impl Default for Stats {
             in_4to6: ProtoCounts::default(),
             drops: [0; DropReason::COUNT],
             icmp_errors_sent: 0,
+            icmp_errors_suppressed: 0,
         }
     }
 }
@@ -178,6 +182,7 @@ impl Stats {
             *a += b;
         }
         self.icmp_errors_sent += o.icmp_errors_sent;
+        self.icmp_errors_suppressed += o.icmp_errors_suppressed;
     }
 }
 

@@ -100,8 +100,9 @@ impl Mapper for NatLike {
 fn xl() -> Translator {
     Translator::with_key(XlatConfig::default(), 7)
 }
+/// Next-hop MTUs `v6` and `v4`, with lowest-ipv6-mtu at the IPv6 next hop's.
 fn xl_mtu(v6: u16, v4: u16) -> Translator {
-    Translator::with_key(XlatConfig { ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() }, 7)
+    Translator::with_key(XlatConfig { ipv6_mtu: v6, lowest_ipv6_mtu: v6, ipv4_mtu: v4, ..XlatConfig::default() }, 7)
 }
 
 /// Run one packet through, returning the verdict and the output buffer.
@@ -686,6 +687,36 @@ fn rfc7915_4_1_no_fragment_header_when_it_fits() {
     assert_eq!((o[6], o.len()), (17, 1500));
 }
 
+// RFC 7915 section 4, lowest-ipv6-mtu (default 1280): a 1400-byte UDP
+// datagram from IPv4 with DF clear, towards a 1500-byte IPv6 next hop, is
+// fragmented so that every IPv6 packet, Fragment header included, is at
+// most 1280 bytes; with DF set it goes whole (path MTU discovery decides).
+#[test]
+fn rfc7915_4_lowest_ipv6_mtu_fragments_df_clear() {
+    let mut x = Translator::with_key(XlatConfig { ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() }, 7);
+    let mut p = v4_in(17, udp(53, 5000 + SHIFT, &[5u8; 1400]));
+    p.df = false;
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let v = x.translate(&p.build(), &mut out, &mut NatLike);
+    let Verdict::Forward(o) = v else { panic!("{v:?}") };
+    let frags: Vec<&[u8]> = o.packets(&out).collect();
+    assert_eq!(frags.len(), 2, "1448 bytes as one packet would exceed 1280");
+    assert!(frags.iter().all(|f| f.len() <= 1280 && f[6] == 44), "Fragment header, at most 1280 each");
+    assert_eq!(frags.iter().map(|f| f.len() - 48).sum::<usize>(), 1408, "UDP header and data, all of it");
+    assert_eq!(x.stats.in_4to6.fragmented, 1);
+    p.df = true;
+    let (v, out) = run(&mut x, &p.build());
+    assert_eq!(fwd(v, &out, Family::V6).len(), 1448, "DF set: whole, the next hop's 1500 applies");
+    // Configurable: at 1500 the DF-clear datagram goes whole too.
+    let mut wide = Translator::with_key(
+        XlatConfig { ipv6_mtu: 1500, lowest_ipv6_mtu: 1500, ipv4_mtu: 1500, ..XlatConfig::default() },
+        7,
+    );
+    p.df = false;
+    let (v, out) = run(&mut wide, &p.build());
+    assert_eq!(fwd(v, &out, Family::V6).len(), 1448);
+}
+
 // RFC 7915 4.1: DF set and too big: ICMPv4 Fragmentation Needed, MTU = IPv6 MTU − 20.
 #[test]
 fn rfc7915_4_1_fragmentation_needed() {
@@ -1060,4 +1091,30 @@ fn rfc7739_identification_is_keyed_per_destination() {
     let firsts: std::collections::HashSet<u16> =
         (0..16).map(|k| id(&mut Translator::with_key(XlatConfig::default(), k))).collect();
     assert!(firsts.len() >= 15 && !firsts.contains(&2), "{firsts:?}");
+}
+
+// RFC 4443 2.4 (f) / RFC 7915 5.4: the errors the translator makes are rate
+// limited per destination host: past the burst a packet is still dropped
+// and counted under its reason, but answered only as tokens come back with
+// time; the held-back errors are counted. Another host still gets its error.
+#[test]
+fn rfc4443_2_4_f_icmp_errors_rate_limited() {
+    let limit = IcmpLimit { rate: 0, burst: 0, per_host_rate: 1, per_host_burst: 2 };
+    let mut x = Translator::with_key(XlatConfig { icmp_limit: limit, ..XlatConfig::default() }, 7);
+    x.set_time(10_000);
+    let expiring = |src: Ipv6Addr| {
+        let mut p = v6_out(src, 17, udp(5000, 53, b"x"));
+        p.hop = 1;
+        p.build()
+    };
+    let replies = |x: &mut Translator, n: usize, src: Ipv6Addr| {
+        (0..n).filter(|_| matches!(run(x, &expiring(src)).0, Verdict::Reply { .. })).count()
+    };
+    assert_eq!(replies(&mut x, 10, CLIENT6), 2, "the burst");
+    assert_eq!(x.stats.icmp_errors_suppressed, 8);
+    assert_eq!(x.stats.dropped(DropReason::HopLimitExceeded), 10, "every packet still counted as dropped");
+    let other: Ipv6Addr = "2001:db8:1::99".parse().unwrap();
+    assert_eq!(replies(&mut x, 1, other), 1, "another host is not held back");
+    x.set_time(11_000);
+    assert_eq!(replies(&mut x, 5, CLIENT6), 1, "one token a second");
 }

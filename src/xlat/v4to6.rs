@@ -259,14 +259,22 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, 
     let t6 = match map.map_4to6(&t4, &meta) {
         Ok(t) => t,
         Err(r) => {
-            return match r.icmp4_reply() {
+            // RFC 6146 3.5.1 / 3.5.3: a UDP datagram or ICMP query with no
+            // BIB entry gets Host Unreachable (3/1), unless configured
+            // silent. TCP has its own rule (3.5.2.2: a SYN is held, then 3/3).
+            let reply = match r {
+                DropReason::NoState if x.cfg.icmp_no_state && p != proto::TCP => Some((3, 1)),
+                _ => r.icmp4_reply(),
+            };
+            return match reply {
                 Some((ty, code)) => (Step::Done(errors::reply4(x, offending(), out, ty, code, 0, r)), p),
                 None => (Step::Done(Verdict::Drop(r)), p),
-            }
+            };
         }
     };
 
-    let mtu = d.mtu(x.cfg.ipv6_mtu);
+    // RFC 7915 4: DF clear (fragments included) is held to lowest-ipv6-mtu.
+    let mtu = d.mtu(x.ipv6_limit(h.dont_frag && !fragment));
     let frag_hdr = if fragment { 8 } else { 0 };
     let len6 = 40 + frag_hdr + body.len();
     if len6 > mtu && h.dont_frag && !fragment {
