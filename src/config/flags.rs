@@ -82,7 +82,7 @@ impl Overrides {
     pub fn apply(&self, cfg: &mut super::Config) {
         set(&mut cfg.pool6, &self.pool6);
         if !self.pool4.is_empty() {
-            cfg.pool4 = self.pool4.iter().map(|&n| Text(n)).collect();
+            cfg.pool4 = self.pool4.iter().map(|&n| n.into()).collect();
         }
         cfg.allow_non_global |= self.allow_non_global;
         set(&mut cfg.tun.name, &self.tun);

@@ -21,9 +21,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 mod flags;
+mod pool4;
 mod reload;
 
 pub use flags::Overrides;
+pub use pool4::{PoolEntry, PoolNet, POOL4_MIN_LEN};
 pub use reload::RELOADABLE;
 
 /// Serialize with `Display`, deserialize with `FromStr` (prefixes, networks).
@@ -44,38 +46,6 @@ mod text {
     {
         let s = String::deserialize(d)?;
         s.parse().map_err(D::Error::custom)
-    }
-}
-
-/// A pool4 entry: an IPv4 address or network (`203.0.113.0/28`,
-/// `203.0.113.7`), /16 to /32, host bits clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PoolNet(pub Net4);
-
-/// The shortest pool4 prefix one entry may have (65536 addresses).
-pub const POOL4_MIN_LEN: u8 = 16;
-
-impl PoolNet {
-    /// Every address of the entry.
-    pub fn addrs(&self) -> impl Iterator<Item = Ipv4Addr> {
-        self.0.addrs()
-    }
-}
-
-impl FromStr for PoolNet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let n: Net4 = s.parse().map_err(|e: crate::addr::NetError| e.to_string())?;
-        if n.len < POOL4_MIN_LEN {
-            return Err(format!("'{s}': pool4 prefix length must be {POOL4_MIN_LEN} to 32"));
-        }
-        n.network(s).map(PoolNet).map_err(|e| e.to_string())
-    }
-}
-
-impl fmt::Display for PoolNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 
@@ -327,8 +297,6 @@ pub struct Config {
     pub dns64: Dns64Section,
 }
 
-/// One pool4 entry (a string in the file).
-pub type PoolEntry = Text<PoolNet>;
 
 impl Default for Config {
     fn default() -> Self {
@@ -458,7 +426,10 @@ impl Config {
     /// Checks serde cannot express; the error names the key.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
-        let total: u64 = self.pool4.iter().map(|e| e.0 .0.size()).sum();
+        if let Some((a, b)) = pool4::overlap(&self.pool4) {
+            return err("pool4", format!("{a} and {b} overlap: one address, port and protocol would serve two flows"));
+        }
+        let total = self.pool4_size();
         if total > 1 << 16 {
             return err("pool4", format!("{total} addresses; at most 65536 are supported"));
         }
@@ -519,7 +490,7 @@ impl Config {
         }
         let (mut seen6, mut seen4) = (std::collections::HashSet::new(), std::collections::HashSet::new());
         for b in &self.static_bib {
-            if !self.pool4.iter().any(|e| e.0 .0.contains(*b.ipv4.ip())) {
+            if !self.pool4.iter().any(|e| e.net.0.contains(*b.ipv4.ip())) {
                 return err("static_bib.ipv4", format!("{} is not a pool4 address", b.ipv4.ip()));
             }
             if !seen6.insert((b.proto, b.ipv6)) {
@@ -603,17 +574,18 @@ impl Config {
 
     /// How many pool4 addresses there are.
     pub fn pool4_size(&self) -> u64 {
-        self.pool4.iter().map(|e| e.0 .0.size()).sum()
+        self.pool4.iter().map(|e| e.net.0.size()).sum()
     }
 
     /// Every pool4 address, in order.
     pub fn pool4_addrs(&self) -> Vec<Ipv4Addr> {
-        self.pool4.iter().flat_map(|e| e.0.addrs()).collect()
+        self.pool4.iter().flat_map(|e| e.net.addrs()).collect()
     }
 
     /// The NAT tables' configuration.
     pub fn nat_config(&self) -> NatConfig {
-        let mut c = NatConfig::new(self.pool6, &self.pool4_addrs());
+        let mut c = NatConfig::new(self.pool6, &[]);
+        c.pool4 = pool4::groups(&self.pool4);
         c.allow_non_global = self.allow_non_global;
         c.timeouts = self.nat.timeouts;
         c.filtering = self.nat.filtering;

@@ -27,7 +27,7 @@ pub fn setup(name: &str, cfg: &Config) -> Result<(), String> {
 /// Route pool4 networks into the device.
 pub fn route_pool4<'a>(name: &str, nets: impl IntoIterator<Item = &'a PoolEntry>) -> Result<(), String> {
     for e in nets {
-        ip(&["-4", "route", "replace", &e.0.to_string(), "dev", name])?;
+        ip(&["-4", "route", "replace", &e.net.to_string(), "dev", name])?;
     }
     Ok(())
 }

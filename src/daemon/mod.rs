@@ -57,7 +57,10 @@ impl State {
     /// The counters, as `nat64ctl stats` and the metrics endpoint show them.
     pub fn report(&self) -> StatsReport {
         let workers: Vec<WorkerStats> = self.slots.iter().map(|s| s.snapshot()).collect();
-        let pool4 = self.config().pool4_size() as usize;
+        let (pool4, entries) = {
+            let c = self.config();
+            (c.pool4_size() as usize, c.pool4.iter().map(|e| e.to_string()).collect())
+        };
         let mut r = StatsReport::build(
             self.epoch.elapsed().as_secs(),
             &workers,
@@ -67,6 +70,7 @@ impl State {
             &self.nat.pool_usage(),
         );
         r.dns64 = self.dns64.as_ref().map(|d| d.stats());
+        r.pool4_entries = entries;
         r
     }
 

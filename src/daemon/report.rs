@@ -69,6 +69,10 @@ pub struct StatsReport {
     pub io: IoStats,
     /// Number of pool4 addresses configured.
     pub pool4_addresses: usize,
+    /// The configured pool4 entries, with their port ranges and client
+    /// prefixes (`198.51.100.7/32 tcp 1024-65535 for 2001:db8:a::/48`).
+    #[serde(default)]
+    pub pool4_entries: Vec<String>,
     /// Addresses with ports in use.
     pub pool4: Vec<PoolUse>,
     /// The DNS64 server's counters, when it runs.
@@ -243,6 +247,12 @@ impl StatsReport {
             n.held_syns
         );
         let _ = writeln!(o, "\npool4: {} address(es), {} in use", self.pool4_addresses, self.pool4.len());
+        for e in self.pool4_entries.iter().take(16) {
+            let _ = writeln!(o, "  entry {e}");
+        }
+        if self.pool4_entries.len() > 16 {
+            let _ = writeln!(o, "  ... {} more entries (nat64ctl config lists all)", self.pool4_entries.len() - 16);
+        }
         if !self.pool4.is_empty() {
             let _ = writeln!(o, "  {:<18}{:>10}{:>10}{:>10}", "address", "tcp", "udp", "icmp");
             for u in self.pool4.iter().take(64) {

@@ -27,6 +27,28 @@ impl PortRange {
     }
 }
 
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    /// `LO-HI` (inclusive) or one port.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let port = |p: &str| p.trim().parse::<u16>().map_err(|_| format!("'{s}': '{p}' is not a port (0-65535)"));
+        let (lo, hi) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if lo > hi {
+            return Err(format!("'{s}': the range is empty ({lo} > {hi})"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
 /// One pool4 address and its ranges, indexed by [`Proto`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolAddr {
