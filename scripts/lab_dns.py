@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A tiny authoritative DNS server for the namespace lab's IPv4-only side:
 answers NAME A ADDRESS for the names given, NODATA (with an SOA) for their
-other types, NXDOMAIN for everything else. UDP only. Lab use only.
+other types, NXDOMAIN for everything else; NAME=cname:TARGET answers a
+CNAME to TARGET for every type, without chasing it (as a forwarder or an
+authoritative-only server may). UDP only. Lab use only.
 
-    lab_dns.py [--log] [--idle SECS] LISTEN_ADDR NAME=IPV4 [NAME=IPV4 ...]
+    lab_dns.py [--log] [--idle SECS] LISTEN_ADDR NAME=IPV4|cname:TARGET ...
 
 --log prints "NAME QTYPE" for each question; --idle stops the server after
 SECS seconds without one (the end-to-end test uses both).
@@ -24,9 +26,15 @@ def main():
         idle, args = float(args[1]), args[2:]
     addr = args[0]
     zone = {}
+    cnames = {}
     for a in args[1:]:
-        name, ip = a.split("=")
-        zone[name.lower().rstrip(".")] = socket.inet_aton(ip)
+        name, value = a.split("=")
+        name = name.lower().rstrip(".")
+        if value.startswith("cname:"):
+            target = value[len("cname:"):].rstrip(".")
+            cnames[name] = b"".join(bytes([len(l)]) + l.encode() for l in target.split(".")) + b"\0"
+        else:
+            zone[name] = socket.inet_aton(value)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((addr, 53))
     s.settimeout(idle)
@@ -48,7 +56,9 @@ def main():
         name = ".".join(labels).lower()
         an, ns, body = 0, 0, b""
         rcode = 0
-        if name in zone and qtype == 1:
+        if name in cnames:
+            an, body = 1, b"\xc0\x0c" + struct.pack(">HHIH", 5, 1, 300, len(cnames[name])) + cnames[name]
+        elif name in zone and qtype == 1:
             an, body = 1, b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + zone[name]
         elif name in zone:
             ns, body = 1, b"\xc0\x0c" + struct.pack(">HHIH", 6, 1, 300, len(SOA_RDATA)) + SOA_RDATA

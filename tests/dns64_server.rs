@@ -58,6 +58,13 @@ fn zone(q: &Message) -> Option<Message> {
                 answers.push(a("a-only.test.", [192, 0, 2, 1]));
             }
         }
+        // Chains this upstream does not chase (a forwarder or an
+        // authoritative-only server answers like this): the CNAME alone.
+        ("chain.test.", _) => answers.push(rec("chain.test.", 300, RData::CNAME(CNAME(n("hop.test."))))),
+        ("hop.test.", _) => answers.push(rec("hop.test.", 200, RData::CNAME(CNAME(n("a-only.test."))))),
+        ("to-both.test.", _) => answers.push(rec("to-both.test.", 300, RData::CNAME(CNAME(n("both.test."))))),
+        ("loop1.test.", _) => answers.push(rec("loop1.test.", 300, RData::CNAME(CNAME(n("loop2.test."))))),
+        ("loop2.test.", _) => answers.push(rec("loop2.test.", 300, RData::CNAME(CNAME(n("loop1.test."))))),
         ("huge.test.", RecordType::A) => {
             // 3000 A records: about 48 KB; synthesised under four prefixes,
             // some 270 KB, more than a DNS message can hold.
@@ -283,6 +290,54 @@ fn rfc6147_5_1_5_cname_chain_kept() {
     let r = udp(v4(&s), &query("alias.test.", RecordType::AAAA));
     let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
     assert_eq!(kinds, vec![("alias.test.".into(), RecordType::CNAME), ("a-only.test.".into(), RecordType::AAAA)]);
+}
+
+// RFC 6147 5.1.5 with RFC 1034 3.6.2 (issue 13 item 7): an upstream that
+// answers with a bare CNAME chain (it does not chase) gets the chain's last
+// name asked for, hop by hop; the client receives the whole chain and the
+// AAAA synthesised at its end. A target with a real AAAA gets that AAAA,
+// not a synthesised one (5.1.1). A loop ends without hanging.
+#[test]
+fn rfc6147_5_1_5_unfinished_chain_followed() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let r = udp(v4(&s), &query("chain.test.", RecordType::AAAA));
+    let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("chain.test.".into(), RecordType::CNAME),
+            ("hop.test.".into(), RecordType::CNAME),
+            ("a-only.test.".into(), RecordType::AAAA)
+        ]
+    );
+    let aaaa = r.answers().iter().find_map(|x| match x.data() {
+        RData::AAAA(a) => Some((a.0, x.ttl())),
+        _ => None,
+    });
+    // 5.1.7: TTL = min(A TTL 300, the negative AAAA answer's SOA minimum 60).
+    assert_eq!(aaaa, Some(("2001:db8:64::c000:201".parse().unwrap(), 60)));
+    assert!(!r.authentic_data());
+    assert!(s.stats().counters.chased >= 4, "two hops, for AAAA and for A: {:?}", s.stats());
+    let r = udp(v4(&s), &query("to-both.test.", RecordType::AAAA));
+    let got: Vec<Ipv6Addr> = r
+        .answers()
+        .iter()
+        .filter_map(|x| match x.data() {
+            RData::AAAA(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec!["2001:db8::2".parse::<Ipv6Addr>().unwrap()], "the real AAAA at the chain's end");
+    let start = Instant::now();
+    let r = udp(v4(&s), &query("loop1.test.", RecordType::AAAA));
+    assert!(start.elapsed() < Duration::from_secs(1), "a loop is cut, not followed until the timeout");
+    assert!(r.answers().iter().all(|x| x.record_type() == RecordType::CNAME), "{r:?}");
+    // Cached as usual: asked again, answered without the upstream.
+    let before = up.queries.load(Ordering::SeqCst);
+    let again = udp(v4(&s), &query("chain.test.", RecordType::AAAA));
+    assert_eq!(again.answers().len(), 3);
+    assert_eq!(up.queries.load(Ordering::SeqCst), before, "from the cache");
 }
 
 // RFC 6147 5.1.2: NXDOMAIN passes as it is (no A query makes sense);
@@ -588,4 +643,98 @@ fn daemon_in_dns64_only_mode() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}: {err}");
     assert!(err.contains("serving DNS64 only"), "{err}");
+}
+
+/// A real unbound (Debian's) on 127.0.0.1 serving local data only, with
+/// `local-data` CNAMEs, which unbound answers without chasing: the chain's
+/// first link alone. Stopped (by its PID) when dropped.
+struct Unbound {
+    addr: SocketAddr,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unbound() -> Option<Unbound> {
+    let bin = ["/usr/sbin/unbound", "/usr/bin/unbound"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let Some(bin) = bin else {
+        assert!(
+            std::env::var_os("NAT64D_REQUIRE_PEERS").is_none(),
+            "unbound is not installed (apt-get install unbound) and NAT64D_REQUIRE_PEERS is set"
+        );
+        eprintln!("dns64_server: SKIPPED the unbound test: unbound is not installed");
+        return None;
+    };
+    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("nat64d-unbound-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = format!(
+        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  use-syslog: no\n  logfile: \"\"\n  \
+         username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"\"\n  do-ip6: no\n  \
+         access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  do-not-query-localhost: yes\n  \
+         local-zone: \"test.\" static\n  local-data: \"chain.test. 300 IN CNAME hop.test.\"\n  \
+         local-data: \"hop.test. 300 IN CNAME web.example.\"\n  local-zone: \"example.\" static\n  \
+         local-data: \"web.example. 300 IN A 192.0.2.2\"\n  \
+         local-data: \"example. 3600 IN SOA ns.example. admin.example. 1 7200 900 86400 60\"\n\
+         remote-control:\n  control-enable: no\n",
+        d = dir.display()
+    );
+    let path = dir.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new(bin)
+        .args(["-d", "-c", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start unbound");
+    let u = Unbound { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), child, dir };
+    // Ready when it answers.
+    let start = Instant::now();
+    while udp_try(u.addr, &query("web.example.", RecordType::A)).is_none() {
+        assert!(start.elapsed() < Duration::from_secs(10), "unbound did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(u)
+}
+
+fn udp_try(to: SocketAddr, q: &Message) -> Option<Message> {
+    let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    s.send_to(&q.to_vec().ok()?, to).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.recv(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+// RFC 6147 5.1.5 with RFC 1034 3.6.2, against a real upstream that does
+// not chase (unbound's local-data CNAMEs): the chain's first link is all
+// unbound gives, and nat64d follows it to the A record and synthesises.
+#[test]
+fn rfc6147_5_1_5_chain_from_unbound_followed() {
+    let Some(u) = unbound() else { return };
+    let bare = udp_try(u.addr, &query("chain.test.", RecordType::A)).expect("unbound answers");
+    assert_eq!(bare.answers().len(), 1, "unbound itself does not chase: {bare:?}");
+    let s =
+        server_with(Settings { upstream: vec![u.addr], timeout: Duration::from_millis(1500), ..settings(&upstream()) });
+    let r = udp(v4(&s), &query("chain.test.", RecordType::AAAA));
+    let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("chain.test.".into(), RecordType::CNAME),
+            ("hop.test.".into(), RecordType::CNAME),
+            ("web.example.".into(), RecordType::AAAA)
+        ]
+    );
+    assert!(r
+        .answers()
+        .iter()
+        .any(|x| matches!(x.data(), RData::AAAA(a) if a.0 == "2001:db8:64::c000:202".parse::<Ipv6Addr>().unwrap())));
 }

@@ -337,7 +337,7 @@ fn scenario(offload: bool, io_uring: bool) {
     assert!(err.contains("stopped: "), "final counters on stderr: {err}");
     // Issue 13 item 8: stderr is a pipe here, not a terminal: no ANSI colour codes.
     assert!(!err.contains('\u{1b}'), "escape codes in logs written to a pipe: {err:?}");
-    assert!(err.contains("dns64: 4 queries (4 UDP, 0 TCP), 0 from the cache, 2 synthesised, 1 refused"), "{err}");
+    assert!(err.contains("dns64: 5 queries (5 UDP, 0 TCP), 0 from the cache, 3 synthesised, 1 refused"), "{err}");
 }
 
 /// The IPv4-only side's DNS server (scripts/lab_dns.py, as in the demo):
@@ -349,7 +349,19 @@ fn spawn_upstream_dns(lab: &Lab) -> std::thread::JoinHandle<Result<String, Strin
     std::thread::spawn(move || {
         run(
             "ip",
-            &["netns", "exec", &ns, python(), script, "--log", "--idle", "6", "192.0.2.2", "web.example=192.0.2.2"],
+            &[
+                "netns",
+                "exec",
+                &ns,
+                python(),
+                script,
+                "--log",
+                "--idle",
+                "6",
+                "192.0.2.2",
+                "web.example=192.0.2.2",
+                "alias.example=cname:web.example",
+            ],
         )
     })
 }
@@ -370,11 +382,21 @@ fn dns64_then_nat64(lab: &Lab) {
         lab.exec(0, &tool(&["dns-aaaa", "ipv4only.arpa"])).expect("ipv4only.arpa").lines().map(String::from).collect();
     v4only.sort();
     assert_eq!(v4only, ["2001:db8:64::c000:aa", "2001:db8:64::c000:ab"]);
+    // Issue 13 item 7 (RFC 6147 5.1.5, RFC 1034 3.6.2): the upstream answers
+    // alias.example with a bare CNAME (it does not chase); the gateway
+    // follows it to web.example and the client gets the synthesised address.
+    let alias = lab.exec(0, &tool(&["dns-aaaa", "alias.example"])).expect("DNS64 query through a CNAME");
+    assert_eq!(alias.trim(), SERVER6, "synthesised at the end of the chain");
     let _ = web.join();
     let asked = upstream.join().unwrap().expect("upstream DNS server");
-    assert_eq!(asked.lines().collect::<Vec<_>>(), ["web.example 28", "web.example 1"], "AAAA, then A (RFC 6147 5.1.6)");
+    assert_eq!(
+        asked.lines().collect::<Vec<_>>(),
+        ["web.example 28", "web.example 1", "alias.example 28", "web.example 28", "alias.example 1", "web.example 1"],
+        "AAAA, then A (RFC 6147 5.1.6); for the alias each hop asked again"
+    );
     let d = &lab.stats()["dns64"];
-    assert_eq!((d["synthesized"].as_u64(), d["local"].as_u64()), (Some(1), Some(1)), "{d}");
+    assert_eq!((d["synthesized"].as_u64(), d["local"].as_u64()), (Some(2), Some(1)), "{d}");
+    assert_eq!(d["chased"].as_u64(), Some(2), "one hop for AAAA, one for A: {d}");
 
     // A reload changes the DNS64 settings at run time: with the client's
     // network no longer allowed it gets REFUSED (RFC 1035 4.1.1 rcode 5);
@@ -398,7 +420,7 @@ fn dns64_then_nat64(lab: &Lab) {
     assert_eq!(r.lines().collect::<Vec<_>>(), ["rcode 0", SERVER6]);
     let _ = upstream.join();
     let d = &lab.stats()["dns64"];
-    assert_eq!((d["refused"].as_u64(), d["synthesized"].as_u64()), (Some(1), Some(2)), "{d}");
+    assert_eq!((d["refused"].as_u64(), d["synthesized"].as_u64()), (Some(1), Some(3)), "{d}");
 }
 
 fn packets(v: &serde_json::Value, dir: &str, proto: &str) -> u64 {

@@ -297,7 +297,6 @@ pub struct Config {
     pub dns64: Dns64Section,
 }
 
-
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -120,7 +120,9 @@ impl<'de> Deserialize<'de> for PoolEntry {
         impl<'de> Visitor<'de> for V {
             type Value = PoolEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an IPv4 address or network, or a table { net = ..., tcp/udp/icmp = \"LO-HI\", clients = ... }")
+                f.write_str(
+                    "an IPv4 address or network, or a table { net = ..., tcp/udp/icmp = \"LO-HI\", clients = ... }",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<PoolEntry, E> {
                 s.parse::<PoolNet>().map(PoolEntry::from).map_err(E::custom)
@@ -213,9 +215,15 @@ mod tests {
         assert_eq!(n.pool4.len(), 2, "the customer's group, then everyone else's");
         assert_eq!(n.pool4[0].clients.map(|c| c.to_string()).as_deref(), Some("2001:db8:a::/48"));
         assert_eq!(n.pool4[0].addrs.len(), 2);
-        assert_eq!(n.pool4[0].addrs[0].ports, [PortRange { lo: 1, hi: 65535 }, PortRange { lo: 1, hi: 65535 }, PortRange { lo: 0, hi: 99 }]);
+        assert_eq!(
+            n.pool4[0].addrs[0].ports,
+            [PortRange { lo: 1, hi: 65535 }, PortRange { lo: 1, hi: 65535 }, PortRange { lo: 0, hi: 99 }]
+        );
         let shared = &n.pool4[1].addrs[4];
-        assert_eq!((shared.addr, shared.ports[0], shared.ports[1]), ("198.51.100.7".parse().unwrap(), PortRange { lo: 1024, hi: 2047 }, PortRange { lo: 5000, hi: 5000 }));
+        assert_eq!(
+            (shared.addr, shared.ports[0], shared.ports[1]),
+            ("198.51.100.7".parse().unwrap(), PortRange { lo: 1024, hi: 2047 }, PortRange { lo: 5000, hi: 5000 })
+        );
         assert_eq!(shared.ports[2], PortRange::ALL, "unset: the default range");
     }
 
@@ -228,11 +236,18 @@ mod tests {
         assert!(e.message.contains("empty"), "{e}");
         let e = Config::parse("pool4 = [{ net = \"198.51.100.7\", sctp = \"1-2\" }]\n", "t.toml").unwrap_err();
         assert!(e.message.contains("sctp"), "{e}");
-        for dup in [r#"["203.0.113.0/28", "203.0.113.0/28"]"#, r#"["203.0.113.0/28", "203.0.113.15"]"#, r#"["203.0.113.8/29", { net = "203.0.113.0/24", udp = "1-9" }]"#] {
+        for dup in [
+            r#"["203.0.113.0/28", "203.0.113.0/28"]"#,
+            r#"["203.0.113.0/28", "203.0.113.15"]"#,
+            r#"["203.0.113.8/29", { net = "203.0.113.0/24", udp = "1-9" }]"#,
+        ] {
             let e = Config::parse(&format!("\n\npool4 = {dup}\n"), "t.toml").unwrap_err();
             assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("pool4")), "{e}");
             assert!(e.message.contains("overlap"), "{e}");
         }
-        assert!(Config::parse(r#"pool4 = ["203.0.113.0/28", "203.0.113.16/28"]"#, "t.toml").is_ok(), "adjacent is fine");
+        assert!(
+            Config::parse(r#"pool4 = ["203.0.113.0/28", "203.0.113.16/28"]"#, "t.toml").is_ok(),
+            "adjacent is fine"
+        );
     }
 }

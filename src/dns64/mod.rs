@@ -234,6 +234,51 @@ impl Dns64 {
     }
 }
 
+/// How many CNAME hops the server follows itself when the upstream left a
+/// chain unfinished (RFC 1034 3.6.2 asks for a bound; loops end sooner).
+pub const MAX_CHAIN: usize = 8;
+
+/// RFC 6147 5.1.5 with RFC 1034 3.6.2: the last name of the CNAME chain in
+/// `resp`'s answer that starts at `qname`, when the answer holds no record
+/// of `qtype` for it (an upstream that does not chase: a forwarder, an
+/// authoritative-only server). None when there is no chain, the chain ends
+/// in data, the answer is an error, or the chain loops.
+pub fn unfinished_chain(resp: &Message, qname: &Name, qtype: RecordType) -> Option<Name> {
+    if resp.response_code() != ResponseCode::NoError {
+        return None;
+    }
+    let mut at = qname.clone();
+    let mut hops = 0;
+    while let Some(next) = resp.answers().iter().find_map(|r| match r.data() {
+        RData::CNAME(c) if r.name() == &at => Some(c.0.clone()),
+        _ => None,
+    }) {
+        hops += 1;
+        if hops > resp.answers().len() {
+            return None; // a loop: more hops than records
+        }
+        at = next;
+    }
+    let has_data = resp.answers().iter().any(|r| r.name() == &at && r.record_type() == qtype);
+    (hops > 0 && !has_data).then_some(at)
+}
+
+/// The answer to the client's question from a chain the server finished
+/// itself: the chain's records (`head`'s answer) followed by the answer
+/// for its last name (`tail`), whose RCODE and authority section (the SOA
+/// RFC 6147 5.1.7 bounds TTLs with) stand for the whole.
+pub fn join_chain(head: &Message, tail: &Message) -> Message {
+    let mut m = tail.clone();
+    m.set_id(head.id());
+    m.take_queries();
+    m.add_queries(head.queries().iter().cloned());
+    let rest = m.take_answers();
+    m.insert_answers(head.answers().iter().cloned().chain(rest).collect());
+    // Data the server put together itself is not authenticated as a whole.
+    m.set_authentic_data(false);
+    m
+}
+
 /// A response skeleton for `query` (id, question, RD copied; RA set).
 pub fn reply_to(query: &Message, rcode: ResponseCode) -> Message {
     let mut m = Message::new();

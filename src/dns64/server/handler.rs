@@ -6,12 +6,12 @@
 use super::upstream::exchange;
 use super::{allowed, Settings, Shared};
 use crate::dns64::wire::{self, HeadError, QueryHead, KEY_MAX, MAX_UDP_PAYLOAD};
-use crate::dns64::{a_query_for, reply_to, AaaaVerdict};
+use crate::dns64::{a_query_for, join_chain, reply_to, unfinished_chain, AaaaVerdict, MAX_CHAIN};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// A receive loop's buffers for the fast path: the cache key and the
@@ -195,6 +195,7 @@ pub(super) async fn resolve(sh: &Shared, s: &Settings, q: &Message) -> Message {
     // half the time when synthesis may follow.
     let budget = if wants { s.timeout / 2 } else { s.timeout };
     let up = match exchange(sh, s, q, budget).await {
+        Some(up) if wants => finish_chain(sh, s, up, RecordType::AAAA, started, budget).await,
         Some(up) => up,
         None if wants => reply_to(q, ResponseCode::ServFail),
         None => return servfail(),
@@ -212,6 +213,7 @@ pub(super) async fn resolve(sh: &Shared, s: &Settings, q: &Message) -> Message {
             let Some(aq) = a_query_for(q, 0) else { return servfail() };
             match exchange(sh, s, &aq, s.timeout.saturating_sub(started.elapsed())).await {
                 Some(a) => {
+                    let a = finish_chain(sh, s, a, RecordType::A, started, s.timeout).await;
                     let m = s.dns64.synthesize(q, &up, &a);
                     if m.answers().iter().any(|r| r.record_type() == RecordType::AAAA) {
                         sh.c.synthesized.fetch_add(1, Relaxed);
@@ -232,4 +234,31 @@ pub(super) async fn resolve(sh: &Shared, s: &Settings, q: &Message) -> Message {
             }
         }
     }
+}
+
+/// RFC 6147 5.1.5 with RFC 1034 3.6.2: when the upstream's answer is a
+/// CNAME chain whose last name has no `qtype` data in it (the upstream did
+/// not chase), ask for that name, at most [`MAX_CHAIN`] times and within
+/// the query's `budget` from `started`, and return the whole chain with the
+/// data at its end. A loop, the bound, or an upstream that fails leave the
+/// answer as far as it got.
+pub(super) async fn finish_chain(
+    sh: &Shared,
+    s: &Settings,
+    mut resp: Message,
+    qtype: RecordType,
+    started: Instant,
+    budget: Duration,
+) -> Message {
+    let Some(qname) = resp.queries().first().map(|q| q.name().clone()) else { return resp };
+    for _ in 0..MAX_CHAIN {
+        let Some(end) = unfinished_chain(&resp, &qname, qtype) else { break };
+        let mut next = Message::new();
+        next.set_message_type(MessageType::Query).set_op_code(OpCode::Query).set_recursion_desired(true);
+        next.add_query(Query::query(end, qtype));
+        let Some(tail) = exchange(sh, s, &next, budget.saturating_sub(started.elapsed())).await else { break };
+        sh.c.chased.fetch_add(1, Relaxed);
+        resp = join_chain(&resp, &tail);
+    }
+    resp
 }

@@ -85,6 +85,7 @@ crate::counters::counters! {
         upstream_timeouts: "upstream exchanges that timed out",
         upstream_errors: "upstream exchanges that failed otherwise (unreachable, bad answer)",
         overload: "queries dropped because too many were being resolved",
+        chased: "CNAME hops the upstream left unfinished, followed here (RFC 6147 5.1.5)",
     }
 }
 
