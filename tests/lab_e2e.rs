@@ -28,7 +28,7 @@ fn lab_config(dir: &std::path::Path, offload: bool, io_uring: bool, extra: &str)
     format!(
         r#"# nat64d end-to-end lab
 pool6 = "2001:db8:64::/96"
-pool4 = ["203.0.113.0/28"]
+pool4 = ["203.0.113.0/28", {{ net = "203.0.113.16/30", udp = "20000-20099", clients = "2001:db8:1::11/128" }}]
 
 [tun]
 name = "nat64"
@@ -314,6 +314,7 @@ fn scenario(offload: bool, io_uring: bool) {
     path_mtu_discovery(&lab);
     reload_keeps_sessions(&lab);
     malformed_packets_are_counted(&lab);
+    edges_real_clients_touch(&lab);
     dns64_then_nat64(&lab);
 
     // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
@@ -481,7 +482,8 @@ fn counters_sessions_and_expiry(lab: &Lab) {
     let sessions = lab.ctl(&["sessions", "--proto", "udp", "--addr", "2001:db8:1::10"]).expect("nat64ctl sessions");
     assert!(sessions.contains("[2001:db8:1::10]:40200") && sessions.contains("192.0.2.2:5354"), "{sessions}");
     let table = lab.ctl(&["stats"]).expect("nat64ctl stats");
-    assert!(table.contains("IPv6 -> IPv4 udp") && table.contains("pool4: 16 address(es)"), "{table}");
+    assert!(table.contains("IPv6 -> IPv4 udp") && table.contains("pool4: 20 address(es)"), "{table}");
+    assert!(table.contains("entry 203.0.113.16/30 udp 20000-20099 for 2001:db8:1::11/128"), "{table}");
 
     lab.exec(0, &["ping", "-c", "1", "-W", "3", SERVER6]).expect("ping");
     let icmp = |l: &Lab| l.stats()["sessions"]["icmp"].as_u64().unwrap();
@@ -592,6 +594,103 @@ fn reload_keeps_sessions(lab: &Lab) {
     lab.ctl(&["bib", "remove", "udp", "[2001:db8:1::10]:5353"]).expect("bib remove");
     let again = lab.ctl(&["bib", "remove", "udp", "[2001:db8:1::10]:5353"]).expect_err("nothing left to remove");
     assert!(again.contains("no static BIB entry"), "{again}");
+}
+
+// Issue 13, in the lab with real sockets and tools, each step citing its rule.
+fn edges_real_clients_touch(lab: &Lab) {
+    // RFC 7915 section 4 (lowest-ipv6-mtu, default 1280): a 1400-byte UDP
+    // reply from IPv4 with DF clear reaches the client in IPv6 fragments of
+    // at most 1280 bytes (reassembled by the client), though the TUN's MTU
+    // is 1500.
+    let before = lab.stats();
+    let server = spawn_tool(lab, 2, &["udp-echo", "192.0.2.2", "5360", "--reply-size", "1400", "--no-df"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let got = lab
+        .exec(
+            0,
+            &tool(&[
+                "udp-ask",
+                SERVER6,
+                "5360",
+                "--bind",
+                "2001:db8:1::10",
+                "--bport",
+                "40300",
+                "--payload",
+                "big?",
+                "--print-len",
+            ]),
+        )
+        .expect("a 1400-byte reply");
+    assert_eq!(got.trim(), "1400", "the whole datagram arrived: {}", lab.stats());
+    server.join().unwrap().expect("UDP server");
+    let frag = |v: &serde_json::Value| v["fragmented"]["4to6"].as_u64().unwrap();
+    assert!(eventually(2, || frag(&lab.stats()) > frag(&before)), "sent as IPv6 fragments: {}", lab.stats());
+
+    // RFC 6146 3.5.1.1 with pool4 port ranges in the file: the client with
+    // a pool of its own (2001:db8:1::11) leaves from 203.0.113.16/30, its
+    // UDP source port inside 20000-20099 (its own port 40600 is outside).
+    let server = spawn_tool(lab, 2, &["udp-echo", "192.0.2.2", "5361", "--report"]);
+    std::thread::sleep(Duration::from_millis(400));
+    lab.exec(
+        0,
+        &tool(&["udp-ask", SERVER6, "5361", "--bind", "2001:db8:1::11", "--bport", "40600", "--payload", "hi"]),
+    )
+    .expect("UDP from the customer's address");
+    let seen = server.join().unwrap().expect("UDP server");
+    let mut f = seen.split_whitespace();
+    let (src, port) = (f.next().unwrap_or(""), f.next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(0));
+    let last: u8 = src.rsplit('.').next().and_then(|o| o.parse().ok()).unwrap_or(0);
+    assert!(src.starts_with("203.0.113.") && (16..20).contains(&last), "from the customer's pool: {seen}");
+    assert!((20000..=20099).contains(&port), "inside the configured UDP range: {seen}");
+
+    // RFC 6146 3.5.1: a UDP datagram to a pool4 address and port nobody
+    // maps is answered with ICMPv4 Host Unreachable: the IPv4 sender's
+    // connected socket sees EHOSTUNREACH instead of waiting.
+    let before = lab.stats();
+    let r = lab.exec(2, &tool(&["udp-probe", "203.0.113.9", "7777"])).expect("probe");
+    assert_eq!(r.trim(), "EHOSTUNREACH", "answered with 3/1");
+    assert!(drops(&lab.stats(), "no_state") > drops(&before, "no_state"));
+
+    // RFC 4443 2.4 (f): the errors the translator makes are rate limited per
+    // destination host. 3000 datagrams that expire in the translator (hop
+    // limit 2: the gateway's kernel leaves 1) get at most the burst (20)
+    // plus 100 a second per worker back; the rest are counted as held back.
+    let before = lab.stats();
+    let sent = lab
+        .exec(0, &tool(&["udp-flood", SERVER6, "9", "--bind", "2001:db8:1::10", "--count", "3000", "--hops", "2"]))
+        .expect("flood of expiring packets");
+    let secs: f64 = sent.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10.0);
+    let grew = |a: &serde_json::Value, r: &str| a[r].as_u64().unwrap() - before[r].as_u64().unwrap();
+    let expired = |a: &serde_json::Value| drops(a, "hop_limit_exceeded") - drops(&before, "hop_limit_exceeded");
+    // Every expired packet is either answered or held back, exactly.
+    assert!(
+        eventually(3, || {
+            let a = lab.stats();
+            expired(&a) >= 1000 && grew(&a, "icmp_errors_sent") + grew(&a, "icmp_errors_suppressed") == expired(&a)
+        }),
+        "the flood reached the translator and every error was sent or held back: {}",
+        lab.stats()
+    );
+    let a = lab.stats();
+    let errors = grew(&a, "icmp_errors_sent");
+    let bound = 2 * (20 + (100.0 * (secs + 1.0)) as u64);
+    assert!(errors <= bound, "{errors} errors for {} expiring packets in {secs} s, limit {bound}", expired(&a));
+
+    // Issue 13 item 6: the kernel's own multicast on the TUN device (here a
+    // ping to ff02::1 out of it, as MLD reports go) is not for pool6: counted
+    // apart, not as hop_limit_exceeded, and not among the table's drops.
+    let before = lab.stats();
+    let _ =
+        lab.exec(1, &["ping", "-c", "2", "-i", "0.2", "-W", "1", "-t", "1", "-I", "2001:db8:1::1", "ff02::1%nat64"]);
+    assert!(
+        eventually(2, || drops(&lab.stats(), "not_for_pool6") >= drops(&before, "not_for_pool6") + 2),
+        "{}",
+        lab.stats()
+    );
+    assert_eq!(drops(&lab.stats(), "hop_limit_exceeded"), drops(&before, "hop_limit_exceeded"));
+    let table = lab.ctl(&["stats"]).expect("nat64ctl stats");
+    assert!(table.contains("(not for pool6, ignored"), "{table}");
 }
 
 // Garbage from the network is dropped and counted by name, and the gateway

@@ -43,14 +43,20 @@ def read_all(c):
 
 
 def udp_echo(a):
-    """Echo `count` datagrams (upper-cased with --upper); with --report,
-    print each sender's address and port."""
+    """Echo `count` datagrams (upper-cased with --upper, or replaced by
+    `reply_size` bytes); with --report, print each sender's address and
+    port. --no-df sends with DF clear (IP_PMTUDISC_DONT)."""
     s = socket.socket(family(a.bind), socket.SOCK_DGRAM)
+    if a.no_df:
+        # IP_MTU_DISCOVER (10) = IP_PMTUDISC_DONT (0): DF clear (not every
+        # Python build names the constants).
+        s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10), getattr(socket, "IP_PMTUDISC_DONT", 0))
     s.bind((a.bind, a.port))
     s.settimeout(a.timeout)
     for _ in range(a.count):
         d, peer = s.recvfrom(2000)
-        s.sendto(d.upper() if a.upper else d, peer)
+        reply = b"y" * a.reply_size if a.reply_size else (d.upper() if a.upper else d)
+        s.sendto(reply, peer)
         if a.report:
             print(peer[0], peer[1], flush=True)
 
@@ -63,10 +69,45 @@ def udp_ask(a):
     for _ in range(a.tries):
         s.sendto(a.payload.encode(), (a.dest, a.port))
         try:
-            print(s.recvfrom(2000)[0].decode())
+            d = s.recvfrom(65536)[0]
+            print(len(d) if a.print_len else d.decode())
             return
         except socket.timeout:
             pass
+
+
+def udp_probe(a):
+    """One datagram on a connected socket to a port nobody maps; print the
+    error the ICMP answer raised (EHOSTUNREACH, ECONNREFUSED...) or
+    "silent" when none came within the timeout."""
+    s = socket.socket(family(a.dest), socket.SOCK_DGRAM)
+    # IP_RECVERR (11): report every ICMP error, not only the "hard" ones
+    # (Linux passes Host Unreachable to a plain socket only with it).
+    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+    s.settimeout(a.timeout)
+    s.connect((a.dest, a.port))
+    s.send(b"anyone?")
+    try:
+        s.recv(2000)
+        print("answered")
+    except socket.timeout:
+        print("silent")
+    except OSError as e:
+        import errno
+
+        print(errno.errorcode.get(e.errno, str(e.errno)))
+
+
+def udp_flood(a):
+    """`count` datagrams from bind to dest:port with the given hop limit,
+    as fast as they go; print how many were sent and the seconds taken."""
+    s = socket.socket(family(a.dest), socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, a.hops)
+    s.bind((a.bind, 0))
+    t = time.monotonic()
+    for _ in range(a.count):
+        s.sendto(b"z" * 32, (a.dest, a.port))
+    print(a.count, round(time.monotonic() - t, 3))
 
 
 def udp_rounds(a):
@@ -214,9 +255,13 @@ def main():
     dest_port = [arg("dest"), arg("port", type=int)]
     client = [arg("--bind", required=True), arg("--bport", type=int, required=True)]
     cmd("udp-echo", udp_echo, *bind_port, arg("--count", type=int, default=1), arg("--upper", action="store_true"),
-        arg("--report", action="store_true"), timeout=15.0)
+        arg("--report", action="store_true"), arg("--reply-size", type=int, default=0),
+        arg("--no-df", action="store_true"), timeout=15.0)
     cmd("udp-ask", udp_ask, *dest_port, *client, arg("--payload", required=True), arg("--tries", type=int, default=4),
-        timeout=3.0)
+        arg("--print-len", action="store_true"), timeout=3.0)
+    cmd("udp-probe", udp_probe, *dest_port, timeout=3.0)
+    cmd("udp-flood", udp_flood, *dest_port, arg("--bind", required=True), arg("--count", type=int, default=1000),
+        arg("--hops", type=int, default=64))
     cmd("udp-rounds", udp_rounds, *dest_port, *client, arg("--count", type=int, default=20),
         arg("--size", type=int, default=100), timeout=3.0)
     cmd("tcp-serve-data", tcp_serve_data, *bind_port, arg("--seed", type=int, required=True),

@@ -8,7 +8,7 @@ use super::{allowed, Settings, Shared};
 use crate::dns64::wire::{self, HeadError, QueryHead, KEY_MAX, MAX_UDP_PAYLOAD};
 use crate::dns64::{a_query_for, join_chain, reply_to, unfinished_chain, AaaaVerdict, MAX_CHAIN};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -251,8 +251,13 @@ pub(super) async fn finish_chain(
     budget: Duration,
 ) -> Message {
     let Some(qname) = resp.queries().first().map(|q| q.name().clone()) else { return resp };
+    let mut asked: Option<Name> = None;
     for _ in 0..MAX_CHAIN {
         let Some(end) = unfinished_chain(&resp, &qname, qtype) else { break };
+        if asked.as_ref() == Some(&end) {
+            break; // its answer had no data and no further CNAME: NODATA stands
+        }
+        asked = Some(end.clone());
         let mut next = Message::new();
         next.set_message_type(MessageType::Query).set_op_code(OpCode::Query).set_recursion_desired(true);
         next.add_query(Query::query(end, qtype));
