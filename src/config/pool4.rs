@@ -169,7 +169,7 @@ pub fn groups(entries: &[PoolEntry]) -> Vec<PoolGroup> {
             prefixes.push(c);
         }
     }
-    prefixes.sort_by(|a, b| b.len.cmp(&a.len));
+    prefixes.sort_by_key(|p| std::cmp::Reverse(p.len));
     let group = |clients: Option<Net6>| PoolGroup {
         clients,
         addrs: entries.iter().filter(|e| e.clients == clients).flat_map(|e| e.pool_addrs()).collect(),
