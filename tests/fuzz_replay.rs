@@ -7,7 +7,8 @@ use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nat64d::testpkt::{
-    echo, icmp, run_dns64_fuzz_input, run_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6,
+    echo, icmp, run_config_fuzz_input, run_control_fuzz_input, run_dns64_fuzz_input, run_fuzz_input,
+    run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6,
 };
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -123,6 +124,23 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("xlat_icmp_error", "v4_param_problem", [&[0u8, 12, 0, 9, 0, 0, 0][..], &quoted4].concat()),
     ];
     v.extend(dns64_seeds());
+    // The configuration loader and the control request reader (issue 18).
+    let example = include_str!("../systemd/nat64d.toml").as_bytes().to_vec();
+    v.push(("config", "shipped_example", example));
+    v.push((
+        "config",
+        "pool4_tables",
+        b"pool4 = [\"203.0.113.0/28\", { net = \"198.51.100.7\", tcp = \"1024-2047\", clients = \"2001:db8:a::/48\" }]\n[nat.timeouts]\nudp = 300\n".to_vec(),
+    ));
+    v.push(("config", "bad_key", b"[nat]\nshard = 4\n".to_vec()));
+    for (name, req) in [
+        ("stats", r#"{"cmd":"stats"}"#),
+        ("sessions", r#"{"cmd":"sessions","proto":"udp","addr":"2001:db8::1","limit":5}"#),
+        ("bib_add", r#"{"cmd":"bib_add","proto":"tcp","ipv6":"[2001:db8::80]:80","ipv4":"203.0.113.1:80"}"#),
+        ("garbage", "\u{0}\u{1}not json at all"),
+    ] {
+        v.push(("control", name, format!("{req}\n").into_bytes()));
+    }
     v
 }
 
@@ -134,6 +152,10 @@ fn run_target(target: &str, data: &[u8]) {
         run_nat_fuzz_input(data, &mut out);
     } else if target == "offload" {
         run_offload_fuzz_input(data, &mut out);
+    } else if target == "config" {
+        run_config_fuzz_input(data);
+    } else if target == "control" {
+        run_control_fuzz_input(data);
     } else if target == "dns64" {
         run_dns64_fuzz_input(data);
     } else {
@@ -158,7 +180,9 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for kind in ["seeds", "corpus", "artifacts", "regressions"] {
-        for target in ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence", "offload", "dns64"] {
+        for target in
+            ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence", "offload", "dns64", "config", "control"]
+        {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;
             };

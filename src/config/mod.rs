@@ -327,6 +327,32 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The longest configuration file read (a real one is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+/// The longest message an error shows (a 10 MB value is cut, not echoed).
+const MAX_MESSAGE: usize = 300;
+
+/// Read a configuration file: a regular file of at most [`MAX_CONFIG_BYTES`]
+/// (not a FIFO that never ends, not /dev/zero).
+fn read_file(p: &Path) -> Result<String, String> {
+    use std::io::Read;
+    // Look before opening: opening a FIFO for reading waits for a writer.
+    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(format!("{} bytes; a configuration file may have at most {MAX_CONFIG_BYTES}", meta.len()));
+    }
+    let f = std::fs::File::open(p).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!("more than {MAX_CONFIG_BYTES} bytes"));
+    }
+    Ok(text)
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.source)?;
@@ -334,9 +360,17 @@ impl fmt::Display for ConfigError {
             write!(f, ":{l}")?;
         }
         if let Some(k) = &self.key {
-            write!(f, ": key '{k}'")?;
+            write!(f, ": key '{}'", cut(k))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", cut(&self.message))
+    }
+}
+
+/// `s`, or its first [`MAX_MESSAGE`] characters and how much was left out.
+fn cut(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(MAX_MESSAGE) {
+        None => s.into(),
+        Some((at, _)) => format!("{}... ({} more bytes)", &s[..at], s.len() - at).into(),
     }
 }
 
@@ -402,11 +436,11 @@ impl Config {
         let mut cfg = match path {
             Some(p) => {
                 let name = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                let text = read_file(p).map_err(|message| ConfigError {
                     source: name.clone(),
                     line: None,
                     key: None,
-                    message: format!("cannot read: {e}"),
+                    message,
                 })?;
                 Config::parse(&text, &name)?
             }

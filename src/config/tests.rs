@@ -238,3 +238,32 @@ fn timeout_overflow_is_refused_not_wrapped() {
     assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("nat.timeouts.tcp_est")), "{e}");
     assert!(e.message.contains("too large"), "{e}");
 }
+
+// Issue 18: careless input to the loader. A FIFO or a device is refused as
+// not a regular file (instead of hanging, or reading /dev/zero for ever);
+// an oversize file is refused by its size; a huge value is cut in the
+// message, which still names the file, line and key.
+#[test]
+fn only_regular_files_of_sane_size_and_short_messages() {
+    let e = Config::load(Some(Path::new("/dev/zero")), &Overrides::default()).unwrap_err();
+    assert!(e.to_string().ends_with("/dev/zero: not a regular file"), "{e}");
+    let dir = std::env::temp_dir().join(format!("nat64d-cfg-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    if made {
+        let start = std::time::Instant::now();
+        let e = Config::load(Some(&fifo), &Overrides::default());
+        assert!(e.is_err() && start.elapsed() < std::time::Duration::from_secs(1), "{e:?}");
+    }
+    let big = dir.join("big.toml");
+    std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+    let e = Config::load(Some(&big), &Overrides::default()).unwrap_err();
+    assert!(e.message.contains("at most"), "{e}");
+    let huge = format!("[tun]\nname = \"{}\"\n", "x".repeat(10 << 20));
+    let e = parse_err(&huge);
+    let shown = e.to_string();
+    assert!(shown.starts_with("nat64d.toml:2: key 'tun.name': "), "{}", &shown[..100]);
+    assert!(shown.len() < 1000, "a 10 MB value is not echoed whole: {} bytes", shown.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

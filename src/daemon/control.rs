@@ -147,7 +147,7 @@ pub fn call(path: &Path, req: &Request, timeout: Duration) -> Result<serde_json:
 }
 
 /// Read one request line from a client (bounded), for the server.
-pub fn read_request(s: &mut UnixStream) -> Result<Request, String> {
+pub fn read_request<R: Read>(s: &mut R) -> Result<Request, String> {
     let mut r = BufReader::new(Read::by_ref(s).take(MAX_REQUEST as u64));
     let mut line = String::new();
     r.read_line(&mut line).map_err(|e| format!("cannot read the request: {e}"))?;
