@@ -6,8 +6,10 @@
 //! destination, protocol) plus one of 4096 counters, the counter chosen by
 //! the same hash. Packets towards one destination see their own counter
 //! (unique IDs within a flow, as reassembly needs); traffic towards others
-//! does not move it (bar a bucket collision); the key and the counters'
-//! starting values are random per translator, so per worker.
+//! does not move it (bar a bucket collision); the key is random per
+//! translator, so per worker, and the keyed hash gives each destination a
+//! random starting point (so the counters themselves may start at zero:
+//! a translator is cheap to build and to clone).
 //!
 //! The hash is foldhash keyed with a random seed: a fast keyed hash, not a
 //! cryptographic PRF; what it must resist is an off-path guess, and it
@@ -16,8 +18,8 @@
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
-/// Counters (a power of two): 8 KiB per translator.
-const BUCKETS: usize = 4096;
+/// Counters (a power of two): 2 KiB per translator.
+const BUCKETS: usize = 1024;
 
 pub(super) struct IdentGen {
     hasher: foldhash::fast::FixedState,
@@ -27,18 +29,7 @@ pub(super) struct IdentGen {
 impl IdentGen {
     /// A generator keyed with `key`: the same key gives the same sequence.
     pub(super) fn new(key: u64) -> Self {
-        // splitmix64 from the key: the counters' random starting values.
-        let mut s = key ^ 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        let hasher = foldhash::fast::FixedState::with_seed(next());
-        let counters = (0..BUCKETS).map(|_| next() as u16).collect();
-        IdentGen { hasher, counters }
+        IdentGen { hasher: foldhash::fast::FixedState::with_seed(key), counters: vec![0; BUCKETS].into_boxed_slice() }
     }
 
     /// The Identification for a packet from `src` to `dst` with `proto`.

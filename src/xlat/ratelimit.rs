@@ -30,9 +30,10 @@ impl Default for IcmpLimit {
     }
 }
 
-/// Per-destination buckets (a power of two); a destination shares its slot
-/// only with others of the same hash, and takes it over when it differs.
-const HOSTS: usize = 1024;
+/// Per-destination buckets (a power of two, 6 KiB); a destination that
+/// lands on another's slot takes it over (fresh, full): the global bucket
+/// still bounds the total.
+const HOSTS: usize = 256;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
