@@ -27,7 +27,10 @@ struct Args {
 fn main() -> ExitCode {
     let a = Args::parse();
     if a.check {
-        return match Config::load(a.config.as_deref(), &a.overrides) {
+        let source = a.config.as_ref().map_or("command line".into(), |p| p.display().to_string());
+        let checked =
+            Config::load(a.config.as_deref(), &a.overrides).and_then(|c| c.check_runnable(&source).map(|()| c));
+        return match checked {
             Ok(c) => {
                 print!("{}", c.to_toml());
                 ExitCode::SUCCESS

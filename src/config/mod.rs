@@ -59,6 +59,32 @@ pub struct StaticBib {
     pub ipv4: SocketAddrV4,
 }
 
+impl StaticBib {
+    /// Whether the entry can serve (issue 18): its IPv6 side a unicast
+    /// address a host can have, outside pool6 (an entry there would loop
+    /// through the translator), with a port for TCP and UDP. Which pool4
+    /// addresses exist is checked by the caller.
+    pub fn check(&self, pool6: &Prefix6052) -> Result<(), (&'static str, String)> {
+        let a = self.ipv6.ip();
+        if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_unicast_link_local() {
+            return Err((
+                "static_bib.ipv6",
+                format!("{a} is not an address a server can have (unspecified, loopback, multicast or link-local)"),
+            ));
+        }
+        if pool6.contains(a) {
+            return Err((
+                "static_bib.ipv6",
+                format!("{a} lies in pool6 {pool6}: it would loop through the translator"),
+            ));
+        }
+        if self.proto != Proto::Icmp && (self.ipv6.port() == 0 || self.ipv4.port() == 0) {
+            return Err(("static_bib", format!("{} port 0 is not a port", self.proto.label())));
+        }
+        Ok(())
+    }
+}
+
 impl FromStr for StaticBib {
     type Err = String;
     /// `PROTO,[IPV6]:PORT,IPV4:PORT`, the command-line form.
@@ -456,6 +482,22 @@ impl Config {
         Ok(cfg)
     }
 
+    /// What the daemon checks before it starts, beyond a valid file: that it
+    /// has something to translate to. `nat64d --check` runs it too, so a
+    /// configuration it passes is one the daemon starts with.
+    pub fn check_runnable(&self, source: &str) -> Result<(), ConfigError> {
+        if self.pool4.is_empty() && !self.dns64.only {
+            return Err(ConfigError {
+                source: source.to_string(),
+                line: None,
+                key: Some("pool4".into()),
+                message: "no pool4 addresses: give --pool4 or set pool4 = [\"203.0.113.0/28\"] in the configuration"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks serde cannot express; the error names the key.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
@@ -523,6 +565,9 @@ impl Config {
         }
         let (mut seen6, mut seen4) = (std::collections::HashSet::new(), std::collections::HashSet::new());
         for b in &self.static_bib {
+            if let Err((k, m)) = b.check(&self.pool6) {
+                return err(k, m);
+            }
             if !self.pool4.iter().any(|e| e.net.0.contains(*b.ipv4.ip())) {
                 return err("static_bib.ipv4", format!("{} is not a pool4 address", b.ipv4.ip()));
             }

@@ -267,3 +267,36 @@ fn only_regular_files_of_sane_size_and_short_messages() {
     assert!(shown.len() < 1000, "a 10 MB value is not echoed whole: {} bytes", shown.len());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// Issue 18: `nat64d --check` runs every check of the daemon's start that
+// depends on the file alone: a configuration without pool4 (and not
+// DNS64-only) is refused by both, naming the key.
+#[test]
+fn check_runnable_needs_pool4_unless_dns64_only() {
+    let c = Config::parse("", "x.toml").unwrap();
+    let e = c.check_runnable("x.toml").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("pool4"));
+    assert!(e.to_string().starts_with("x.toml: key 'pool4': no pool4 addresses"), "{e}");
+    let c = Config::parse("pool4 = [\"203.0.113.1\"]\n", "x.toml").unwrap();
+    assert!(c.check_runnable("x.toml").is_ok());
+    let c = Config::parse("[dns64]\nenabled = true\nonly = true\nupstream = [\"127.0.0.1:53\"]\n", "x.toml").unwrap();
+    assert!(c.check_runnable("x.toml").is_ok(), "DNS64 alone needs no pool4");
+}
+
+// Issue 18: a static BIB entry whose IPv6 side no server can have
+// (multicast, unspecified, loopback, link-local), that lies in pool6, or
+// that has port 0 is refused with its key and line.
+#[test]
+fn static_bib_entries_that_cannot_serve_are_refused() {
+    let entry = |v6: &str, v4: &str| {
+        format!("pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.0/28\"]\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"{v6}\"\nipv4 = \"{v4}\"\n")
+    };
+    for v6 in ["[ff02::1]:53", "[::]:53", "[::1]:53", "[fe80::1]:53", "[2001:db8:64::c000:201]:53"] {
+        let e = parse_err(&entry(v6, "203.0.113.1:53"));
+        assert_eq!(e.key.as_deref(), Some("static_bib.ipv6"), "{v6}: {e}");
+        assert_eq!(e.line, Some(5), "{e}");
+    }
+    let e = parse_err(&entry("[2001:db8::5]:0", "203.0.113.1:53"));
+    assert!(e.message.contains("port 0"), "{e}");
+    assert!(Config::parse(&entry("[2001:db8::5]:53", "203.0.113.1:53"), "t").is_ok());
+}

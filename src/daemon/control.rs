@@ -154,12 +154,47 @@ pub fn read_request<R: Read>(s: &mut R) -> Result<Request, String> {
     if !line.ends_with('\n') && line.len() >= MAX_REQUEST {
         return Err(format!("request longer than {MAX_REQUEST} bytes"));
     }
-    serde_json::from_str(line.trim()).map_err(|e| format!("not a valid request: {e}"))
+    parse_request(line.trim())
+}
+
+/// One request line. Unknown fields are refused (serde's
+/// `deny_unknown_fields` does not reach an internally tagged enum's unit
+/// and newtype variants): every key must be one the request serialises
+/// with, or be null.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let bad = |e: serde_json::Error| format!("not a valid request: {e}");
+    let v: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+    let req: Request = serde_json::from_value(v.clone()).map_err(bad)?;
+    let known = serde_json::to_value(&req).map_err(bad)?;
+    if let (Some(got), Some(known)) = (v.as_object(), known.as_object()) {
+        if let Some((k, _)) = got.iter().find(|(k, v)| !v.is_null() && !known.contains_key(*k)) {
+            return Err(format!("not a valid request: unknown field '{k}'"));
+        }
+    }
+    Ok(req)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 18: a request with a field the command does not have is refused,
+    // whatever the command's shape (unit, struct or newtype variant).
+    #[test]
+    fn unknown_fields_are_refused() {
+        for line in [
+            r#"{"cmd":"stats","verbose":true}"#,
+            r#"{"cmd":"sessions","limit":5,"sort":"age"}"#,
+            r#"{"cmd":"bib_add","proto":"udp","ipv6":"[2001:db8::5]:53","ipv4":"203.0.113.1:53","force":1}"#,
+        ] {
+            let e = parse_request(line).unwrap_err();
+            assert!(e.contains("unknown field"), "{line}: {e}");
+        }
+        assert_eq!(
+            parse_request(r#"{"cmd":"sessions","limit":null}"#).unwrap(),
+            Request::Sessions { proto: None, addr: None, limit: None }
+        );
+    }
 
     #[test]
     fn requests_round_trip_as_documented() {

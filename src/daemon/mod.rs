@@ -187,6 +187,9 @@ impl State {
                 json(serde_json::to_value(lines))
             }
             Request::BibAdd(b) => {
+                if let Err((_, m)) = b.check(&self.nat.config().prefix) {
+                    return Response::err(m);
+                }
                 if !self.nat.config().pool4.iter().any(|g| g.addrs.iter().any(|a| a.addr == *b.ipv4.ip())) {
                     return Response::err(format!("{} is not a pool4 address", b.ipv4.ip()));
                 }

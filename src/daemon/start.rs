@@ -36,8 +36,6 @@ pub const EXIT_CONFIG: u8 = 2;
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] ConfigError),
-    #[error("no pool4 addresses: give --pool4 or set pool4 = [\"203.0.113.0/28\"] in the configuration")]
-    NoPool4,
     #[error(
         "cannot open TUN device '{name}' with {queues} queue(s): {source} (needs CAP_NET_ADMIN and read-write access to /dev/net/tun)"
     )]
@@ -62,7 +60,7 @@ impl StartError {
     /// The process exit status this error ends the daemon with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Config(_) | StartError::NoPool4 => EXIT_CONFIG,
+            StartError::Config(_) => EXIT_CONFIG,
             _ => EXIT_SYSTEM,
         }
     }
@@ -93,9 +91,7 @@ pub fn run(path: Option<PathBuf>, ov: Overrides) -> u8 {
 /// Step 1: the configuration, with the checks only a running daemon needs.
 fn load(path: Option<&std::path::Path>, ov: &Overrides) -> Result<Config, StartError> {
     let cfg = Config::load(path, ov)?;
-    if cfg.pool4.is_empty() && !cfg.dns64.only {
-        return Err(StartError::NoPool4);
-    }
+    cfg.check_runnable(&path.map_or("command line".into(), |p| p.display().to_string()))?;
     Ok(cfg)
 }
 

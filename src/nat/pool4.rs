@@ -105,15 +105,22 @@ pub struct Pool4 {
 
 impl Pool4 {
     /// The allocator for shard `shard` of `shards`.
-    pub fn new(groups: Vec<PoolGroup>, shard: usize, shards: usize) -> Self {
+    pub fn new(mut groups: Vec<PoolGroup>, shard: usize, shards: usize) -> Self {
+        // An address listed twice belongs to its first place only: two
+        // places would be two port bitmaps, and one (address, port,
+        // protocol) could go to two BIB entries (the configuration refuses
+        // overlaps; this holds whatever the caller passes).
+        let mut seen = std::collections::HashSet::new();
+        for grp in &mut groups {
+            grp.addrs.retain(|a| seen.insert(a.addr));
+        }
         let mut base = Vec::with_capacity(groups.len());
         let mut index = std::collections::HashMap::new();
         let mut n = 0;
         for (g, grp) in groups.iter().enumerate() {
             base.push(n);
             for (i, a) in grp.addrs.iter().enumerate() {
-                // An address listed twice belongs to its first group.
-                index.entry(a.addr).or_insert((g, n + i));
+                index.insert(a.addr, (g, n + i));
             }
             n += grp.addrs.len();
         }
@@ -381,6 +388,21 @@ mod tests {
                 assert_eq!(shard_of_port(port, 4), shard);
                 assert!(seen.insert(port), "port {port} handed out twice");
             }
+        }
+    }
+
+    // Issue 18: an address listed twice (here in two groups) is one set of
+    // ports: every allocation of it is a distinct port, never one port twice.
+    #[test]
+    fn duplicate_address_never_hands_out_a_port_twice() {
+        let a = PoolAddr::new("203.0.113.5".parse().unwrap());
+        let g = |clients| PoolGroup { clients, addrs: vec![a.clone(), a.clone()] };
+        let mut p = Pool4::new(vec![g(None), g(None)], 0, 1);
+        let client: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let mut got = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let (addr, port) = p.allocate(Proto::Udp, client, 5000, None).expect("a port");
+            assert!(got.insert((addr, port)), "{addr}:{port} handed out twice");
         }
     }
 }

@@ -91,6 +91,11 @@ drop_reasons! {
     /// pool6, so neither translated nor answered, and not an error
     /// (reported apart from the drops).
     NotForPool6 => "not_for_pool6",
+    /// A source address no host may send from (IPv6 unspecified, loopback,
+    /// multicast; IPv4 0.0.0.0/8, 127.0.0.0/8, multicast, limited
+    /// broadcast): RFC 4291 2.5.2/2.5.3/2.7, RFC 1122 3.2.1.3. Never
+    /// translated, never answered (there is no one to answer).
+    BadSource => "bad_source",
 }
 
 /// Per-protocol packet and byte counts in one direction.

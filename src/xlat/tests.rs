@@ -1020,7 +1020,8 @@ proptest! {
 
     // RFC 7915 4 + 5 with RFC 6052: IPv6 → IPv4 → IPv6 keeps addresses, ports and payload.
     #[test]
-    fn round_trip_6_4_6(a in any::<u32>(), b in any::<u32>(), proto in prop::sample::select(vec![6u8, 17, 58]),
+    // (Sources a host may have: issue 18 drops 0/8, 127/8 and multicast as bad_source.)
+    fn round_trip_6_4_6(a in any::<u32>().prop_filter("a unicast source", |a| !matches!(a >> 24, 0 | 127 | 224..)), b in any::<u32>(), proto in prop::sample::select(vec![6u8, 17, 58]),
                         sport in any::<u16>(), dport in any::<u16>(), data in prop::collection::vec(any::<u8>(), 0..1200), hop in 3u8..=255) {
         let mut m = Rfc6052Mapper::new(pf());
         let (s, d) = (pf().embed(Ipv4Addr::from(a)), pf().embed(Ipv4Addr::from(b)));
@@ -1117,4 +1118,24 @@ fn rfc4443_2_4_f_icmp_errors_rate_limited() {
     assert_eq!(replies(&mut x, 1, other), 1, "another host is not held back");
     x.set_time(11_000);
     assert_eq!(replies(&mut x, 5, CLIENT6), 1, "one token a second");
+}
+
+// Issue 18 / RFC 4291 2.5.2, 2.5.3, 2.7 and RFC 1122 3.2.1.3: packets from
+// a source no host may use are dropped as bad_source, silently (no error
+// to such an address), and create nothing.
+#[test]
+fn rfc1122_rfc4291_bad_sources_dropped() {
+    for src in ["::", "::1", "ff02::1", "ff0e::5"] {
+        let p = v6_out(src.parse().unwrap(), 17, udp(5000, 53, b"x")).build();
+        let mut x = xl();
+        assert_eq!(run(&mut x, &p).0, Verdict::Drop(DropReason::BadSource), "{src}");
+        assert_eq!(x.stats.icmp_errors_sent, 0);
+    }
+    for src in [[0, 0, 0, 0], [0, 1, 2, 3], [127, 0, 0, 1], [224, 0, 0, 1], [239, 1, 2, 3], [255, 255, 255, 255]] {
+        let mut p = v4_in(17, udp(53, 5000 + SHIFT, b"x"));
+        p.src = Ipv4Addr::from(src);
+        let mut x = xl();
+        assert_eq!(run(&mut x, &p.build()).0, Verdict::Drop(DropReason::BadSource), "{src:?}");
+        assert_eq!(x.stats.icmp_errors_sent, 0);
+    }
 }

@@ -198,6 +198,13 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, 
     // Built only on the paths that answer with an error.
     let offending = || Offending4::new(pkt, &h);
 
+    // RFC 1122 3.2.1.3: no host sends from "this network" (0/8), loopback,
+    // multicast or the limited broadcast address.
+    let s = h.src.octets();
+    if s[0] == 0 || h.src.is_loopback() || h.src.is_multicast() || h.src.is_broadcast() {
+        return (Step::Done(Verdict::Drop(DropReason::BadSource)), p);
+    }
+
     // RFC 7915 4.1: an unexpired source route is not translated: ICMPv4 3/5.
     if Ipv4Header::unexpired_source_route(pkt, h.header_len).is_some() {
         return (Step::Done(errors::reply4(x, offending(), out, 3, 5, 0, DropReason::SourceRoute)), p);

@@ -178,6 +178,12 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, 
         return (Step::Done(Verdict::Drop(DropReason::NotForPool6)), p4);
     }
 
+    // RFC 4291 2.5.2, 2.5.3, 2.7: no host sends from these; the kernel's
+    // filters are not always in front of the TUN device.
+    if h.src.is_unspecified() || h.src.is_loopback() || h.src.is_multicast() {
+        return (Step::Done(Verdict::Drop(DropReason::BadSource)), p4);
+    }
+
     // RFC 7915 5.1: Hop Limit decremented; reaching zero gives ICMPv6 Time Exceeded (3/0).
     if h.hop_limit <= 1 {
         return (Step::Done(errors::reply6(x, offending(), out, 3, 0, 0, DropReason::HopLimitExceeded)), p4);
