@@ -315,6 +315,7 @@ fn scenario(offload: bool, io_uring: bool) {
     reload_keeps_sessions(&lab);
     malformed_packets_are_counted(&lab);
     edges_real_clients_touch(&lab);
+    second_daemon_on_the_device_is_refused(&lab);
     dns64_then_nat64(&lab);
 
     // SIGTERM: a clean stop, exit status 0, with the final counters on stderr.
@@ -691,6 +692,28 @@ fn edges_real_clients_touch(lab: &Lab) {
     assert_eq!(drops(&lab.stats(), "hop_limit_exceeded"), drops(&before, "hop_limit_exceeded"));
     let table = lab.ctl(&["stats"]).expect("nat64ctl stats");
     assert!(table.contains("(not for pool6, ignored"), "{table}");
+}
+
+// Issue 18: a second nat64d on the same TUN device (its own control socket,
+// another MTU) is refused before it touches anything: exit status 1, the
+// live device keeps its MTU, and translation goes on.
+fn second_daemon_on_the_device_is_refused(lab: &Lab) {
+    let sock = lab.dir.as_ref().unwrap().join("second.sock");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns[1], env!("CARGO_BIN_EXE_nat64d"), "--pool4", "203.0.113.64/28"])
+        .args(["--pool6", "2001:db8:64::/96", "--allow-non-global", "--tun", "nat64", "--mtu", "1400"])
+        .arg("--control-socket")
+        .arg(&sock)
+        .output()
+        .expect("run a second nat64d");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is in use") && !err.contains('\u{1b}'), "{err}");
+    let link = lab.exec(1, &["ip", "link", "show", "nat64"]).unwrap();
+    assert!(link.contains("mtu 1500"), "the live device's MTU is untouched: {link}");
+    assert!(!sock.exists(), "the refused daemon removed its control socket");
+    let ping = lab.exec(0, &["ping", "-c", "1", "-W", "3", SERVER6]).expect("still translating");
+    assert!(ping.contains("1 received"), "{ping}");
 }
 
 // Garbage from the network is dropped and counted by name, and the gateway

@@ -1,8 +1,9 @@
-//! The daemon's life, in named steps: load the configuration, open the
-//! dataplane (TUN queues with the offload fallback, the io_uring probe, the
-//! device's link and routes), build the NAT, bind the management sockets,
-//! start DNS64, spawn the workers and the listeners, supervise them, and
-//! summarise at the stop. Each step fails with a [`StartError`] that knows
+//! The daemon's life, in named steps: load the configuration, build the
+//! NAT, bind the management sockets, check that the TUN device is free,
+//! open the dataplane (TUN queues with the offload fallback, the io_uring
+//! probe, the device's link and routes: nothing on the device changes
+//! before every check has passed), start DNS64, spawn the workers and the
+//! listeners, supervise them, and summarise at the stop. Each step fails with a [`StartError`] that knows
 //! its exit status.
 
 use super::{device, listeners, Notifier, State};
@@ -42,6 +43,10 @@ pub enum StartError {
     OpenTun { name: String, queues: usize, source: io::Error },
     #[error("{0}")]
     Device(String),
+    #[error(
+        "TUN device '{0}' is in use: another process (another nat64d?) has queues attached; nothing was changed (stop it, or set tun.name to another device)"
+    )]
+    DeviceBusy(String),
     #[error("static BIB {entry}: {source}")]
     StaticBib { entry: String, source: NatError },
     #[error("{0}")]
@@ -105,7 +110,7 @@ struct Dataplane {
     io: worker::Io,
 }
 
-/// Step 2: open the TUN queues (offloads when the kernel takes them), probe
+/// Step 5: open the TUN queues (offloads when the kernel takes them), probe
 /// io_uring, and set up the device's link and routes.
 fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
     let mut dp = Dataplane { tuns: vec![], name: "-".into(), offload: "off".into(), io: worker::Io::Plain };
@@ -147,7 +152,23 @@ fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
     Ok(dp)
 }
 
-/// Step 3: the NAT tables with the configured static BIB entries.
+/// Step 4: refuse a TUN device another process already reads (issue 18):
+/// attaching more queues to it would split its traffic between two NAT
+/// tables. A TUN device reports carrier exactly while a queue is attached;
+/// a device that does not exist, or exists with no queue (persistent, made
+/// by the operator), is free.
+fn device_free(cfg: &Config) -> Result<(), StartError> {
+    if cfg.dns64.only {
+        return Ok(());
+    }
+    let carrier = std::fs::read_to_string(format!("/sys/class/net/{}/carrier", cfg.tun.name));
+    if carrier.is_ok_and(|c| c.trim() == "1") {
+        return Err(StartError::DeviceBusy(cfg.tun.name.clone()));
+    }
+    Ok(())
+}
+
+/// Step 2: the NAT tables with the configured static BIB entries.
 fn build_nat(cfg: &Config) -> Result<Nat, StartError> {
     let nat = Nat::new(cfg.nat_config(), cfg.nat.shards);
     for b in &cfg.static_bib {
@@ -158,7 +179,7 @@ fn build_nat(cfg: &Config) -> Result<Nat, StartError> {
     Ok(nat)
 }
 
-/// Step 4: the control socket and the optional metrics listener.
+/// Step 3: the control socket and the optional metrics listener.
 fn bind_management(cfg: &Config) -> Result<(UnixListener, Option<TcpListener>), StartError> {
     let control = listeners::bind_control(&cfg.control.socket).map_err(StartError::Control)?;
     let metrics = match cfg.metrics.listen {
@@ -168,7 +189,7 @@ fn bind_management(cfg: &Config) -> Result<(UnixListener, Option<TcpListener>), 
     Ok((control, metrics))
 }
 
-/// Step 5: the DNS64 server, when enabled.
+/// Step 6: the DNS64 server, when enabled.
 fn start_dns64(cfg: &Config) -> Result<Option<Dns64Server>, StartError> {
     if !cfg.dns64.enabled {
         return Ok(None);
@@ -208,7 +229,7 @@ fn spawn<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(
 
 type Worker = JoinHandle<io::Result<WorkerStats>>;
 
-/// Step 6: one worker thread per TUN queue (the first one sweeps).
+/// Step 7: one worker thread per TUN queue (the first one sweeps).
 fn spawn_workers(
     state: &Arc<State>,
     tuns: Vec<Tun>,
@@ -226,7 +247,7 @@ fn spawn_workers(
     Ok(workers)
 }
 
-/// Step 7: the control socket's and the metrics endpoint's threads.
+/// Step 8: the control socket's and the metrics endpoint's threads.
 fn spawn_listeners(state: &Arc<State>, control: UnixListener, metrics: Option<TcpListener>) -> Result<(), StartError> {
     let st = Arc::clone(state);
     spawn("nat64d-ctl".into(), "the control thread", move || listeners::serve_control(st, control))?;
@@ -239,10 +260,26 @@ fn spawn_listeners(state: &Arc<State>, control: UnixListener, metrics: Option<Tc
 }
 
 fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) -> Result<u8, StartError> {
-    let dp = open_dataplane(&cfg)?;
+    // Every check before the device is touched: the control socket (another
+    // nat64d answering there) first, then the device itself (another
+    // process's queues attached), and only then link, MTU and routes.
     let nat = build_nat(&cfg)?;
     let (control, metrics) = bind_management(&cfg)?;
-    let dns64 = start_dns64(&cfg)?;
+    let opened = device_free(&cfg).and_then(|()| open_dataplane(&cfg));
+    let dp = match opened {
+        Ok(dp) => dp,
+        Err(e) => {
+            let _ = std::fs::remove_file(&cfg.control.socket);
+            return Err(e);
+        }
+    };
+    let dns64 = match start_dns64(&cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_file(&cfg.control.socket);
+            return Err(e);
+        }
+    };
     let xcfg = cfg.xlat_config();
     let socket_path = cfg.control.socket.clone();
     let state = Arc::new(State {
@@ -290,7 +327,7 @@ fn summarise_start(state: &State, offload: &str, io: worker::Io, socket: &std::p
     );
 }
 
-/// Step 8: until a stop signal (or a worker's death): reloads on SIGHUP,
+/// Step 9: until a stop signal (or a worker's death): reloads on SIGHUP,
 /// watchdog pings while every worker goes round its loop. True when a
 /// worker stopped unexpectedly.
 fn supervise(state: &State, mut signals: Signals, workers: &[Worker]) -> bool {
@@ -320,7 +357,7 @@ fn supervise(state: &State, mut signals: Signals, workers: &[Worker]) -> bool {
     }
 }
 
-/// Step 9: collect the workers' final counters; a worker that failed or
+/// Step 10: collect the workers' final counters; a worker that failed or
 /// panicked sets `failed`.
 fn join_workers(state: &State, workers: Vec<Worker>, failed: &mut bool) -> Vec<WorkerStats> {
     let mut finals = vec![];
@@ -341,7 +378,7 @@ fn join_workers(state: &State, workers: Vec<Worker>, failed: &mut bool) -> Vec<W
     finals
 }
 
-/// Step 10: the final log lines (packets, drops by reason, DNS64).
+/// Step 11: the final log lines (packets, drops by reason, DNS64).
 fn summarise_stop(state: &State, finals: &[WorkerStats]) {
     let mut total = WorkerStats::default();
     for f in finals {
