@@ -27,7 +27,7 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Sessions `nat64ctl sessions` lists unless told otherwise.
 pub const DEFAULT_SESSION_LIMIT: usize = 1000;
@@ -111,7 +111,30 @@ impl State {
             // until a restart: their BIB entries still serve live sessions.
             device::route_pool4(&self.tun, new.pool4.iter().filter(|e| !cur.pool4.contains(e)))?;
         }
+        // Applied whole or refused whole: the static entries are the one
+        // step that can fail (an IPv4 side a live dynamic mapping holds), so
+        // they go in first and are undone, with the pool, on a failure.
         self.nat.reconfigure(&new.nat_config());
+        let mut added: Vec<&crate::config::StaticBib> = vec![];
+        for b in new.static_bib.iter().filter(|b| !cur.static_bib.contains(b)) {
+            if let Err(e) = self.nat.add_static(b.proto, (*b.ipv6.ip(), b.ipv6.port()), (*b.ipv4.ip(), b.ipv4.port())) {
+                for a in &added {
+                    let _ = self.nat.remove_static(a.proto, (*a.ipv6.ip(), a.ipv6.port()));
+                }
+                self.nat.reconfigure(&cur.nat_config());
+                return Err(format!(
+                    "static BIB {} {} {}: {e}; nothing was applied (retried at the next reload)",
+                    b.proto.label(),
+                    b.ipv6,
+                    b.ipv4
+                ));
+            }
+            added.push(b);
+        }
+        for b in cur.static_bib.iter().filter(|b| !new.static_bib.contains(b)) {
+            // Gone already (removed by `nat64ctl bib remove`) is what was asked.
+            let _ = self.nat.remove_static(b.proto, (*b.ipv6.ip(), b.ipv6.port()));
+        }
         if let Some(d) = &self.dns64 {
             let s = new.dns64_settings();
             if *d.settings() != s {
@@ -119,26 +142,9 @@ impl State {
                 info!("dns64: settings applied, cache emptied");
             }
         }
-        let mut problems = vec![];
-        for b in cur.static_bib.iter().filter(|b| !new.static_bib.contains(b)) {
-            if let Err(e) = self.nat.remove_static(b.proto, (*b.ipv6.ip(), b.ipv6.port())) {
-                problems.push(format!("removing static BIB {} {}: {e}", b.proto.label(), b.ipv6));
-            }
-        }
-        for b in new.static_bib.iter().filter(|b| !cur.static_bib.contains(b)) {
-            if let Err(e) = self.nat.add_static(b.proto, (*b.ipv6.ip(), b.ipv6.port()), (*b.ipv4.ip(), b.ipv4.port())) {
-                problems.push(format!("adding static BIB {} {} {}: {e}", b.proto.label(), b.ipv6, b.ipv4));
-            }
-        }
         *cur = new;
         let sessions = self.nat.session_count();
-        if problems.is_empty() {
-            Ok(format!("configuration applied; {sessions} live sessions kept"))
-        } else {
-            let m = format!("configuration applied except: {}; {sessions} live sessions kept", problems.join("; "));
-            warn!("{m}");
-            Ok(m)
-        }
+        Ok(format!("configuration applied; {sessions} live sessions kept"))
     }
 
     /// Answer one control request.
@@ -240,4 +246,74 @@ pub(crate) fn init_logging(cfg: &Config) {
         tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).with_ansi(ansi);
     // journald stamps lines itself.
     let _ = if std::env::var_os("JOURNAL_STREAM").is_some() { b.without_time().try_init() } else { b.try_init() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xlat::{FlowMeta, Mapper, Role, Tuple6};
+
+    fn state(dir: &std::path::Path, text: &str) -> State {
+        let path = dir.join("nat64d.toml");
+        std::fs::write(&path, text).unwrap();
+        let cfg = Config::load(Some(&path), &Overrides::default()).unwrap();
+        State {
+            nat: Nat::new(cfg.nat_config(), cfg.nat.shards),
+            cfg: Mutex::new(cfg),
+            path: Some(path),
+            ov: Overrides::default(),
+            slots: vec![],
+            epoch: Instant::now(),
+            notify: Notifier::default(),
+            tun: "nat64".into(),
+            dns64: None,
+        }
+    }
+
+    // Issue 18: a reload that cannot be applied whole is refused whole. A
+    // static entry whose IPv4 side a live dynamic mapping holds makes the
+    // reload fail, naming the entry; nothing of the new file (here a new
+    // timeout too) is applied, and the next reload tries again rather than
+    // calling the file unchanged.
+    #[test]
+    fn a_reload_is_applied_whole_or_refused_whole() {
+        let dir = std::env::temp_dir().join(format!("nat64d-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base =
+            "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.1\"]\nallow_non_global = true\n[tun]\nsetup = false\n";
+        let st = state(&dir, base);
+        // A client's UDP flow from port 5000 holds 203.0.113.1:5000.
+        let t = Tuple6 {
+            src: "2001:db8:1::10".parse().unwrap(),
+            dst: "2001:db8:64::c633:6407".parse().unwrap(),
+            proto: 17,
+            sport: 5000,
+            dport: 53,
+        };
+        let meta = FlowMeta {
+            role: Role::Packet,
+            tcp_flags: 0,
+            fragment: false,
+            first_fragment: false,
+            frag_id: 0,
+            packet: &[],
+        };
+        let m = st.nat.at(0).map_6to4(&t, &meta).unwrap();
+        assert_eq!((m.src, m.sport), ("203.0.113.1".parse().unwrap(), 5000));
+        let clash = format!(
+            "{base}[nat.timeouts]\nudp = 600\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"[2001:db8::53]:53\"\nipv4 = \"203.0.113.1:5000\"\n"
+        );
+        std::fs::write(dir.join("nat64d.toml"), &clash).unwrap();
+        let e = st.reload().unwrap_err();
+        assert!(
+            e.contains("static BIB udp [2001:db8::53]:53 203.0.113.1:5000") && e.contains("nothing was applied"),
+            "{e}"
+        );
+        assert!(st.config().static_bib.is_empty(), "the running configuration is kept");
+        assert_eq!(st.nat.config().timeouts.udp, 300_000, "the new timeout was not applied either");
+        assert!(st.nat.bibs().iter().all(|b| !b.is_static), "no half-added entry");
+        let again = st.reload().unwrap_err();
+        assert!(again.contains("nothing was applied"), "retried, not 'unchanged': {again}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
