@@ -493,19 +493,22 @@ fn clients_outside_allow_are_refused() {
 }
 
 // Issue 5 (reload): a TCP connection that stays open follows a settings
-// update: refused before it, served after it, on the same connection.
+// update: served before it, refused after it, on the same connection.
+// (Issue 18 checks the client ACL at accept, so a connection that starts
+// refused is answered once and closed; the update is followed the other
+// way round.)
 #[test]
 fn an_open_tcp_connection_follows_an_update() {
     let up = upstream();
-    let mut st = settings(&up);
-    st.allow = vec!["127.0.0.0/8".parse().unwrap()];
-    let s = server_with(st);
+    let s = server_with(settings(&up));
     let mut c = TcpStream::connect(v6(&s)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let q = query("a-only.test.", RecordType::AAAA);
-    assert_eq!(tcp_on(&mut c, &q).response_code(), ResponseCode::Refused);
-    s.update(settings(&up));
     assert_eq!(aaaas(&tcp_on(&mut c, &q)).len(), 1);
+    let mut st = settings(&up);
+    st.allow = vec!["127.0.0.0/8".parse().unwrap()];
+    s.update(st);
+    assert_eq!(tcp_on(&mut c, &q).response_code(), ResponseCode::Refused);
 }
 
 // RFC 1035 4.1.1: a query that cannot be parsed gets FORMERR (header
@@ -739,4 +742,66 @@ fn rfc6147_5_1_5_chain_from_unbound_followed() {
         .answers()
         .iter()
         .any(|x| matches!(x.data(), RData::AAAA(a) if a.0 == "2001:db8:64::c000:202".parse::<Ipv6Addr>().unwrap())));
+}
+
+/// True when the server closes `c` (EOF) within `within`, without a byte.
+fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 1];
+    matches!(c.read(&mut b), Ok(0))
+        || matches!(c.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+// RFC 7766 6.2 / issue 18: DNS64 over TCP cannot be taken by anyone. A
+// client outside `allow` is closed at accept (it never holds a slot); one
+// address holds at most its share of connections, and another client is
+// still served; a query whose first byte came must arrive whole within the
+// deadline (a half-sent length prefix does not hold the connection for the
+// idle time).
+#[test]
+fn rfc7766_6_2_tcp_connections_are_bounded_per_client() {
+    let up = upstream();
+    let cfg = ServerConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        max_tcp_per_host: 3,
+        tcp_idle: Duration::from_secs(10),
+        tcp_query_deadline: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let only_v6 = Settings { allow: vec!["::1".parse().unwrap()], ..settings(&up) };
+    let s = Dns64Server::start(cfg.clone(), only_v6).unwrap();
+    // Twenty refused connections (more than one address may hold) take no
+    // slot of the allowed clients': each gets REFUSED for its query and is
+    // closed; the allowed client is served meanwhile.
+    let mut refused: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(v4(&s)).unwrap()).collect();
+    let r = tcp(v6(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::NoError, "an allowed client is served");
+    let mut beyond = refused.pop().unwrap();
+    assert!(closed_within(&mut beyond, Duration::from_millis(500)), "beyond the refusal budget: closed at once");
+    let mut c = refused.remove(0);
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(tcp_on(&mut c, &query("a-only.test.", RecordType::AAAA)).response_code(), ResponseCode::Refused);
+    assert!(closed_within(&mut c, Duration::from_millis(500)), "closed after its one answer");
+    drop(refused);
+
+    let s = Dns64Server::start(cfg, settings(&up)).unwrap();
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(v4(&s)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fourth = TcpStream::connect(v4(&s)).unwrap();
+    assert!(closed_within(&mut fourth, Duration::from_millis(500)), "one address holds at most 3");
+    let r = tcp(v6(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::NoError, "another client is served");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut c = TcpStream::connect(v4(&s)).unwrap();
+    c.write_all(&[0]).unwrap(); // half a length prefix, then nothing
+    let start = Instant::now();
+    assert!(closed_within(&mut c, Duration::from_secs(3)), "a trickled query is cut");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "at the query deadline, not the idle time: {:?}",
+        start.elapsed()
+    );
+    let r = tcp(v4(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(r.response_code(), ResponseCode::NoError, "the slots came back");
 }

@@ -48,9 +48,17 @@ pub struct ServerConfig {
     pub threads: usize,
     pub cache_size: usize,
     pub cache_max_ttl: u32,
+    /// TCP connections in all, from one address, and from one IPv6 /64
+    /// (RFC 7766 6.2: no client may take the server's connections).
     pub max_tcp_clients: usize,
+    pub max_tcp_per_host: usize,
+    pub max_tcp_per_net64: usize,
     pub max_inflight: usize,
+    /// A connection is closed after this without a query; under load (more
+    /// than half of `max_tcp_clients` open) after a tenth of it.
     pub tcp_idle: Duration,
+    /// A query, once its first byte has come, must arrive whole within this.
+    pub tcp_query_deadline: Duration,
 }
 
 impl Default for ServerConfig {
@@ -61,8 +69,11 @@ impl Default for ServerConfig {
             cache_size: 100_000,
             cache_max_ttl: 86_400,
             max_tcp_clients: 256,
+            max_tcp_per_host: 16,
+            max_tcp_per_net64: 64,
             max_inflight: 4096,
             tcp_idle: Duration::from_secs(10),
+            tcp_query_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -106,6 +117,10 @@ pub(super) struct Shared {
     epoch: Instant,
     inflight: AtomicUsize,
     tcp_clients: AtomicUsize,
+    /// Connections from clients outside `allow` being answered REFUSED.
+    tcp_refusing: AtomicUsize,
+    /// Open TCP connections per client address and per IPv6 /64.
+    tcp_per_client: std::sync::Mutex<std::collections::HashMap<IpAddr, (usize, usize)>>,
     cfg: ServerConfig,
 }
 
@@ -178,6 +193,8 @@ impl Dns64Server {
             epoch: Instant::now(),
             inflight: AtomicUsize::new(0),
             tcp_clients: AtomicUsize::new(0),
+            tcp_refusing: AtomicUsize::new(0),
+            tcp_per_client: Default::default(),
             cfg: cfg.clone(),
         });
         let mut udp_addrs = Vec::new();
