@@ -805,3 +805,17 @@ fn rfc7766_6_2_tcp_connections_are_bounded_per_client() {
     let r = tcp(v4(&s), &query("a-only.test.", RecordType::AAAA));
     assert_eq!(r.response_code(), ResponseCode::NoError, "the slots came back");
 }
+
+// RFC 1035 4.1 (issue 18): a query with bytes after its question (and no
+// record to hold them) is malformed: FORMERR, not an answer.
+#[test]
+fn trailing_bytes_after_the_question_get_formerr() {
+    let up = upstream();
+    let s = server_with(settings(&up));
+    let mut b = query("a-only.test.", RecordType::AAAA).to_vec().unwrap();
+    b.extend_from_slice(b"\0\0trailing");
+    let r = udp_raw(v4(&s), &b).expect("an answer");
+    assert_eq!(r[3] & 0xf, 1, "FORMERR");
+    let ok = udp(v4(&s), &query("a-only.test.", RecordType::AAAA));
+    assert_eq!(ok.response_code(), ResponseCode::NoError, "the same query without them is answered");
+}

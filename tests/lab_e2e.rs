@@ -677,6 +677,10 @@ fn edges_real_clients_touch(lab: &Lab) {
     let errors = grew(&a, "icmp_errors_sent");
     let bound = 2 * (20 + (100.0 * (secs + 1.0)) as u64);
     assert!(errors <= bound, "{errors} errors for {} expiring packets in {secs} s, limit {bound}", expired(&a));
+    // Issue 18: what the kernel dropped at the TUN queue before nat64d read
+    // it (a flood outruns the workers) shows beside nat64d's own counters.
+    let tx = lab.exec(1, &["cat", "/sys/class/net/nat64/statistics/tx_dropped"]).unwrap();
+    assert_eq!(lab.stats()["tun_queue_drops"].as_u64(), tx.trim().parse::<u64>().ok(), "the device's own counter");
 
     // Issue 13 item 6: the kernel's own multicast on the TUN device (here a
     // ping to ff02::1 out of it, as MLD reports go) is not for pool6: counted

@@ -24,6 +24,13 @@ pub fn setup(name: &str, cfg: &Config) -> Result<(), String> {
     route_pool4(name, &cfg.pool4)
 }
 
+/// Packets the kernel dropped at the device's queue (routed into the TUN
+/// while its queue was full, before nat64d read them): the device's TX
+/// dropped counter.
+pub fn queue_drops(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/tx_dropped")).ok()?.trim().parse().ok()
+}
+
 /// Route pool4 networks into the device.
 pub fn route_pool4<'a>(name: &str, nets: impl IntoIterator<Item = &'a PoolEntry>) -> Result<(), String> {
     for e in nets {

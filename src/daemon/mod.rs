@@ -71,6 +71,9 @@ impl State {
         );
         r.dns64 = self.dns64.as_ref().map(|d| d.stats());
         r.pool4_entries = entries;
+        if !self.slots.is_empty() {
+            r.tun_queue_drops = device::queue_drops(&self.tun).unwrap_or(0);
+        }
         r
     }
 

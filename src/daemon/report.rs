@@ -54,6 +54,10 @@ pub struct StatsReport {
     #[serde(default)]
     pub icmp_errors_suppressed: u64,
     pub tun_write_errors: u64,
+    /// Packets the kernel dropped at the TUN device's queue before nat64d
+    /// read them (its TX dropped counter: the workers fell behind).
+    #[serde(default)]
+    pub tun_queue_drops: u64,
     /// Sessions per protocol.
     pub sessions: BTreeMap<String, u64>,
     /// TCP sessions per RFC 6146 state.
@@ -196,6 +200,11 @@ impl StatsReport {
             let _ = writeln!(o, "  {:<20}{:>12}", "ICMP errors limited", self.icmp_errors_suppressed);
         }
         let _ = writeln!(o, "  {:<20}{:>12}", "TUN write errors", self.tun_write_errors);
+        let _ = writeln!(
+            o,
+            "  {:<20}{:>12}  (dropped by the kernel before nat64d read them)",
+            "TUN queue drops", self.tun_queue_drops
+        );
         let f = &self.offload;
         if f.gso_packets + f.software_segmented + f.checksums_completed + f.bad_vnet_header > 0 {
             let _ = writeln!(
@@ -308,6 +317,12 @@ impl StatsReport {
                 self.icmp_errors_suppressed,
             ),
             ("nat64d_tun_write_errors_total", "counter", "Packets the TUN device refused.", self.tun_write_errors),
+            (
+                "nat64d_tun_queue_drops_total",
+                "counter",
+                "Packets the kernel dropped at the TUN queue before nat64d read them.",
+                self.tun_queue_drops,
+            ),
             ("nat64d_sessions_created_total", "counter", "Sessions created.", self.nat.counters.sessions_created),
             ("nat64d_sessions_expired_total", "counter", "Sessions expired.", self.nat.counters.sessions_expired),
             ("nat64d_bib_created_total", "counter", "Dynamic BIB entries created.", self.nat.counters.bibs_created),

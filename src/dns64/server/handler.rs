@@ -85,7 +85,7 @@ pub(super) async fn answer(
     head: Option<(QueryHead, Vec<u8>)>,
     udp: bool,
 ) -> Option<Vec<u8>> {
-    let msg = match Message::from_vec(q) {
+    let msg = match whole_message(q) {
         Ok(m) if m.message_type() == MessageType::Query => m,
         Ok(_) => {
             sh.c.dropped.fetch_add(1, Relaxed);
@@ -136,6 +136,20 @@ pub(super) async fn answer(
         return finish(&msg, m).to_vec().ok();
     }
     Some(bytes)
+}
+
+/// A message that ends where the datagram (or TCP frame) ends: bytes after
+/// the last record make it malformed (RFC-strict servers answer FORMERR;
+/// issue 18), where a lenient decoder would ignore them.
+fn whole_message(q: &[u8]) -> Result<Message, ()> {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    let mut d = BinDecoder::new(q);
+    let m = Message::read(&mut d).map_err(|_| ())?;
+    if d.is_empty() {
+        Ok(m)
+    } else {
+        Err(())
+    }
 }
 
 /// The client-facing envelope of an answer: the query's id, RA, and an OPT
