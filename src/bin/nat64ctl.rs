@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use nat64d::config::{StaticBib, DEFAULT_SOCKET};
-use nat64d::daemon::control::{call, BibLine, Request, SessionList};
+use nat64d::daemon::control::{call, BibList, Request, SessionList};
 use nat64d::daemon::report::StatsReport;
 use nat64d::nat::Proto;
 use std::io::Write;
@@ -59,6 +59,9 @@ enum Cmd {
         /// Only entries of this address (listing).
         #[arg(long)]
         addr: Option<IpAddr>,
+        /// List at most this many [default: 1000; at most 100000].
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -166,14 +169,15 @@ fn run(a: &Args) -> Result<(), String> {
             p(out, &format!("{m}: {} {ipv6}\n", proto.label()));
             Ok(())
         }
-        Cmd::Bib { action: None, proto, addr, json } => {
-            let l: Vec<BibLine> = get(a, &Request::Bib { proto: *proto, addr: *addr })?;
+        Cmd::Bib { action: None, proto, addr, limit, json } => {
+            let list: BibList = get(a, &Request::Bib { proto: *proto, addr: *addr, limit: *limit })?;
             if *json {
-                p(out, &(serde_json::to_string_pretty(&l).unwrap_or_default() + "\n"));
+                p(out, &(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"));
                 return Ok(());
             }
+            let l = &list.bibs;
             let mut s = format!("{:<6}{:<42}{:<22}{:<8}{:>9}\n", "proto", "IPv6", "IPv4", "kind", "sessions");
-            for b in &l {
+            for b in l {
                 s += &format!(
                     "{:<6}{:<42}{:<22}{:<8}{:>9}\n",
                     b.proto.label(),
@@ -183,7 +187,11 @@ fn run(a: &Args) -> Result<(), String> {
                     b.sessions
                 );
             }
-            s += &format!("{} entr{}\n", l.len(), if l.len() == 1 { "y" } else { "ies" });
+            s += &format!("{} entr{}", list.matching, if list.matching == 1 { "y" } else { "ies" });
+            if list.matching > l.len() {
+                s += &format!(", {} listed (--limit)", l.len());
+            }
+            s += "\n";
             p(out, &s);
             Ok(())
         }

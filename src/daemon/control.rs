@@ -43,6 +43,8 @@ pub enum Request {
         proto: Option<Proto>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<IpAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
     BibAdd(StaticBib),
     BibRemove {
@@ -90,6 +92,19 @@ pub struct SessionList {
     pub matching: usize,
     pub sessions: Vec<SessionLine>,
 }
+
+/// The `bib` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BibList {
+    /// Entries matching the filter (more than listed when the limit cut it).
+    pub matching: usize,
+    pub bibs: Vec<BibLine>,
+}
+
+/// The most lines one `sessions` or `bib` request may ask for (issue 18: a
+/// dump of a million sessions took the daemon to 1.3 GB). Filters and the
+/// counts in `nat64ctl stats` answer most questions without a dump.
+pub const MAX_DUMP: usize = 100_000;
 
 /// One BIB entry, as `bib` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use crate::config::{Config, Overrides};
 use crate::dataplane::worker::{WorkerSlot, WorkerStats};
 use crate::dns64::server::Dns64Server;
 use crate::nat::Nat;
-use control::{BibLine, Request, Response, SessionLine, SessionList};
+use control::{BibLine, BibList, Request, Response, SessionLine, SessionList};
 use notify::Notifier;
 use report::StatsReport;
 use std::net::{SocketAddrV4, SocketAddrV6};
@@ -29,7 +29,15 @@ use std::sync::Mutex;
 use std::time::Instant;
 use tracing::{error, info};
 
-/// Sessions `nat64ctl sessions` lists unless told otherwise.
+/// The refusal of a dump larger than a request may ask for.
+fn too_many(limit: usize) -> String {
+    format!(
+        "{limit} lines asked for; one request lists at most {}: narrow it with --proto/--addr (nat64ctl stats counts everything)",
+        control::MAX_DUMP
+    )
+}
+
+/// Sessions (and BIB entries) `nat64ctl` lists unless told otherwise.
 pub const DEFAULT_SESSION_LIMIT: usize = 1000;
 
 /// What the threads share.
@@ -159,12 +167,16 @@ impl State {
         match req {
             Request::Stats => json(serde_json::to_value(self.report())),
             Request::Sessions { proto, addr, limit } => {
+                let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
+                if limit > control::MAX_DUMP {
+                    return Response::err(too_many(limit));
+                }
                 let now = self.now();
                 let (list, matching) = self.nat.sessions_matching(
                     |s| {
                         proto.is_none_or(|p| s.proto == p) && control::addr_matches(addr, s.v6.0, &[s.v4.0, s.remote.0])
                     },
-                    limit.unwrap_or(DEFAULT_SESSION_LIMIT),
+                    limit,
                 );
                 let sessions = list
                     .into_iter()
@@ -179,12 +191,17 @@ impl State {
                     .collect();
                 json(serde_json::to_value(SessionList { matching, sessions }))
             }
-            Request::Bib { proto, addr } => {
-                let lines: Vec<BibLine> = self
-                    .nat
-                    .bibs()
+            Request::Bib { proto, addr, limit } => {
+                let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
+                if limit > control::MAX_DUMP {
+                    return Response::err(too_many(limit));
+                }
+                let (list, matching) = self.nat.bibs_matching(
+                    |b| proto.is_none_or(|p| b.proto == p) && control::addr_matches(addr, b.v6.0, &[b.v4.0]),
+                    limit,
+                );
+                let bibs = list
                     .into_iter()
-                    .filter(|b| proto.is_none_or(|p| b.proto == p) && control::addr_matches(addr, b.v6.0, &[b.v4.0]))
                     .map(|b| BibLine {
                         proto: b.proto,
                         ipv6: SocketAddrV6::new(b.v6.0, b.v6.1, 0, 0),
@@ -193,7 +210,7 @@ impl State {
                         sessions: b.sessions,
                     })
                     .collect();
-                json(serde_json::to_value(lines))
+                json(serde_json::to_value(BibList { matching, bibs }))
             }
             Request::BibAdd(b) => {
                 if let Err((_, m)) = b.check(&self.nat.config().prefix) {
@@ -317,6 +334,48 @@ mod tests {
         assert!(st.nat.bibs().iter().all(|b| !b.is_static), "no half-added entry");
         let again = st.reload().unwrap_err();
         assert!(again.contains("nothing was applied"), "retried, not 'unchanged': {again}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // Issue 18: dumps are bounded. 1500 mappings: a listing gives the
+    // default 1000 and says 1500 match; asking for more than MAX_DUMP in
+    // one request is refused with what to do instead; filters still count.
+    #[test]
+    fn dumps_are_bounded_and_counted() {
+        let dir = std::env::temp_dir().join(format!("nat64d-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = state(&dir, "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.0/28\"]\nallow_non_global = true\n[tun]\nsetup = false\n");
+        let meta = FlowMeta {
+            role: Role::Packet,
+            tcp_flags: 0,
+            fragment: false,
+            first_fragment: false,
+            frag_id: 0,
+            packet: &[],
+        };
+        for port in 0..1500u16 {
+            let t = Tuple6 {
+                src: "2001:db8:1::10".parse().unwrap(),
+                dst: "2001:db8:64::c633:6407".parse().unwrap(),
+                proto: 17,
+                sport: 20000 + port,
+                dport: 53,
+            };
+            st.nat.at(0).map_6to4(&t, &meta).unwrap();
+        }
+        let r = st.handle(Request::Bib { proto: None, addr: None, limit: None });
+        let l: BibList = serde_json::from_value(r.result).unwrap();
+        assert_eq!((l.matching, l.bibs.len()), (1500, 1000));
+        let r = st.handle(Request::Sessions { proto: Some(crate::nat::Proto::Udp), addr: None, limit: Some(10) });
+        let l: SessionList = serde_json::from_value(r.result).unwrap();
+        assert_eq!((l.matching, l.sessions.len()), (1500, 10));
+        for req in [
+            Request::Sessions { proto: None, addr: None, limit: Some(2_000_000) },
+            Request::Bib { proto: None, addr: None, limit: Some(control::MAX_DUMP + 1) },
+        ] {
+            let r = st.handle(req);
+            assert!(!r.ok && r.error.as_deref().is_some_and(|e| e.contains("at most 100000")), "{r:?}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -202,6 +202,21 @@ impl Nat {
         (v, n)
     }
 
+    /// The BIB entries `keep` accepts, at most `limit` of them, and how many
+    /// there are in all: one shard locked at a time, nothing else copied.
+    pub fn bibs_matching(&self, keep: impl Fn(&BibView) -> bool, limit: usize) -> (Vec<BibView>, usize) {
+        let (mut v, mut n) = (Vec::new(), 0);
+        for i in 0..self.shards.len() {
+            for b in self.lock(i).bibs().filter(|b| keep(b)) {
+                n += 1;
+                if v.len() < limit {
+                    v.push(b);
+                }
+            }
+        }
+        (v, n)
+    }
+
     /// Every session, shard by shard.
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()
