@@ -4,6 +4,7 @@
 //! shard's state; [`NatMapper`] plugs it into the translator as its
 //! [`crate::Mapper`].
 
+mod book;
 pub mod frag;
 pub mod pool4;
 mod shared;

@@ -5,10 +5,12 @@
 //! destination port): one lock per packet, never two, and lookups on
 //! different shards never wait for each other.
 //!
-//! Limits are shared out: each shard enforces ⌈limit / shards⌉, so a host
-//! never exceeds its limit and, when its ports fall unevenly on the
-//! shards, may meet it a little early.
+//! Limits hold as configured for the whole NAT: every shard counts its
+//! sessions and BIB entries in one shared [`LimitBook`] (locked only when
+//! a session or BIB entry is made or removed), so a host whose flows fall
+//! on a few shards meets its limit exactly, not a shard's share of it.
 
+use super::book::LimitBook;
 use super::frag::FragTable;
 use super::pool4::shard_of_port;
 use super::table::{BibView, Census, NatCounters, NatError, NatTable, SessionView, FRAG_CAP};
@@ -18,7 +20,7 @@ use crate::xlat::{DropReason, FlowMeta, Mapper, Role, Tuple4, Tuple6};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// The shared NAT state.
 #[derive(Debug)]
@@ -38,9 +40,9 @@ impl Nat {
     /// `shards` tables (at least 1) sharing `cfg`; limits are divided between them.
     pub fn new(cfg: NatConfig, shards: usize) -> Self {
         let n = shards.max(1);
-        let per = per_shard(&cfg, n);
+        let book = Arc::new(LimitBook::new(cfg.limits));
         Nat {
-            shards: (0..n).map(|i| Mutex::new(NatTable::new(per.clone(), i, n))).collect(),
+            shards: (0..n).map(|i| Mutex::new(NatTable::with_book(cfg.clone(), i, n, Arc::clone(&book)))).collect(),
             prefix: cfg.prefix,
             homes: RwLock::new(HashMap::new()),
             has_homes: AtomicBool::new(false),
@@ -88,9 +90,8 @@ impl Nat {
     /// Apply a new configuration to every shard, one lock at a time, keeping
     /// all state (see [`NatTable::reconfigure`]).
     pub fn reconfigure(&self, cfg: &NatConfig) {
-        let per = per_shard(cfg, self.shards.len());
         for i in 0..self.shards.len() {
-            self.lock(i).reconfigure(per.clone());
+            self.lock(i).reconfigure(cfg.clone());
         }
     }
 
@@ -221,17 +222,6 @@ impl Nat {
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()
     }
-}
-
-/// One shard's configuration: limits divided by the shard count.
-fn per_shard(cfg: &NatConfig, n: usize) -> NatConfig {
-    let mut per = cfg.clone();
-    let share = |v: u32| v.div_ceil(n as u32).max(1);
-    per.limits.max_sessions = cfg.limits.max_sessions.div_ceil(n).max(1);
-    per.limits.sessions_per_host = share(cfg.limits.sessions_per_host);
-    per.limits.sessions_per_net64 = share(cfg.limits.sessions_per_net64);
-    per.limits.bibs_per_host = share(cfg.limits.bibs_per_host);
-    per
 }
 
 /// One worker's handle on the shared NAT at a point in time.

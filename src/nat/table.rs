@@ -6,6 +6,7 @@
 //! removed there, and `expire(now, budget)` visits at most `budget` slots
 //! from a moving clock hand, so the caller spreads the sweep over time.
 
+use super::book::LimitBook;
 use super::frag::FragTable;
 use super::pool4::Pool4;
 use super::tcp::{self, Lifetime, Side, TcpState};
@@ -13,6 +14,7 @@ use super::{Filtering, Millis, NatConfig, Proto, UDP_MIN};
 use crate::xlat::{DropReason, FlowMeta, Mapper, Rfc6052Mapper, Role, Tuple4, Tuple6};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// RFC 6146 section 4: TCP_INCOMING_SYN, how long an IPv4 SYN is held.
 pub const TCP_INCOMING_SYN: Millis = 6000;
@@ -92,14 +94,6 @@ impl<T> Slab<T> {
     fn get_mut(&mut self, i: u32) -> Option<&mut T> {
         self.slots.get_mut(i as usize)?.as_mut()
     }
-}
-
-/// Per-IPv6-host use, for the limits. Paired pooling needs no memory here:
-/// pool4 picks a host's address from a hash of the host.
-#[derive(Debug, Clone, Copy, Default)]
-struct HostUse {
-    sessions: u32,
-    bibs: u32,
 }
 
 crate::counters::counters! {
@@ -188,12 +182,9 @@ pub struct NatTable {
     sess: Map<(u32, Ipv4Addr, u16), u32>,
     /// (BIB, remote address) → sessions: kept only under address-dependent filtering.
     by_remote: Map<(u32, Ipv4Addr), u32>,
-    /// Keyed by a seeded 64-bit hash of the host address: half the memory
-    /// of the full address; a collision (about 1 in 10^7 among a million
-    /// hosts, and not steerable from outside) only makes two hosts share a limit.
-    hosts: Map<u64, HostUse>,
-    host_hasher: foldhash::fast::RandomState,
-    nets: Map<u64, u32>,
+    /// The limits' counts, shared by every shard of a [`super::Nat`] (a
+    /// table of its own has its own; a clone shares its original's).
+    book: Arc<LimitBook>,
     hand: usize,
     /// Fragment state (RFC 6146 3.4) when this table is used on its own.
     frags: FragTable,
@@ -210,13 +201,16 @@ fn adf(cfg: &NatConfig) -> bool {
     cfg.filtering == Filtering::AddressDependent
 }
 
-fn net64(a: &Ipv6Addr) -> u64 {
-    (u128::from(*a) >> 64) as u64
-}
-
 impl NatTable {
     /// The table of shard `shard` of `shards` (ports are split between shards).
-    pub fn new(mut cfg: NatConfig, shard: usize, shards: usize) -> Self {
+    pub fn new(cfg: NatConfig, shard: usize, shards: usize) -> Self {
+        let book = Arc::new(LimitBook::new(cfg.limits));
+        Self::with_book(cfg, shard, shards, book)
+    }
+
+    /// The table of shard `shard` of `shards`, counting its limits in
+    /// `book` with the other shards (so they hold for the whole NAT).
+    pub fn with_book(mut cfg: NatConfig, shard: usize, shards: usize, book: Arc<LimitBook>) -> Self {
         cfg.timeouts.udp = cfg.timeouts.udp.max(UDP_MIN);
         let pool = Pool4::new(cfg.pool4.clone(), shard, shards);
         NatTable {
@@ -229,9 +223,7 @@ impl NatTable {
             sessions: Slab::new(),
             sess: map(),
             by_remote: map(),
-            hosts: map(),
-            host_hasher: foldhash::fast::RandomState::default(),
-            nets: map(),
+            book,
             hand: 0,
             frags: FragTable::new(FRAG_CAP),
             held: VecDeque::new(),
@@ -286,16 +278,11 @@ impl NatTable {
         Some(s)
     }
 
-    fn host_key(&self, a: &Ipv6Addr) -> u64 {
-        use std::hash::BuildHasher;
-        self.host_hasher.hash_one(a)
-    }
-
-    fn check_session_limits(&mut self, host: &Ipv6Addr) -> Result<(), DropReason> {
-        let l = self.cfg.limits;
-        let h = self.hosts.get(&self.host_key(host)).copied().unwrap_or_default();
-        let n = self.nets.get(&net64(host)).copied().unwrap_or(0);
-        if self.sessions.len >= l.max_sessions || h.sessions >= l.sessions_per_host || n >= l.sessions_per_net64 {
+    /// Admit a new session of `host` under every limit (counted in the
+    /// book at once; [`Self::new_session`] uses it, or an early return
+    /// gives it back).
+    fn reserve_session(&mut self, host: &Ipv6Addr) -> Result<(), DropReason> {
+        if !self.book.reserve_session(host) {
             self.counters.limit_reached += 1;
             return Err(DropReason::LimitReached);
         }
@@ -308,15 +295,10 @@ impl NatTable {
         if adf(&self.cfg) {
             *self.by_remote.entry((bib, remote)).or_insert(0) += 1;
         }
-        let host = match self.bibs.get_mut(bib) {
-            Some(b) => {
-                b.sessions += 1;
-                b.v6
-            }
-            None => Ipv6Addr::UNSPECIFIED,
-        };
-        self.hosts.entry(self.host_key(&host)).or_default().sessions += 1;
-        *self.nets.entry(net64(&host)).or_insert(0) += 1;
+        // Counted in the book when it was reserved.
+        if let Some(b) = self.bibs.get_mut(bib) {
+            b.sessions += 1;
+        }
         self.counters.sessions_created += 1;
         s
     }
@@ -333,16 +315,7 @@ impl NatTable {
         let Some(b) = self.bibs.get_mut(sess.bib) else { return };
         b.sessions -= 1;
         let (host, gone) = (b.v6, b.sessions == 0 && !b.is_static);
-        let hk = self.host_key(&host);
-        if let Some(h) = self.hosts.get_mut(&hk) {
-            h.sessions -= 1;
-        }
-        if let Some(n) = self.nets.get_mut(&net64(&host)) {
-            *n -= 1;
-            if *n == 0 {
-                self.nets.remove(&net64(&host));
-            }
-        }
+        self.book.release_session(&host);
         if gone {
             self.remove_bib(sess.bib);
         }
@@ -353,30 +326,22 @@ impl NatTable {
         self.bib6.remove(&(b.proto, b.v6, b.port6));
         self.bib4.remove(&(b.proto, b.v4, b.port4));
         self.pool.release(b.proto, b.v4, b.port4);
-        let hk = self.host_key(&b.v6);
-        if let Some(h) = self.hosts.get_mut(&hk) {
-            h.bibs -= 1;
-            if h.bibs == 0 && h.sessions == 0 {
-                self.hosts.remove(&hk);
-            }
-        }
+        self.book.release_bib(&b.v6);
     }
 
     fn create_bib(&mut self, proto: Proto, v6: Ipv6Addr, port6: u16) -> Result<u32, DropReason> {
-        let hk = self.host_key(&v6);
-        let h = self.hosts.get(&hk).copied().unwrap_or_default();
-        if h.bibs >= self.cfg.limits.bibs_per_host {
+        if !self.book.reserve_bib(&v6, false) {
             self.counters.limit_reached += 1;
             return Err(DropReason::LimitReached);
         }
         let Some((v4, port4)) = self.pool.allocate(proto, v6, port6, None) else {
+            self.book.release_bib(&v6);
             self.counters.pool_exhausted += 1;
             return Err(DropReason::PoolExhausted);
         };
         let i = self.bibs.insert(Bib { proto, v6, port6, v4, port4, is_static: false, sessions: 0 });
         self.bib6.insert((proto, v6, port6), i);
         self.bib4.insert((proto, v4, port4), i);
-        self.hosts.entry(hk).or_default().bibs += 1;
         self.counters.bibs_created += 1;
         Ok(i)
     }
@@ -393,8 +358,7 @@ impl NatTable {
             self.bibs.insert(Bib { proto, v6: v6.0, port6: v6.1, v4: v4.0, port4: v4.1, is_static: true, sessions: 0 });
         self.bib6.insert((proto, v6.0, v6.1), i);
         self.bib4.insert((proto, v4.0, v4.1), i);
-        let hk = self.host_key(&v6.0);
-        self.hosts.entry(hk).or_default().bibs += 1;
+        self.book.reserve_bib(&v6.0, true);
         Ok(())
     }
 
@@ -459,11 +423,19 @@ impl NatTable {
             if is_tcp && meta.tcp_flags & tcp::SYN == 0 {
                 return Err(DropReason::NoState);
             }
-            self.check_session_limits(&t.src)?;
+            self.reserve_session(&t.src)?;
         }
         let bib = match bib {
             Some(b) => b,
-            None => self.create_bib(proto, t.src, t.sport)?,
+            None => match self.create_bib(proto, t.src, t.sport) {
+                Ok(b) => b,
+                Err(e) => {
+                    if sess.is_none() {
+                        self.book.release_session(&t.src);
+                    }
+                    return Err(e);
+                }
+            },
         };
         match sess {
             Some(s) => self.touch(s, proto, Side::V6, meta.tcp_flags, now),
@@ -602,7 +574,7 @@ impl NatTable {
                     }
                 }
                 let host = self.bibs.get(bib).map(|b| b.v6).unwrap_or(Ipv6Addr::UNSPECIFIED);
-                self.check_session_limits(&host)?;
+                self.reserve_session(&host)?;
                 // RFC 6146 3.5.2.2: CLOSED + V4 SYN with a BIB entry → V4 INIT, TCP_TRANS.
                 let (state, life) = if is_tcp {
                     (TcpState::V4Init, Lifetime::TransLife)
@@ -682,9 +654,14 @@ impl NatTable {
         if self.held.len() > MAX_HELD_SYNS || self.unreachable.len() > MAX_HELD_SYNS {
             return Err("more SYNs held than allowed".into());
         }
-        let l = &self.cfg.limits;
-        if self.sessions.len > l.max_sessions || self.hosts.values().any(|h| h.sessions > l.sessions_per_host) {
+        if self.book.over() {
             return Err("a session limit is exceeded".into());
+        }
+        for b in self.bibs.slots.iter().flatten() {
+            let (sessions, bibs, _) = self.book.of(&b.v6);
+            if sessions > self.cfg.limits.sessions_per_host || bibs == 0 {
+                return Err(format!("the book counts {sessions} sessions and {bibs} BIB entries for {}", b.v6));
+            }
         }
         Ok(())
     }
@@ -698,6 +675,7 @@ impl NatTable {
     /// Live sessions keep their expiry time; the new timeouts apply from
     /// their next packet.
     pub fn reconfigure(&mut self, mut cfg: NatConfig) {
+        self.book.set_limits(cfg.limits);
         cfg.timeouts.udp = cfg.timeouts.udp.max(UDP_MIN);
         cfg.prefix = self.cfg.prefix;
         cfg.allow_non_global = self.cfg.allow_non_global;

@@ -684,3 +684,58 @@ fn reconfigure_keeps_state_and_drains_removed_addresses() {
     assert_eq!(a4(&o2, 12), new_pool);
     assert_ne!(p16(&o2, 20), 7000, "RFC 6146 3.5.1.1: the reserved port is taken");
 }
+
+// Issue 18 (limits hold as configured, not per shard): with 16 shards and
+// a flow's shard following its source port's block, 1500 /64s each using
+// ports 3000-3019 (two blocks: two shards) reach the configured total of
+// 30000 sessions, each /64 exactly its limit of 20; the next flow is
+// refused by the total; with room in the total an innocent host is served
+// on a port of every shard; and one /64 meets its limit exactly however its
+// ports spread over the shards.
+#[test]
+fn limits_hold_for_the_whole_nat_not_per_shard() {
+    let pool: Vec<Ipv4Addr> = (0..=255).map(|i| Ipv4Addr::new(203, 0, 113, i)).collect();
+    let net = |i: u16, host: u16| Ipv6Addr::new(0x2001, 0xdb8, 0x100 + i / 256, i % 256, 0, 0, 0, host);
+    let mk = |max_sessions: usize, per_net64: u32| {
+        let mut c = NatConfig::new(pf(), &pool);
+        c.limits =
+            Limits { max_sessions, sessions_per_host: 65536, sessions_per_net64: per_net64, bibs_per_host: 65536 };
+        Nat::new(c, 16)
+    };
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut flood = |nat: &Nat, x: &mut Translator| {
+        let mut ok = 0;
+        for i in 0..1500u16 {
+            for port in 3000..3020 {
+                let (v, _) = send_shared(nat, x, &mut out, &udp6(net(i, 1), port, SERVER, 53), 0);
+                ok += matches!(v, Verdict::Forward(_)) as usize;
+            }
+        }
+        ok
+    };
+    let nat = mk(30_000, 20);
+    assert_eq!(flood(&nat, &mut x), 30_000, "the configured total, not a shard's share of it");
+    assert_eq!(nat.session_count(), 30_000);
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let (v, _) = send_shared(&nat, &mut x, &mut out, &udp6(net(2000, 1), 4000, SERVER, 53), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::LimitReached, .. }), "the total is full: {v:?}");
+
+    let nat = mk(40_000, 20);
+    flood(&nat, &mut x);
+    let innocent = net(3000, 7);
+    for shard in 0..16u16 {
+        let port = 10_000 + shard * 64; // one port in every shard's blocks
+        let (v, _) = send_shared(&nat, &mut x, &mut out, &udp6(innocent, port, SERVER, 53), 0);
+        assert!(matches!(v, Verdict::Forward(_)), "innocent host refused on port {port}: {v:?}");
+    }
+    let (v, _) = send_shared(&nat, &mut x, &mut out, &udp6(net(5, 9), 9000, SERVER, 53), 0);
+    assert!(matches!(v, Verdict::Reply { reason: DropReason::LimitReached, .. }), "that /64 is at its 20: {v:?}");
+
+    let nat = mk(1 << 20, 100);
+    let spread = (0..150u16).filter(|&k| {
+        let (v, _) = send_shared(&nat, &mut x, &mut out, &udp6(net(7, 1 + k % 3), 1024 + k * 97, SERVER, 53), 0);
+        matches!(v, Verdict::Forward(_))
+    });
+    assert_eq!(spread.count(), 100, "one /64's limit, exactly, across all shards");
+}
