@@ -353,8 +353,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// The longest configuration file read (a real one is a few KiB).
-pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+/// The longest configuration file read: a few KiB is usual, 120000 static
+/// BIB entries take some 10 MiB; /dev/zero or a runaway generator stops here.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// The longest message an error shows (a 10 MB value is cut, not echoed).
 const MAX_MESSAGE: usize = 300;
 
@@ -442,15 +443,16 @@ impl KeyIndex {
 impl Config {
     /// Parse and validate TOML text; `source` names it in errors.
     pub fn parse(src: &str, source: &str) -> Result<Config, ConfigError> {
-        let idx = KeyIndex::new(src);
+        // The key index is built only for an error (a file of 120000 static
+        // entries would otherwise hold half a million key strings for nothing).
         let cfg: Config = toml::from_str(src).map_err(|e| {
             let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
-            let key = line.and_then(|l| idx.key_at(l));
+            let key = line.and_then(|l| KeyIndex::new(src).key_at(l));
             ConfigError { source: source.to_string(), line, key, message: e.message().trim().to_string() }
         })?;
         cfg.validate().map_err(|(key, message)| ConfigError {
             source: source.to_string(),
-            line: idx.line_of(&key),
+            line: KeyIndex::new(src).line_of(&key),
             key: Some(key),
             message,
         })?;

@@ -108,7 +108,7 @@ impl Nat {
     /// Add a static BIB entry (RFC 6146 3.1).
     pub fn add_static(&self, proto: Proto, v6: (Ipv6Addr, u16), v4: (Ipv4Addr, u16)) -> Result<(), NatError> {
         let (home6, home4) = (self.v6_home(proto, v6.0, v6.1), self.by_port(v4.1));
-        if home6 != home4 && self.lock(home6).bibs().any(|b| b.proto == proto && b.v6 == v6) {
+        if home6 != home4 && self.lock(home6).has_bib6(proto, v6) {
             return Err(NatError::Exists(v6.0, v6.1));
         }
         self.lock(home4).add_static(proto, v6, v4)?;

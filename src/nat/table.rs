@@ -346,6 +346,11 @@ impl NatTable {
         Ok(i)
     }
 
+    /// True when a BIB entry holds the IPv6 transport address `v6` (an index look-up).
+    pub fn has_bib6(&self, proto: Proto, v6: (Ipv6Addr, u16)) -> bool {
+        self.bib6.contains_key(&(proto, v6.0, v6.1))
+    }
+
     /// Add a static BIB entry: `v6` reachable from IPv4 at `v4` (RFC 6146 3.1).
     pub fn add_static(&mut self, proto: Proto, v6: (Ipv6Addr, u16), v4: (Ipv4Addr, u16)) -> Result<(), NatError> {
         if self.bib6.contains_key(&(proto, v6.0, v6.1)) {
