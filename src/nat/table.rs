@@ -329,6 +329,19 @@ impl NatTable {
         self.book.release_bib(&b.v6);
     }
 
+    /// A new flow's BIB entry; when it cannot be made, the session reserved
+    /// for the flow (`reserved`) goes back to the book. Off the path of live
+    /// flows.
+    #[cold]
+    #[inline(never)]
+    fn create_bib_for(&mut self, proto: Proto, t: &Tuple6, reserved: bool) -> Result<u32, DropReason> {
+        self.create_bib(proto, t.src, t.sport).inspect_err(|_| {
+            if reserved {
+                self.book.release_session(&t.src);
+            }
+        })
+    }
+
     fn create_bib(&mut self, proto: Proto, v6: Ipv6Addr, port6: u16) -> Result<u32, DropReason> {
         if !self.book.reserve_bib(&v6, false) {
             self.counters.limit_reached += 1;
@@ -432,15 +445,7 @@ impl NatTable {
         }
         let bib = match bib {
             Some(b) => b,
-            None => match self.create_bib(proto, t.src, t.sport) {
-                Ok(b) => b,
-                Err(e) => {
-                    if sess.is_none() {
-                        self.book.release_session(&t.src);
-                    }
-                    return Err(e);
-                }
-            },
+            None => self.create_bib_for(proto, t, sess.is_none())?,
         };
         match sess {
             Some(s) => self.touch(s, proto, Side::V6, meta.tcp_flags, now),
