@@ -273,6 +273,26 @@ mod tests {
     use super::*;
     use crate::xlat::{FlowMeta, Mapper, Role, Tuple6};
 
+    /// A UDP flow of 2001:db8:1::10 from `sport` through the NAT: its mapping.
+    fn udp_flow(st: &State, sport: u16) -> crate::xlat::Tuple4 {
+        let t = Tuple6 {
+            src: "2001:db8:1::10".parse().unwrap(),
+            dst: "2001:db8:64::c633:6407".parse().unwrap(),
+            proto: 17,
+            sport,
+            dport: 53,
+        };
+        let meta = FlowMeta {
+            role: Role::Packet,
+            tcp_flags: 0,
+            fragment: false,
+            first_fragment: false,
+            frag_id: 0,
+            packet: &[],
+        };
+        st.nat.at(0).map_6to4(&t, &meta).expect("a mapping")
+    }
+
     fn state(dir: &std::path::Path, text: &str) -> State {
         let path = dir.join("nat64d.toml");
         std::fs::write(&path, text).unwrap();
@@ -303,22 +323,7 @@ mod tests {
             "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.1\"]\nallow_non_global = true\n[tun]\nsetup = false\n";
         let st = state(&dir, base);
         // A client's UDP flow from port 5000 holds 203.0.113.1:5000.
-        let t = Tuple6 {
-            src: "2001:db8:1::10".parse().unwrap(),
-            dst: "2001:db8:64::c633:6407".parse().unwrap(),
-            proto: 17,
-            sport: 5000,
-            dport: 53,
-        };
-        let meta = FlowMeta {
-            role: Role::Packet,
-            tcp_flags: 0,
-            fragment: false,
-            first_fragment: false,
-            frag_id: 0,
-            packet: &[],
-        };
-        let m = st.nat.at(0).map_6to4(&t, &meta).unwrap();
+        let m = udp_flow(&st, 5000);
         assert_eq!((m.src, m.sport), ("203.0.113.1".parse().unwrap(), 5000));
         let clash = format!(
             "{base}[nat.timeouts]\nudp = 600\n[[static_bib]]\nproto = \"udp\"\nipv6 = \"[2001:db8::53]:53\"\nipv4 = \"203.0.113.1:5000\"\n"
@@ -345,23 +350,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nat64d-dump-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let st = state(&dir, "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.0/28\"]\nallow_non_global = true\n[tun]\nsetup = false\n");
-        let meta = FlowMeta {
-            role: Role::Packet,
-            tcp_flags: 0,
-            fragment: false,
-            first_fragment: false,
-            frag_id: 0,
-            packet: &[],
-        };
         for port in 0..1500u16 {
-            let t = Tuple6 {
-                src: "2001:db8:1::10".parse().unwrap(),
-                dst: "2001:db8:64::c633:6407".parse().unwrap(),
-                proto: 17,
-                sport: 20000 + port,
-                dport: 53,
-            };
-            st.nat.at(0).map_6to4(&t, &meta).unwrap();
+            udp_flow(&st, 20000 + port);
         }
         let r = st.handle(Request::Bib { proto: None, addr: None, limit: None });
         let l: BibList = serde_json::from_value(r.result).unwrap();
