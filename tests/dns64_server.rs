@@ -221,6 +221,11 @@ fn tcp_on(c: &mut TcpStream, q: &Message) -> Message {
     Message::from_vec(&r).unwrap()
 }
 
+/// The answer section as (owner, type) pairs.
+fn kinds(m: &Message) -> Vec<(String, RecordType)> {
+    m.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect()
+}
+
 fn aaaas(m: &Message) -> Vec<(u32, Ipv6Addr)> {
     m.answers()
         .iter()
@@ -288,8 +293,7 @@ fn rfc6147_5_1_5_cname_chain_kept() {
     let up = upstream();
     let s = server_with(settings(&up));
     let r = udp(v4(&s), &query("alias.test.", RecordType::AAAA));
-    let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
-    assert_eq!(kinds, vec![("alias.test.".into(), RecordType::CNAME), ("a-only.test.".into(), RecordType::AAAA)]);
+    assert_eq!(kinds(&r), vec![("alias.test.".into(), RecordType::CNAME), ("a-only.test.".into(), RecordType::AAAA)]);
 }
 
 // RFC 6147 5.1.5 with RFC 1034 3.6.2 (issue 13 item 7): an upstream that
@@ -304,9 +308,8 @@ fn rfc6147_5_1_5_unfinished_chain_followed() {
     let before = up.queries.load(Ordering::SeqCst);
     let r = udp(v4(&s), &query("chain.test.", RecordType::AAAA));
     assert_eq!(up.queries.load(Ordering::SeqCst) - before, 6, "AAAA and A for each of the three names, once each");
-    let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
     assert_eq!(
-        kinds,
+        kinds(&r),
         vec![
             ("chain.test.".into(), RecordType::CNAME),
             ("hop.test.".into(), RecordType::CNAME),
@@ -729,9 +732,8 @@ fn rfc6147_5_1_5_chain_from_unbound_followed() {
     let s =
         server_with(Settings { upstream: vec![u.addr], timeout: Duration::from_millis(1500), ..settings(&upstream()) });
     let r = udp(v4(&s), &query("chain.test.", RecordType::AAAA));
-    let kinds: Vec<(String, RecordType)> = r.answers().iter().map(|x| (x.name().to_ascii(), x.record_type())).collect();
     assert_eq!(
-        kinds,
+        kinds(&r),
         vec![
             ("chain.test.".into(), RecordType::CNAME),
             ("hop.test.".into(), RecordType::CNAME),

@@ -191,29 +191,20 @@ impl Nat {
 
     /// Up to `limit` sessions that `keep` accepts, and how many it accepts in all.
     pub fn sessions_matching(&self, keep: impl Fn(&SessionView) -> bool, limit: usize) -> (Vec<SessionView>, usize) {
-        let (mut v, mut n) = (Vec::new(), 0);
-        for i in 0..self.shards.len() {
-            for s in self.lock(i).sessions().filter(|s| keep(s)) {
-                n += 1;
-                if v.len() < limit {
-                    v.push(s);
-                }
-            }
-        }
-        (v, n)
+        self.matching(|t, v, n| collect_bounded(t.sessions(), &keep, limit, v, n))
     }
 
     /// The BIB entries `keep` accepts, at most `limit` of them, and how many
     /// there are in all: one shard locked at a time, nothing else copied.
     pub fn bibs_matching(&self, keep: impl Fn(&BibView) -> bool, limit: usize) -> (Vec<BibView>, usize) {
+        self.matching(|t, v, n| collect_bounded(t.bibs(), &keep, limit, v, n))
+    }
+
+    /// Walk the shards one lock at a time, letting `each` collect into one list and count.
+    fn matching<T>(&self, mut each: impl FnMut(&NatTable, &mut Vec<T>, &mut usize)) -> (Vec<T>, usize) {
         let (mut v, mut n) = (Vec::new(), 0);
         for i in 0..self.shards.len() {
-            for b in self.lock(i).bibs().filter(|b| keep(b)) {
-                n += 1;
-                if v.len() < limit {
-                    v.push(b);
-                }
-            }
+            each(&self.lock(i), &mut v, &mut n);
         }
         (v, n)
     }
@@ -221,6 +212,22 @@ impl Nat {
     /// Every session, shard by shard.
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()
+    }
+}
+
+/// Count what `keep` accepts in `items` into `n`, keeping at most `limit` in `v`.
+fn collect_bounded<T>(
+    items: impl Iterator<Item = T>,
+    keep: &impl Fn(&T) -> bool,
+    limit: usize,
+    v: &mut Vec<T>,
+    n: &mut usize,
+) {
+    for x in items.filter(|x| keep(x)) {
+        *n += 1;
+        if v.len() < limit {
+            v.push(x);
+        }
     }
 }
 
