@@ -146,7 +146,8 @@ impl StatsReport {
     /// Drops that are errors: every reason but `not_for_pool6` (the
     /// kernel's own multicast on the device), which is shown apart.
     pub fn total_drops(&self) -> u64 {
-        self.drops.iter().filter(|(r, _)| *r != DropReason::NotForPool6.label()).map(|(_, n)| n).sum()
+        let error = |label: &str| DropReason::ALL.iter().any(|r| r.label() == label && r.is_error());
+        self.drops.iter().filter(|(r, _)| error(r)).map(|(_, n)| n).sum()
     }
 
     /// The table `nat64ctl stats` prints; with `prev` and the seconds between

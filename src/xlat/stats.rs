@@ -98,6 +98,14 @@ drop_reasons! {
     BadSource => "bad_source",
 }
 
+impl DropReason {
+    /// False for what is not an error at all, only not ours: the kernel's
+    /// own traffic on the device (`not_for_pool6`), shown apart from drops.
+    pub fn is_error(self) -> bool {
+        self != DropReason::NotForPool6
+    }
+}
+
 /// Per-protocol packet and byte counts in one direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProtoCounts {
@@ -164,9 +172,9 @@ impl Stats {
         c.fragmented += fragmented as u64;
     }
 
-    /// Drops that are errors: every reason but [`DropReason::NotForPool6`].
+    /// Drops that are errors (see [`DropReason::is_error`]).
     pub fn real_drops(&self) -> u64 {
-        self.drops.iter().sum::<u64>() - self.dropped(DropReason::NotForPool6)
+        DropReason::ALL.iter().filter(|r| r.is_error()).map(|&r| self.dropped(r)).sum()
     }
 
     /// Count of drops for one reason.
