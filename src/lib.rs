@@ -32,6 +32,9 @@ pub mod xlat;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testpkt;
 
+#[cfg(test)]
+mod test_alloc;
+
 pub use addr::Prefix6052;
 pub use xlat::{
     DropReason, Family, FlowMeta, Mapper, Output, Rfc6052Mapper, Role, Stats, Translator, Tuple4, Tuple6, Verdict,

@@ -9,6 +9,10 @@
 //! < {"ok":false,"error":"no static BIB entry for [2001:db8::80]:80"}
 //! ```
 //!
+//! The `sessions` and `bib` answers are streamed as the table is walked,
+//! so their `matching` count follows the list in the line:
+//! `{"ok":true,"result":{"sessions":[...],"matching":1500}}`.
+//!
 //! Commands: `stats`, `sessions` (optional `proto`, `addr`, `limit`),
 //! `bib` (optional `proto`, `addr`), `bib_add` (`proto`, `ipv6`, `ipv4`),
 //! `bib_remove` (`proto`, `ipv6`), `config`, `reload`.

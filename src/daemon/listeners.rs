@@ -49,6 +49,38 @@ pub const MAX_METRICS_CLIENTS: usize = 8;
 pub const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 pub const METRICS_DEADLINE: Duration = Duration::from_secs(2);
 
+/// A whole answer (a dump of up to MAX_DUMP lines) must be taken by the
+/// client within this; a client that stops reading is cut off, and no lock
+/// is held meanwhile (dumps are written between shard walks).
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A writer that refuses to go on once its deadline has passed.
+struct Deadline<W> {
+    inner: W,
+    until: std::time::Instant,
+}
+
+impl<W> Deadline<W> {
+    fn new(inner: W, within: Duration) -> Self {
+        Deadline { inner, until: std::time::Instant::now() + within }
+    }
+}
+
+impl<W: Write> Write for Deadline<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if std::time::Instant::now() > self.until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took too long to read the answer",
+            ));
+        }
+        self.inner.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A stream whose reads can be bounded in time (Unix and TCP sockets).
 trait Timed: Read + Write {
     fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
@@ -153,17 +185,23 @@ pub fn serve_control(state: Arc<State>, listener: UnixListener) {
         let st = Arc::clone(&state);
         let spawned = std::thread::Builder::new().name("nat64d-ctl-c".into()).spawn(move || {
             let _slot = slot;
-            let resp = match read_by(&mut s, CONTROL_DEADLINE, control::MAX_REQUEST, |b| b.contains(&b'\n')) {
+            let req = match read_by(&mut s, CONTROL_DEADLINE, control::MAX_REQUEST, |b| b.contains(&b'\n')) {
                 Ok(bytes) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => match control::parse_request(text.trim()) {
-                        Ok(req) => st.handle(req),
-                        Err(e) => Response::err(e),
-                    },
-                    Err(_) => Response::err("not a valid request: not UTF-8"),
+                    Ok(text) => control::parse_request(text.trim()),
+                    Err(_) => Err("not a valid request: not UTF-8".into()),
                 },
-                Err(e) => Response::err(e),
+                Err(e) => Err(e),
             };
-            answer(&mut s, &resp);
+            match req {
+                Ok(req) => {
+                    let _ = s.set_write_timeout(Some(CONTROL_DEADLINE));
+                    let mut out = std::io::BufWriter::new(Deadline::new(&mut s, ANSWER_DEADLINE));
+                    if let Err(e) = st.respond(req, &mut out).and_then(|_| out.flush()) {
+                        warn!("control socket: answer not delivered: {e}");
+                    }
+                }
+                Err(e) => answer(&mut s, &Response::err(e)),
+            }
         });
         if let Err(e) = spawned {
             warn!("control socket: cannot start a thread for a client: {e}");

@@ -20,9 +20,10 @@ use crate::config::{Config, Overrides};
 use crate::dataplane::worker::{WorkerSlot, WorkerStats};
 use crate::dns64::server::Dns64Server;
 use crate::nat::Nat;
-use control::{BibLine, BibList, Request, Response, SessionLine, SessionList};
+use control::{BibLine, Request, Response, SessionLine};
 use notify::Notifier;
 use report::StatsReport;
+use std::io::Write;
 use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -35,6 +36,35 @@ fn too_many(limit: usize) -> String {
         "{limit} lines asked for; one request lists at most {}: narrow it with --proto/--addr (nat64ctl stats counts everything)",
         control::MAX_DUMP
     )
+}
+
+/// One element of a streamed JSON list, after a comma unless it is the first.
+fn json_item(out: &mut impl Write, first: &mut bool, v: &impl serde::Serialize) -> std::io::Result<()> {
+    if !std::mem::take(first) {
+        out.write_all(b",")?;
+    }
+    serde_json::to_writer(&mut *out, v).map_err(std::io::Error::other)
+}
+
+fn session_line(s: &crate::nat::SessionView, now: u64) -> SessionLine {
+    SessionLine {
+        proto: s.proto,
+        ipv6: SocketAddrV6::new(s.v6.0, s.v6.1, 0, 0),
+        ipv4: SocketAddrV4::new(s.v4.0, s.v4.1),
+        remote: SocketAddrV4::new(s.remote.0, s.remote.1),
+        state: s.state.map(|t| t.label().to_string()),
+        expires_in_secs: s.expires.saturating_sub(now).div_ceil(1000),
+    }
+}
+
+fn bib_line(b: &crate::nat::BibView) -> BibLine {
+    BibLine {
+        proto: b.proto,
+        ipv6: SocketAddrV6::new(b.v6.0, b.v6.1, 0, 0),
+        ipv4: SocketAddrV4::new(b.v4.0, b.v4.1),
+        is_static: b.is_static,
+        sessions: b.sessions,
+    }
 }
 
 /// Sessions (and BIB entries) `nat64ctl` lists unless told otherwise.
@@ -158,6 +188,49 @@ impl State {
         Ok(format!("configuration applied; {sessions} live sessions kept"))
     }
 
+    /// Answer one control request into `out` as one line of JSON. The
+    /// `sessions` and `bib` dumps are streamed: written shard by shard as
+    /// the table is walked (no shard locked while writing), so the daemon
+    /// never holds more than one shard's batch of a dump, however large.
+    /// Their count of matches comes after the list: a reader of the whole
+    /// line sees the same object as ever.
+    pub fn respond(&self, req: Request, out: &mut impl Write) -> std::io::Result<()> {
+        let (proto, addr, limit, sessions) = match req {
+            Request::Sessions { proto, addr, limit } => (proto, addr, limit, true),
+            Request::Bib { proto, addr, limit } => (proto, addr, limit, false),
+            other => {
+                let resp = self.handle(other);
+                let line = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
+                out.write_all(&line)?;
+                return out.write_all(b"\n");
+            }
+        };
+        let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
+        if limit > control::MAX_DUMP {
+            let line = serde_json::to_vec(&Response::err(too_many(limit))).map_err(std::io::Error::other)?;
+            out.write_all(&line)?;
+            return out.write_all(b"\n");
+        }
+        let mut first = true;
+        let matching = if sessions {
+            out.write_all(b"{\"ok\":true,\"result\":{\"sessions\":[")?;
+            let now = self.now();
+            self.nat.sessions_each(
+                |s| proto.is_none_or(|p| s.proto == p) && control::addr_matches(addr, s.v6.0, &[s.v4.0, s.remote.0]),
+                limit,
+                |batch| batch.iter().try_for_each(|s| json_item(out, &mut first, &session_line(s, now))),
+            )?
+        } else {
+            out.write_all(b"{\"ok\":true,\"result\":{\"bibs\":[")?;
+            self.nat.bibs_each(
+                |b| proto.is_none_or(|p| b.proto == p) && control::addr_matches(addr, b.v6.0, &[b.v4.0]),
+                limit,
+                |batch| batch.iter().try_for_each(|b| json_item(out, &mut first, &bib_line(b))),
+            )?
+        };
+        writeln!(out, "],\"matching\":{matching}}}}}")
+    }
+
     /// Answer one control request.
     pub fn handle(&self, req: Request) -> Response {
         let json = |v: Result<serde_json::Value, serde_json::Error>| match v {
@@ -166,51 +239,15 @@ impl State {
         };
         match req {
             Request::Stats => json(serde_json::to_value(self.report())),
-            Request::Sessions { proto, addr, limit } => {
-                let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
-                if limit > control::MAX_DUMP {
-                    return Response::err(too_many(limit));
+            // Streamed by `respond`; answered whole only here, for callers
+            // that want a value (bounded by MAX_DUMP either way).
+            Request::Sessions { .. } | Request::Bib { .. } => {
+                let mut out = Vec::new();
+                match self.respond(req, &mut out).map(|_| serde_json::from_slice::<Response>(&out)) {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Response::err(format!("cannot encode the answer: {e}")),
+                    Err(e) => Response::err(format!("cannot encode the answer: {e}")),
                 }
-                let now = self.now();
-                let (list, matching) = self.nat.sessions_matching(
-                    |s| {
-                        proto.is_none_or(|p| s.proto == p) && control::addr_matches(addr, s.v6.0, &[s.v4.0, s.remote.0])
-                    },
-                    limit,
-                );
-                let sessions = list
-                    .into_iter()
-                    .map(|s| SessionLine {
-                        proto: s.proto,
-                        ipv6: SocketAddrV6::new(s.v6.0, s.v6.1, 0, 0),
-                        ipv4: SocketAddrV4::new(s.v4.0, s.v4.1),
-                        remote: SocketAddrV4::new(s.remote.0, s.remote.1),
-                        state: s.state.map(|t| t.label().to_string()),
-                        expires_in_secs: s.expires.saturating_sub(now).div_ceil(1000),
-                    })
-                    .collect();
-                json(serde_json::to_value(SessionList { matching, sessions }))
-            }
-            Request::Bib { proto, addr, limit } => {
-                let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
-                if limit > control::MAX_DUMP {
-                    return Response::err(too_many(limit));
-                }
-                let (list, matching) = self.nat.bibs_matching(
-                    |b| proto.is_none_or(|p| b.proto == p) && control::addr_matches(addr, b.v6.0, &[b.v4.0]),
-                    limit,
-                );
-                let bibs = list
-                    .into_iter()
-                    .map(|b| BibLine {
-                        proto: b.proto,
-                        ipv6: SocketAddrV6::new(b.v6.0, b.v6.1, 0, 0),
-                        ipv4: SocketAddrV4::new(b.v4.0, b.v4.1),
-                        is_static: b.is_static,
-                        sessions: b.sessions,
-                    })
-                    .collect();
-                json(serde_json::to_value(BibList { matching, bibs }))
             }
             Request::BibAdd(b) => {
                 if let Err((_, m)) = b.check(&self.nat.config().prefix) {
@@ -272,6 +309,7 @@ pub(crate) fn init_logging(cfg: &Config) {
 mod tests {
     use super::*;
     use crate::xlat::{FlowMeta, Mapper, Role, Tuple6};
+    use control::{BibList, SessionList};
 
     /// A UDP flow of 2001:db8:1::10 from `sport` through the NAT: its mapping.
     fn udp_flow(st: &State, sport: u16) -> crate::xlat::Tuple4 {
@@ -366,6 +404,49 @@ mod tests {
             let r = st.handle(req);
             assert!(!r.ok && r.error.as_deref().is_some_and(|e| e.contains("at most 100000")), "{r:?}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Counts what is written, keeps nothing.
+    struct Tally(usize);
+    impl Write for Tally {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // Issue 18, item 8: dumps are streamed. Listing 20000 sessions writes
+    // about 3 MB of JSON, while the daemon never holds more than one shard's
+    // batch of it (here a twentieth of what it writes); the streamed line is
+    // the same answer the client has always parsed.
+    #[test]
+    fn dumps_are_streamed_not_built_whole() {
+        let dir = std::env::temp_dir().join(format!("nat64d-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = state(&dir, "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.0/26\"]\nallow_non_global = true\n[tun]\nsetup = false\n");
+        for port in 0..20000u16 {
+            udp_flow(&st, 1024 + port);
+        }
+        for req in [
+            Request::Sessions { proto: None, addr: None, limit: Some(20000) },
+            Request::Bib { proto: None, addr: None, limit: Some(20000) },
+        ] {
+            let mut out = Tally(0);
+            let (r, peak) = crate::test_alloc::peak_bytes(|| st.respond(req.clone(), &mut out));
+            r.unwrap();
+            assert!(out.0 > 1_000_000, "{req:?} wrote {} bytes", out.0);
+            assert!(peak < out.0 / 20, "{req:?}: {peak} bytes held for {} written", out.0);
+        }
+        let mut line = Vec::new();
+        st.respond(Request::Sessions { proto: None, addr: None, limit: Some(3) }, &mut line).unwrap();
+        assert!(line.ends_with(b"\n") && !line[..line.len() - 1].contains(&b'\n'), "one line");
+        let r: Response = serde_json::from_slice(&line).unwrap();
+        let l: SessionList = serde_json::from_value(r.result).unwrap();
+        assert_eq!((l.matching, l.sessions.len()), (20000, 3));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

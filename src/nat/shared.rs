@@ -189,45 +189,83 @@ impl Nat {
         m.into_iter().collect()
     }
 
+    /// Up to `limit` sessions that `keep` accepts, handed to `emit` one
+    /// shard's batch at a time (the shard's lock dropped before `emit`
+    /// runs), and how many `keep` accepts in all. Nothing beyond one shard's
+    /// batch is held, however large the table.
+    pub fn sessions_each<E>(
+        &self,
+        keep: impl Fn(&SessionView) -> bool,
+        limit: usize,
+        emit: impl FnMut(&[SessionView]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.walk(|t, f| t.sessions().for_each(f), keep, limit, emit)
+    }
+
+    /// The BIB entries `keep` accepts, as [`Nat::sessions_each`] hands sessions.
+    pub fn bibs_each<E>(
+        &self,
+        keep: impl Fn(&BibView) -> bool,
+        limit: usize,
+        emit: impl FnMut(&[BibView]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.walk(|t, f| t.bibs().for_each(f), keep, limit, emit)
+    }
+
     /// Up to `limit` sessions that `keep` accepts, and how many it accepts in all.
     pub fn sessions_matching(&self, keep: impl Fn(&SessionView) -> bool, limit: usize) -> (Vec<SessionView>, usize) {
-        self.matching(|t, v, n| collect_bounded(t.sessions(), &keep, limit, v, n))
-    }
-
-    /// The BIB entries `keep` accepts, at most `limit` of them, and how many
-    /// there are in all: one shard locked at a time, nothing else copied.
-    pub fn bibs_matching(&self, keep: impl Fn(&BibView) -> bool, limit: usize) -> (Vec<BibView>, usize) {
-        self.matching(|t, v, n| collect_bounded(t.bibs(), &keep, limit, v, n))
-    }
-
-    /// Walk the shards one lock at a time, letting `each` collect into one list and count.
-    fn matching<T>(&self, mut each: impl FnMut(&NatTable, &mut Vec<T>, &mut usize)) -> (Vec<T>, usize) {
-        let (mut v, mut n) = (Vec::new(), 0);
-        for i in 0..self.shards.len() {
-            each(&self.lock(i), &mut v, &mut n);
-        }
+        let mut v = Vec::new();
+        let Ok(n) = self.sessions_each(keep, limit, |b| {
+            v.extend_from_slice(b);
+            Ok::<_, std::convert::Infallible>(())
+        });
         (v, n)
+    }
+
+    /// Up to `limit` BIB entries that `keep` accepts, and how many it accepts in all.
+    pub fn bibs_matching(&self, keep: impl Fn(&BibView) -> bool, limit: usize) -> (Vec<BibView>, usize) {
+        let mut v = Vec::new();
+        let Ok(n) = self.bibs_each(keep, limit, |b| {
+            v.extend_from_slice(b);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        (v, n)
+    }
+
+    /// The one walk: shard by shard, count what `keep` accepts, gather up to
+    /// the rest of `limit` of it under the lock, then `emit` it unlocked.
+    fn walk<T, E>(
+        &self,
+        items: impl Fn(&NatTable, &mut dyn FnMut(T)),
+        keep: impl Fn(&T) -> bool,
+        limit: usize,
+        mut emit: impl FnMut(&[T]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let (mut batch, mut matching, mut taken) = (Vec::new(), 0, 0);
+        for i in 0..self.shards.len() {
+            batch.clear();
+            {
+                let t = self.lock(i);
+                items(&t, &mut |x| {
+                    if keep(&x) {
+                        matching += 1;
+                        if taken + batch.len() < limit {
+                            batch.push(x);
+                        }
+                    }
+                });
+            }
+            taken += batch.len();
+            if !batch.is_empty() {
+                emit(&batch)?;
+            }
+        }
+        Ok(matching)
     }
 
     /// Every session, shard by shard.
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()
-    }
-}
-
-/// Count what `keep` accepts in `items` into `n`, keeping at most `limit` in `v`.
-fn collect_bounded<T>(
-    items: impl Iterator<Item = T>,
-    keep: &impl Fn(&T) -> bool,
-    limit: usize,
-    v: &mut Vec<T>,
-    n: &mut usize,
-) {
-    for x in items.filter(|x| keep(x)) {
-        *n += 1;
-        if v.len() < limit {
-            v.push(x);
-        }
     }
 }
 
