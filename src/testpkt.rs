@@ -720,7 +720,12 @@ pub fn run_dns64_fuzz_input(data: &[u8]) {
 /// refuses names a line inside the text, if any.
 pub fn run_config_fuzz_input(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match crate::config::Config::parse(text, "fuzz.toml") {
+    // The loader's fast path (static entries parsed one at a time) and the
+    // whole-document parse agree on every text: same configuration, or both refuse.
+    let whole = crate::config::Config::parse_whole(text, "fuzz.toml");
+    let fast = crate::config::Config::parse(text, "fuzz.toml");
+    assert_eq!(fast.as_ref().ok(), whole.as_ref().ok(), "the loader's two paths disagree on: {text}");
+    match fast {
         Ok(c) => {
             let shown = c.to_toml();
             let again = crate::config::Config::parse(&shown, "shown");

@@ -440,9 +440,82 @@ impl KeyIndex {
     }
 }
 
+/// The `[[static_bib]]` tables parsed one at a time, apart from the rest
+/// of the document: the TOML parser holds a whole document's tree with a
+/// span for every key and value, which for 120000 static entries (a 10 MB
+/// file) peaked at 277 MB; one entry at a time it is the entries alone.
+/// Any doubt gives `None`, and the caller parses the text whole, which is
+/// also what finds and words every error: text with multi-line strings (a
+/// line there may look like a header), headers spelled any other way, an
+/// entry that does not parse on its own, or a rest that has static entries
+/// of its own.
+fn parse_static_apart(src: &str) -> Option<Config> {
+    if src.contains("\"\"\"") || src.contains("'''") {
+        return None;
+    }
+    let header = |t: &str| {
+        let t = t.trim();
+        let t = t.split_once('#').map_or(t, |(h, _)| h.trim_end());
+        t == "[[static_bib]]"
+    };
+    // The rest keeps its line numbers: each entry's lines become empty lines.
+    let mut rest = String::with_capacity(src.len());
+    let mut entries = Vec::new();
+    let mut chunk: Option<String> = None;
+    for line in src.split_inclusive('\n') {
+        let starts_table = line.trim_start().starts_with('[');
+        if starts_table {
+            if let Some(c) = chunk.take() {
+                entries.push(toml::from_str::<StaticBib>(&c).ok()?);
+            }
+            if header(line) {
+                chunk = Some(String::new());
+                rest.push('\n');
+                continue;
+            }
+        }
+        match chunk.as_mut() {
+            Some(c) => {
+                c.push_str(line);
+                rest.push('\n');
+            }
+            None => rest.push_str(line),
+        }
+    }
+    if let Some(c) = chunk.take() {
+        entries.push(toml::from_str::<StaticBib>(&c).ok()?);
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    // The rest must not touch static_bib in any spelling (`static_bib = []`
+    // before the tables is an error in the whole document, say).
+    if rest.contains("static_bib") {
+        return None;
+    }
+    let mut cfg: Config = toml::from_str(&rest).ok()?;
+    cfg.static_bib = entries;
+    Some(cfg)
+}
+
 impl Config {
     /// Parse and validate TOML text; `source` names it in errors.
     pub fn parse(src: &str, source: &str) -> Result<Config, ConfigError> {
+        match parse_static_apart(src) {
+            Some(cfg) => cfg.validate().map(|_| cfg).map_err(|(key, message)| ConfigError {
+                source: source.to_string(),
+                line: KeyIndex::new(src).line_of(&key),
+                key: Some(key),
+                message,
+            }),
+            None => Config::parse_whole(src, source),
+        }
+    }
+
+    /// Parse the text as one TOML document (the reference the fast path in
+    /// [`Config::parse`] must agree with; the fuzz target checks that it does).
+    #[doc(hidden)]
+    pub fn parse_whole(src: &str, source: &str) -> Result<Config, ConfigError> {
         // The key index is built only for an error (a file of 120000 static
         // entries would otherwise hold half a million key strings for nothing).
         let cfg: Config = toml::from_str(src).map_err(|e| {
