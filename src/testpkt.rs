@@ -552,7 +552,22 @@ pub fn run_nat_fuzz_input(data: &[u8], out: &mut [u8]) {
     if data.first().is_some_and(|b| b & 1 == 1) {
         cfg.filtering = Filtering::AddressDependent;
     }
+    // Bits 1-2: how ports are handed out. Blocks of 8 ports: 1024-1063 are
+    // five of them; subscribers are /48s (hosts below use four of them).
+    let mode = data.first().map_or(0, |b| (b >> 1) & 3);
+    if mode == 1 || mode == 2 {
+        use crate::nat::{EventSel, PortMode, Ports};
+        let pm = if mode == 1 { PortMode::Blocks } else { PortMode::Deterministic };
+        cfg.ports = Ports { mode: pm, block_size: 8, max_blocks: 2, subscriber: 48, hold: 30_000 };
+        cfg.events = EventSel { blocks: true, sessions: false, destination: false };
+        if pm == PortMode::Deterministic {
+            cfg.pool4[0].clients = "2001:db8::/46".parse().ok();
+        }
+    } else if mode == 3 {
+        cfg.events = crate::nat::EventSel { blocks: false, sessions: true, destination: true };
+    }
     let mut t = NatTable::new(cfg, 0, 1);
+    let mut events = Vec::new();
     let _ = t.add_static(Proto::Tcp, (Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x80), 80), (pool, 1000));
     let mut x = Translator::with_key(XlatConfig::default(), FUZZ_KEY);
     let mut now = 0u64;
@@ -588,6 +603,10 @@ pub fn run_nat_fuzz_input(data: &[u8], out: &mut [u8]) {
                 if let Err(e) = t.check() {
                     panic!("after expiry: {e}");
                 }
+                // Events come out in time order, opening before closing for one holding.
+                events.clear();
+                t.drain_events(&mut events);
+                assert!(events.windows(2).all(|w| w[0].at <= w[1].at), "events out of order: {events:?}");
                 continue;
             }
             _ => step.to_vec(),

@@ -12,7 +12,10 @@
 use crate::addr::{IpNet, Net4, Net6, Prefix6052};
 use crate::dns64::server::{ServerConfig, Settings as Dns64Settings};
 use crate::dns64::Dns64;
-use crate::nat::{Filtering, Limits, NatConfig, Proto, Timeouts, DAY, TCP_EST, TCP_TRANS, UDP_MIN, WEEK};
+use crate::nat::{
+    DetMap, EventSel, Filtering, Limits, NatConfig, PortMode, Ports, Proto, Timeouts, DAY, TCP_EST, TCP_TRANS, UDP_MIN,
+    WEEK,
+};
 use crate::xlat::{IcmpLimit, XlatConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt::{self, Display};
@@ -169,6 +172,8 @@ pub struct NatSection {
     /// Session lifetimes, seconds in the file (RFC 6146 section 4).
     pub timeouts: Timeouts,
     pub limits: Limits,
+    /// Port allocation: per session, in blocks, or deterministic (`[nat.ports]`).
+    pub ports: Ports,
 }
 
 impl Default for NatSection {
@@ -179,7 +184,26 @@ impl Default for NatSection {
             drop_external_tcp: false,
             timeouts: Timeouts::default(),
             limits: Limits::default(),
+            ports: Ports::default(),
         }
+    }
+}
+
+/// `[mapping_log]`: the record of who held which pool4 address and ports.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingLogSection {
+    /// A JSON-lines file, appended to, reopened on SIGHUP and `nat64ctl
+    /// reload` (logrotate's contract). None: no log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Add the IPv4 destination to session records (per-session mode only).
+    pub destination: bool,
+}
+
+impl MappingLogSection {
+    pub fn enabled(&self) -> bool {
+        self.file.is_some()
     }
 }
 
@@ -320,6 +344,7 @@ pub struct Config {
     pub control: ControlSection,
     pub metrics: MetricsSection,
     pub log: LogSection,
+    pub mapping_log: MappingLogSection,
     pub dns64: Dns64Section,
 }
 
@@ -336,6 +361,7 @@ impl Default for Config {
             control: ControlSection::default(),
             metrics: MetricsSection::default(),
             log: LogSection::default(),
+            mapping_log: MappingLogSection::default(),
             dns64: Dns64Section::default(),
         }
     }
@@ -638,8 +664,34 @@ impl Config {
         if l.max_sessions == 0 || l.sessions_per_host == 0 || l.sessions_per_net64 == 0 || l.bibs_per_host == 0 {
             return err("nat.limits", "limits must be at least 1".into());
         }
+        let ports = &self.nat.ports;
+        if ports.uses_blocks() {
+            if let Err((k, m)) = ports.check() {
+                return err(k, m);
+            }
+        }
+        let groups = pool4::groups(&self.pool4);
+        if ports.mode == PortMode::Deterministic {
+            for g in &groups {
+                if let Err(m) = DetMap::new(g, ports) {
+                    return err("pool4", format!("deterministic mapping (nat.ports): {m}"));
+                }
+            }
+        }
         let (mut seen6, mut seen4) = (std::collections::HashSet::new(), std::collections::HashSet::new());
         for b in &self.static_bib {
+            if ports.uses_blocks() && b.ipv4.port() >= crate::nat::blocks::BLOCK_FLOOR {
+                return err(
+                    "static_bib.ipv4",
+                    format!(
+                        "{}: with nat.ports.mode = \"{}\" ports from {} up belong to subscribers' blocks; give static entries ports below {}",
+                        b.ipv4,
+                        if ports.mode == PortMode::Blocks { "blocks" } else { "deterministic" },
+                        crate::nat::blocks::BLOCK_FLOOR,
+                        crate::nat::blocks::BLOCK_FLOOR
+                    ),
+                );
+            }
             if let Err((k, m)) = b.check(&self.pool6) {
                 return err(k, m);
             }
@@ -744,6 +796,13 @@ impl Config {
         c.filtering = self.nat.filtering;
         c.drop_external_tcp = self.nat.drop_external_tcp;
         c.limits = self.nat.limits;
+        c.ports = self.nat.ports;
+        let on = self.mapping_log.enabled();
+        c.events = EventSel {
+            blocks: on && self.nat.ports.mode == PortMode::Blocks,
+            sessions: on && self.nat.ports.mode == PortMode::Session,
+            destination: self.mapping_log.destination,
+        };
         c
     }
 

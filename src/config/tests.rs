@@ -357,3 +357,44 @@ fn static_entries_apart_agree_with_the_whole_document() {
         assert_eq!(fast.as_ref().err().map(|e| e.to_string()), whole.as_ref().err().map(|e| e.to_string()), "{text}");
     }
 }
+
+// Issue 14 (RFC 7422 capacity): a deterministic mapping that cannot give
+// every subscriber a block is refused with the arithmetic, at pool4.
+#[test]
+fn deterministic_mapping_that_does_not_fit_is_refused_with_the_numbers() {
+    let text = "pool6 = \"2001:db8:64::/96\"\npool4 = [{ net = \"203.0.113.0/30\", clients = \"2001:db8:100::/48\" }]\n[nat.ports]\nmode = \"deterministic\"\nblock_size = 512\n";
+    let e = parse_err(text);
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("pool4")));
+    assert!(e.message.contains("65536 subscribers") && e.message.contains("needs 521 addresses"), "{e}");
+    let ok = text.replace("/48", "/57");
+    let c = Config::parse(&ok, "t.toml").unwrap();
+    assert_eq!(c.nat.ports.mode, PortMode::Deterministic);
+    let e = parse_err(&text.replace(", clients = \"2001:db8:100::/48\"", ""));
+    assert!(e.message.contains("clients"), "{e}");
+}
+
+// Issue 14: block settings out of range, and static entries on ports that
+// belong to subscribers' blocks, are refused naming the key.
+#[test]
+fn block_settings_are_checked() {
+    let base = "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.1\"]\n[nat.ports]\nmode = \"blocks\"\n";
+    for (extra, key) in [
+        ("block_size = 4\n", "nat.ports.block_size"),
+        ("max_blocks = 0\n", "nat.ports.max_blocks"),
+        ("subscriber = 129\n", "nat.ports.subscriber"),
+        ("hold = 90000\n", "nat.ports.hold"),
+    ] {
+        let e = parse_err(&format!("{base}{extra}"));
+        assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+    }
+    let e = parse_err(&format!(
+        "{base}[[static_bib]]\nproto = \"tcp\"\nipv6 = \"[2001:db8::80]:80\"\nipv4 = \"203.0.113.1:8080\"\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("static_bib.ipv4"), "{e}");
+    assert!(e.message.contains("below 1024"), "{e}");
+    Config::parse(
+        &format!("{base}[[static_bib]]\nproto = \"tcp\"\nipv6 = \"[2001:db8::80]:80\"\nipv4 = \"203.0.113.1:80\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+}

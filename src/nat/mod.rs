@@ -4,13 +4,17 @@
 //! shard's state; [`NatMapper`] plugs it into the translator as its
 //! [`crate::Mapper`].
 
+pub mod blocks;
 mod book;
+pub mod events;
 pub mod frag;
 pub mod pool4;
 mod shared;
 mod table;
 pub mod tcp;
 
+pub use blocks::{DetMap, PortMode, Ports};
+pub use events::{EventKind, EventSel, MapEvent};
 pub use pool4::{PoolAddr, PoolGroup, PortRange};
 pub use shared::{Nat, NatHandle};
 pub use table::{BibView, Census, NatCounters, NatError, NatMapper, NatTable, SessionView, TCP_INCOMING_SYN};
@@ -163,6 +167,10 @@ pub struct NatConfig {
     /// Drop TCP connections started from the IPv4 side (RFC 6146 3.5.2.2 policy).
     pub drop_external_tcp: bool,
     pub limits: Limits,
+    /// How ports are handed out: per session, in blocks, or by formula.
+    pub ports: Ports,
+    /// What the mapping log records.
+    pub events: EventSel,
 }
 
 impl NatConfig {
@@ -176,6 +184,8 @@ impl NatConfig {
             filtering: Filtering::EndpointIndependent,
             drop_external_tcp: false,
             limits: Limits::default(),
+            ports: Ports::default(),
+            events: EventSel::default(),
         }
     }
 }

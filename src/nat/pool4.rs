@@ -9,7 +9,9 @@
 //! modulo the shard count, is its index: an inbound packet's shard follows
 //! from its destination port alone.
 
-use super::Proto;
+use super::blocks::{self, Block, BlockTable, DetMap, PortMode, Ports};
+use super::events::{EventKind, EventQueue, EventSel, MapEvent};
+use super::{Millis, Proto};
 use crate::addr::Net6;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -80,10 +82,10 @@ impl PoolGroup {
     }
 }
 
-/// 64-port blocks: the shard that owns `port` among `shards`.
+/// 64-port words (per-session allocation): the shard that owns `port` among `shards`.
 #[inline]
 pub fn shard_of_port(port: u16, shards: usize) -> usize {
-    (port as usize >> 6) % shards.max(1)
+    blocks::shard_of(port, 64, shards)
 }
 
 const WORDS: usize = 1024; // 65536 ports / 64
@@ -101,11 +103,27 @@ pub struct Pool4 {
     /// Address → (group, slot): a constant-time look-up however large the pool.
     index: std::collections::HashMap<Ipv4Addr, (usize, usize)>,
     in_use: Vec<[u32; 3]>,
+    ports: Ports,
+    /// Per group: its deterministic mapping (deterministic mode only).
+    det: Vec<Option<DetMap>>,
+    /// Per group: the block numbers usable on its addresses (block modes).
+    usable: Vec<Vec<u16>>,
+    blocks: BlockTable,
+    /// Block events for the mapping log (the table adds its own).
+    pub events: EventQueue,
+    sel: EventSel,
 }
 
 impl Pool4 {
-    /// The allocator for shard `shard` of `shards`.
-    pub fn new(mut groups: Vec<PoolGroup>, shard: usize, shards: usize) -> Self {
+    /// The allocator for shard `shard` of `shards`, one port per BIB entry.
+    pub fn new(groups: Vec<PoolGroup>, shard: usize, shards: usize) -> Self {
+        Self::with_ports(groups, shard, shards, Ports::default(), EventSel::default())
+    }
+
+    /// The allocator for shard `shard` of `shards` under `ports`, recording
+    /// the events `sel` asks for. A group that cannot have the deterministic
+    /// mapping (the configuration refuses it first) gets no ports.
+    pub fn with_ports(mut groups: Vec<PoolGroup>, shard: usize, shards: usize, ports: Ports, sel: EventSel) -> Self {
         // An address listed twice belongs to its first place only: two
         // places would be two port bitmaps, and one (address, port,
         // protocol) could go to two BIB entries (the configuration refuses
@@ -124,6 +142,11 @@ impl Pool4 {
             }
             n += grp.addrs.len();
         }
+        let det = groups
+            .iter()
+            .map(|g| if ports.mode == PortMode::Deterministic { DetMap::new(g, &ports).ok() } else { None })
+            .collect();
+        let usable = groups.iter().map(|g| blocks::usable_blocks(g, &ports)).collect();
         Pool4 {
             groups,
             shard,
@@ -132,12 +155,30 @@ impl Pool4 {
             base,
             index,
             in_use: vec![[0; 3]; n],
+            ports,
+            det,
+            usable,
+            blocks: BlockTable::default(),
+            events: EventQueue::new(sel.any()),
+            sel,
         }
     }
 
-    /// An empty allocator for the same shard over new groups (a reload).
-    pub fn with_groups(&self, groups: Vec<PoolGroup>) -> Self {
-        Pool4::new(groups, self.shard, self.shards)
+    /// An allocator for the same shard over new groups (a reload): no port
+    /// in use, but the blocks subscribers hold (and their hold times) and
+    /// the queued events carry over, so no block changes hands by a reload.
+    pub fn with_groups(&mut self, groups: Vec<PoolGroup>) -> Self {
+        let mut p = Pool4::with_ports(groups, self.shard, self.shards, self.ports, self.sel);
+        p.blocks = std::mem::take(&mut self.blocks);
+        for b in p.blocks.blocks.values_mut() {
+            b.used = 0;
+        }
+        p.events = std::mem::take(&mut self.events);
+        p
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
     }
 
     pub fn groups(&self) -> &[PoolGroup] {
@@ -156,7 +197,7 @@ impl Pool4 {
 
     #[inline]
     fn owns(&self, port: u16) -> bool {
-        shard_of_port(port, self.shards) == self.shard
+        blocks::shard_of(port, self.ports.unit(), self.shards) == self.shard
     }
 
     /// Every address with a port in use: (address, ports in use per [`Proto`]).
@@ -189,8 +230,13 @@ impl Pool4 {
 
     /// Reserve a specific transport address (a static BIB entry). False when
     /// it is not a pool address, outside the range, or taken.
+    /// Under port blocks, ports a block may use are never reserved (they
+    /// would sit in some subscriber's block): static entries take ports below 1024.
     pub fn reserve(&mut self, proto: Proto, a: Ipv4Addr, port: u16) -> bool {
         let Some((g, slot)) = self.slot(a) else { return false };
+        if self.ports.uses_blocks() && self.usable[g].binary_search(&self.ports.block_of(port)).is_ok() {
+            return false;
+        }
         let i = slot - self.base[g];
         if !self.groups[g].addrs[i].ports[proto as usize].contains(port) || !self.is_free(slot, proto, port) {
             return false;
@@ -199,8 +245,9 @@ impl Pool4 {
         true
     }
 
-    /// Give a transport address back.
-    pub fn release(&mut self, proto: Proto, a: Ipv4Addr, port: u16) {
+    /// Give a transport address back (at `now`: a block left without a
+    /// port in use starts its hold time).
+    pub fn release(&mut self, proto: Proto, a: Ipv4Addr, port: u16, now: Millis) {
         if let Some((_, slot)) = self.slot(a) {
             if let Some(b) = self.used[slot][proto as usize].as_mut() {
                 let bit = 1u64 << (port & 63);
@@ -210,6 +257,7 @@ impl Pool4 {
                 }
             }
         }
+        self.leave_block(proto, a, port, now);
     }
 
     /// RFC 6146 3.5.1.1: a transport address for a new BIB entry of
@@ -218,14 +266,23 @@ impl Pool4 {
     /// the rest of its group; on each, `want` itself if free, else a free
     /// port of the same range class (0-1023 / 1024-65535) when the range has
     /// one, else any free port of the range. None when all are taken.
+    ///
+    /// Under port blocks, the port comes from the client's subscriber's
+    /// blocks instead (see [`super::blocks`]).
     pub fn allocate(
         &mut self,
         proto: Proto,
         client: Ipv6Addr,
         want: u16,
         prefer: Option<Ipv4Addr>,
+        now: Millis,
     ) -> Option<(Ipv4Addr, u16)> {
         let g = self.groups.iter().position(|grp| grp.serves(&client))?;
+        match self.ports.mode {
+            PortMode::Session => {}
+            PortMode::Blocks => return self.allocate_in_blocks(g, proto, client, want, now),
+            PortMode::Deterministic => return self.allocate_deterministic(g, proto, client, want),
+        }
         let n = self.groups[g].addrs.len();
         if n == 0 {
             return None;
@@ -285,6 +342,245 @@ impl Pool4 {
     }
 }
 
+impl Pool4 {
+    /// A free port in `lo..=hi` of `slot`: `want` itself, else the port at
+    /// `want`'s offset in the block (port preservation inside the block
+    /// where possible), else the first free one after it.
+    fn pick_in(&mut self, slot: usize, proto: Proto, lo: u16, hi: u16, want: u16) -> Option<u16> {
+        if (lo..=hi).contains(&want) && self.is_free(slot, proto, want) {
+            return Some(want);
+        }
+        let n = (hi - lo) as u32 + 1;
+        let start = (want as u32 % n) as u16;
+        let bm = self.bitmap(slot, proto);
+        (0..n).map(|k| lo + ((start as u32 + k) % n) as u16).find(|&p| bm[p as usize >> 6] & (1 << (p & 63)) == 0)
+    }
+
+    fn block_event(&mut self, kind: EventKind, g: usize, key: blocks::BlockKey, sub: u128, at: Millis) {
+        let (a, proto, b) = key;
+        if !self.sel.blocks {
+            return;
+        }
+        let (lo, hi) = self.ports.block_range(b);
+        self.events.push(MapEvent {
+            kind,
+            at,
+            proto,
+            v6: Ipv6Addr::from(sub),
+            v6_len: self.ports.subscriber,
+            port6: 0,
+            v4: a,
+            lo,
+            hi,
+            remote: None,
+            group: g as u16,
+        });
+    }
+
+    /// Blocks mode: a port in one of the subscriber's blocks; a new block
+    /// (on the address of its first, "paired", else one its hash picks,
+    /// then the rest of the group) when they are full and it may have one.
+    fn allocate_in_blocks(
+        &mut self,
+        g: usize,
+        proto: Proto,
+        client: Ipv6Addr,
+        want: u16,
+        now: Millis,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let sub = u128::from(self.ports.subscriber_of(client).addr);
+        let held: Vec<(Ipv4Addr, u16)> = self.blocks.subs.get(&(proto, sub)).cloned().unwrap_or_default();
+        for &(a, b) in &held {
+            let Some((_, slot)) = self.slot(a) else { continue };
+            let (lo, hi) = self.ports.block_range(b);
+            if let Some(port) = self.pick_in(slot, proto, lo, hi, want) {
+                self.take_in_block(slot, proto, a, b, port);
+                return Some((a, port));
+            }
+        }
+        if held.len() >= self.ports.max_blocks as usize {
+            return None;
+        }
+        let n = self.groups[g].addrs.len();
+        let h = hash_client(Ipv6Addr::from(sub));
+        let first = held
+            .first()
+            .and_then(|&(a, _)| self.groups[g].addrs.iter().position(|x| x.addr == a))
+            .unwrap_or((h % n.max(1) as u64) as usize);
+        let usable = std::mem::take(&mut self.usable[g]);
+        let mut found = None;
+        'addrs: for k in 0..n {
+            let a = self.groups[g].addrs[(first + k) % n].addr;
+            let m = usable.len();
+            for j in 0..m {
+                let b = usable[((h >> 20) as usize + j) % m];
+                if blocks::shard_of(self.ports.block_range(b).0, self.ports.unit(), self.shards) != self.shard
+                    || self.blocks.blocks.contains_key(&(a, proto, b))
+                {
+                    continue;
+                }
+                found = Some((a, b));
+                break 'addrs;
+            }
+        }
+        self.usable[g] = usable;
+        let (a, b) = found?;
+        let (_, slot) = self.slot(a)?;
+        let (lo, hi) = self.ports.block_range(b);
+        let port = self.pick_in(slot, proto, lo, hi, want)?;
+        self.blocks.blocks.insert((a, proto, b), Block { sub, used: 0, held_until: None });
+        self.blocks.subs.entry((proto, sub)).or_default().push((a, b));
+        self.block_event(EventKind::BlockAllocated, g, (a, proto, b), sub, now);
+        self.take_in_block(slot, proto, a, b, port);
+        Some((a, port))
+    }
+
+    fn take_in_block(&mut self, slot: usize, proto: Proto, a: Ipv4Addr, b: u16, port: u16) {
+        self.take(slot, proto, port);
+        if let Some(blk) = self.blocks.blocks.get_mut(&(a, proto, b)) {
+            blk.used += 1;
+            blk.held_until = None;
+        }
+    }
+
+    /// Deterministic mode: a port of the block the formula gives the subscriber.
+    fn allocate_deterministic(
+        &mut self,
+        g: usize,
+        proto: Proto,
+        client: Ipv6Addr,
+        want: u16,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let (a, b) = self.det.get(g)?.as_ref()?.map(client)?;
+        let (_, slot) = self.slot(a)?;
+        let (lo, hi) = self.ports.block_range(b);
+        let port = self.pick_in(slot, proto, lo, hi, want)?;
+        self.take(slot, proto, port);
+        Some((a, port))
+    }
+
+    /// A port of a dynamic block was given back.
+    fn leave_block(&mut self, proto: Proto, a: Ipv4Addr, port: u16, now: Millis) {
+        if self.ports.mode != PortMode::Blocks {
+            return;
+        }
+        let key = (a, proto, self.ports.block_of(port));
+        let hold = self.ports.hold;
+        if let Some(blk) = self.blocks.blocks.get_mut(&key) {
+            blk.used = blk.used.saturating_sub(1);
+            if blk.used == 0 {
+                blk.held_until = Some(now + hold);
+                self.blocks.held.push_back((now + hold, key));
+            }
+        }
+    }
+
+    /// Return to the pool the blocks whose hold time has passed with no
+    /// port in use (a block used again meanwhile stays its subscriber's).
+    pub fn expire_blocks(&mut self, now: Millis) {
+        while let Some(&(at, key)) = self.blocks.held.front() {
+            if at > now {
+                break;
+            }
+            self.blocks.held.pop_front();
+            let Some(blk) = self.blocks.blocks.get(&key).copied() else { continue };
+            if blk.used != 0 || blk.held_until != Some(at) {
+                continue;
+            }
+            self.blocks.blocks.remove(&key);
+            let (a, proto, b) = key;
+            if let Some(list) = self.blocks.subs.get_mut(&(proto, blk.sub)) {
+                list.retain(|&x| x != (a, b));
+                if list.is_empty() {
+                    self.blocks.subs.remove(&(proto, blk.sub));
+                }
+            }
+            let g = self.slot(a).map_or(0, |(g, _)| g);
+            self.block_event(EventKind::BlockReleased, g, (a, proto, b), blk.sub, now);
+        }
+    }
+
+    /// Who holds the block `port` lies in on `a`, now: (subscriber, first
+    /// port, last port). Dynamic blocks from the table, deterministic ones
+    /// from the formula.
+    pub fn block_owner(&self, proto: Proto, a: Ipv4Addr, port: u16) -> Option<(Net6, u16, u16)> {
+        let b = self.ports.block_of(port);
+        let (lo, hi) = self.ports.block_range(b);
+        match self.ports.mode {
+            PortMode::Session => None,
+            PortMode::Blocks => {
+                let blk = self.blocks.blocks.get(&(a, proto, b))?;
+                Some((Net6 { addr: Ipv6Addr::from(blk.sub), len: self.ports.subscriber }, lo, hi))
+            }
+            PortMode::Deterministic => {
+                let (g, _) = self.slot(a)?;
+                Some((self.det.get(g)?.as_ref()?.who(a, port)?, lo, hi))
+            }
+        }
+    }
+
+    /// The blocks held by the subscriber of `client`: (protocol, address, first port, last port).
+    pub fn blocks_of(&self, client: Ipv6Addr) -> Vec<(Proto, Ipv4Addr, u16, u16)> {
+        let sub = u128::from(self.ports.subscriber_of(client).addr);
+        let mut out = vec![];
+        for p in Proto::ALL {
+            for &(a, b) in self.blocks.subs.get(&(p, sub)).map(|v| v.as_slice()).unwrap_or(&[]) {
+                let (lo, hi) = self.ports.block_range(b);
+                out.push((p, a, lo, hi));
+            }
+        }
+        out
+    }
+
+    /// Count each block's ports in use again from the bitmaps (after a reload).
+    pub fn recount_blocks(&mut self) {
+        let keys: Vec<_> = self.blocks.blocks.keys().copied().collect();
+        for (a, p, b) in keys {
+            let (lo, hi) = self.ports.block_range(b);
+            let used = self.slot(a).map_or(0, |(_, slot)| (lo..=hi).filter(|&x| !self.is_free(slot, p, x)).count());
+            if let Some(blk) = self.blocks.blocks.get_mut(&(a, p, b)) {
+                blk.used = used as u16;
+            }
+        }
+    }
+
+    /// Blocks held (dynamic mode) and subscribers holding them.
+    pub fn block_census(&self) -> (usize, usize) {
+        (self.blocks.blocks.len(), self.blocks.subscriber_count())
+    }
+
+    /// Block invariants, for tests and fuzzing: every block in its owner's
+    /// list and owned by this shard; no block listed for two subscribers;
+    /// each block's count of ports in use matches the port bitmaps.
+    pub fn check_blocks(&self) -> Result<(), String> {
+        let mut listed = 0;
+        for (&(p, sub), list) in &self.blocks.subs {
+            for &(a, b) in list {
+                listed += 1;
+                let blk = self.blocks.blocks.get(&(a, p, b)).ok_or(format!("{a} block {b} listed but not held"))?;
+                if blk.sub != sub {
+                    return Err(format!("{a} block {b} listed for two subscribers"));
+                }
+            }
+        }
+        if listed != self.blocks.blocks.len() {
+            return Err(format!("{} blocks held, {listed} listed", self.blocks.blocks.len()));
+        }
+        for (&(a, p, b), blk) in &self.blocks.blocks {
+            let (lo, hi) = self.ports.block_range(b);
+            if !self.owns(lo) {
+                return Err(format!("{a} block {b} is another shard's"));
+            }
+            let Some((_, slot)) = self.slot(a) else { continue };
+            let used = (lo..=hi).filter(|&x| !self.is_free(slot, p, x)).count();
+            if used != blk.used as usize {
+                return Err(format!("{a} block {b}: {} ports counted, {used} in use", blk.used));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A stable hash of a client address (FNV-1a over its bytes): picks its paired address.
 fn hash_client(a: Ipv6Addr) -> u64 {
     a.octets().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
@@ -306,13 +602,16 @@ mod tests {
     #[test]
     fn rfc6146_3_5_1_1_port_preserved() {
         let mut p = pool(&["203.0.113.1"], 0, 1);
-        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::1"), 5000, None), Some(("203.0.113.1".parse().unwrap(), 5000)));
+        assert_eq!(
+            p.allocate(Proto::Udp, c("2001:db8::1"), 5000, None, 0),
+            Some(("203.0.113.1".parse().unwrap(), 5000))
+        );
         // Taken now: another client gets another port, still in 1024-65535.
-        let (_, port) = p.allocate(Proto::Udp, c("2001:db8::2"), 5000, None).unwrap();
+        let (_, port) = p.allocate(Proto::Udp, c("2001:db8::2"), 5000, None, 0).unwrap();
         assert_ne!(port, 5000);
         assert!(port >= 1024);
         // Protocols have separate spaces.
-        assert_eq!(p.allocate(Proto::Tcp, c("2001:db8::2"), 5000, None).unwrap().1, 5000);
+        assert_eq!(p.allocate(Proto::Tcp, c("2001:db8::2"), 5000, None, 0).unwrap().1, 5000);
     }
 
     // RFC 6146 3.5.1.1: a port below 1024 is replaced by one below 1024.
@@ -320,7 +619,7 @@ mod tests {
     fn rfc6146_3_5_1_1_range_class_kept() {
         let mut p = pool(&["203.0.113.1"], 0, 1);
         p.reserve(Proto::Tcp, "203.0.113.1".parse().unwrap(), 80);
-        let (_, port) = p.allocate(Proto::Tcp, c("2001:db8::1"), 80, None).unwrap();
+        let (_, port) = p.allocate(Proto::Tcp, c("2001:db8::1"), 80, None, 0).unwrap();
         assert!(port < 1024 && port != 80, "{port}");
     }
 
@@ -333,29 +632,29 @@ mod tests {
         let mut p = Pool4::new(vec![PoolGroup { clients: None, addrs: vec![addr] }], 0, 1);
         let mut got = vec![];
         for i in 0..10 {
-            let (_, port) = p.allocate(Proto::Udp, c("2001:db8::1"), 1000 + i, None).unwrap();
+            let (_, port) = p.allocate(Proto::Udp, c("2001:db8::1"), 1000 + i, None, 0).unwrap();
             assert!((40000..=40009).contains(&port));
             got.push(port);
         }
         got.sort();
         got.dedup();
         assert_eq!(got.len(), 10);
-        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::1"), 1, None), None, "exhausted");
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::1"), 1, None, 0), None, "exhausted");
         assert_eq!(p.in_use(Proto::Udp, a), 10);
-        p.release(Proto::Udp, a, 40003);
-        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::9"), 1, None), Some((a, 40003)));
+        p.release(Proto::Udp, a, 40003, 0);
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::9"), 1, None, 0), Some((a, 40003)));
     }
 
     // RFC 4787 REQ-2 ("paired"): the same client gets the same address.
     #[test]
     fn paired_address_for_a_client() {
         let mut p = pool(&["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"], 0, 1);
-        let first = p.allocate(Proto::Udp, c("2001:db8::77"), 1000, None).unwrap().0;
+        let first = p.allocate(Proto::Udp, c("2001:db8::77"), 1000, None, 0).unwrap().0;
         for port in 1001..1100 {
-            assert_eq!(p.allocate(Proto::Udp, c("2001:db8::77"), port, None).unwrap().0, first);
+            assert_eq!(p.allocate(Proto::Udp, c("2001:db8::77"), port, None, 0).unwrap().0, first);
         }
         let other = *p.groups()[0].addrs.iter().find(|a| a.addr != first).map(|a| &a.addr).unwrap();
-        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::77"), 2000, Some(other)).unwrap().0, other, "prefer wins");
+        assert_eq!(p.allocate(Proto::Udp, c("2001:db8::77"), 2000, Some(other), 0).unwrap().0, other, "prefer wins");
     }
 
     // A client prefix selects its own group of addresses.
@@ -368,11 +667,11 @@ mod tests {
         let g2 = PoolGroup { clients: None, addrs: vec![PoolAddr::new("203.0.113.20".parse().unwrap())] };
         let mut p = Pool4::new(vec![g1, g2], 0, 1);
         assert_eq!(
-            p.allocate(Proto::Tcp, c("2001:db8:a:1::5"), 1, None).unwrap().0,
+            p.allocate(Proto::Tcp, c("2001:db8:a:1::5"), 1, None, 0).unwrap().0,
             "203.0.113.10".parse::<Ipv4Addr>().unwrap()
         );
         assert_eq!(
-            p.allocate(Proto::Tcp, c("2001:db8:b::5"), 1, None).unwrap().0,
+            p.allocate(Proto::Tcp, c("2001:db8:b::5"), 1, None, 0).unwrap().0,
             "203.0.113.20".parse::<Ipv4Addr>().unwrap()
         );
     }
@@ -384,7 +683,7 @@ mod tests {
         for shard in 0..4 {
             let mut p = pool(&["203.0.113.1"], shard, 4);
             for i in 0..300u16 {
-                let (_, port) = p.allocate(Proto::Udp, c("2001:db8::1"), 3000 + i, None).unwrap();
+                let (_, port) = p.allocate(Proto::Udp, c("2001:db8::1"), 3000 + i, None, 0).unwrap();
                 assert_eq!(shard_of_port(port, 4), shard);
                 assert!(seen.insert(port), "port {port} handed out twice");
             }
@@ -401,7 +700,7 @@ mod tests {
         let client: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let mut got = std::collections::HashSet::new();
         for _ in 0..1000 {
-            let (addr, port) = p.allocate(Proto::Udp, client, 5000, None).expect("a port");
+            let (addr, port) = p.allocate(Proto::Udp, client, 5000, None, 0).expect("a port");
             assert!(got.insert((addr, port)), "{addr}:{port} handed out twice");
         }
     }

@@ -10,9 +10,9 @@
 //! a session or BIB entry is made or removed), so a host whose flows fall
 //! on a few shards meets its limit exactly, not a shard's share of it.
 
+use super::blocks::{self, DetMap, PortMode, Ports};
 use super::book::LimitBook;
 use super::frag::FragTable;
-use super::pool4::shard_of_port;
 use super::table::{BibView, Census, NatCounters, NatError, NatTable, SessionView, FRAG_CAP};
 use super::{Millis, NatConfig, Proto};
 use crate::addr::Prefix6052;
@@ -34,6 +34,12 @@ pub struct Nat {
     /// RFC 6146 3.4 fragment state: later fragments have no port to choose
     /// a shard by, so it is kept apart, locked only for fragments.
     frags: Mutex<FragTable>,
+    /// How ports are handed out (fixed for the NAT's life): the unit of
+    /// shard ownership, and in block modes the subscriber's shard.
+    ports: Ports,
+    /// Deterministic mode: each group's mapping (an outbound flow's shard
+    /// is its block's).
+    det: Vec<Option<(Option<crate::addr::Net6>, DetMap)>>,
 }
 
 impl Nat {
@@ -41,7 +47,18 @@ impl Nat {
     pub fn new(cfg: NatConfig, shards: usize) -> Self {
         let n = shards.max(1);
         let book = Arc::new(LimitBook::new(cfg.limits));
+        let det = cfg
+            .pool4
+            .iter()
+            .map(|g| {
+                (cfg.ports.mode == PortMode::Deterministic)
+                    .then(|| DetMap::new(g, &cfg.ports).ok().map(|m| (g.clients, m)))
+                    .flatten()
+            })
+            .collect();
         Nat {
+            ports: cfg.ports,
+            det,
             shards: (0..n).map(|i| Mutex::new(NatTable::with_book(cfg.clone(), i, n, Arc::clone(&book)))).collect(),
             prefix: cfg.prefix,
             homes: RwLock::new(HashMap::new()),
@@ -69,17 +86,37 @@ impl Nat {
     }
 
     fn by_port(&self, port: u16) -> usize {
-        shard_of_port(port, self.shards.len())
+        blocks::shard_of(port, self.ports.unit(), self.shards.len())
     }
 
-    /// The shard holding the BIB entry of IPv6 transport address (`a`, `port`).
+    /// The shard holding the BIB entry of IPv6 transport address (`a`,
+    /// `port`): the port's, or under port blocks the subscriber's.
     fn v6_home(&self, proto: Proto, a: Ipv6Addr, port: u16) -> usize {
         if self.has_homes.load(Ordering::Acquire) {
             if let Some(&k) = self.homes.read().unwrap_or_else(|e| e.into_inner()).get(&(proto, a, port)) {
                 return k;
             }
         }
-        self.by_port(port)
+        match self.ports.mode {
+            PortMode::Session => self.by_port(port),
+            PortMode::Blocks => self.subscriber_shard(a),
+            PortMode::Deterministic => self
+                .det
+                .iter()
+                .flatten()
+                .find(|(clients, _)| clients.is_some_and(|c| c.contains(a)))
+                .and_then(|(_, m)| m.map(a))
+                .map_or_else(|| self.subscriber_shard(a), |(_, b)| self.by_port(self.ports.block_range(b).0)),
+        }
+    }
+
+    /// Blocks mode: the shard all of a subscriber's flows and blocks belong to.
+    fn subscriber_shard(&self, a: Ipv6Addr) -> usize {
+        let sub = u128::from(self.ports.subscriber_of(a).addr);
+        // A fixed mix (not seeded): the same subscriber lands on the same
+        // shard in every process, which a restart's state file relies on.
+        let h = (sub as u64 ^ (sub >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize % self.shards.len()
     }
 
     /// A worker's view at time `now`: the translator's [`Mapper`].

@@ -7,6 +7,7 @@
 //! from a moving clock hand, so the caller spreads the sweep over time.
 
 use super::book::LimitBook;
+use super::events::{EventKind, MapEvent};
 use super::frag::FragTable;
 use super::pool4::Pool4;
 use super::tcp::{self, Lifetime, Side, TcpState};
@@ -194,6 +195,8 @@ pub struct NatTable {
     released: Vec<Vec<u8>>,
     /// Held SYNs whose time ran out: to answer with ICMPv4 3/3.
     unreachable: Vec<Vec<u8>>,
+    /// The time of the latest call that passed one (for events and hold times).
+    clock: Millis,
     pub counters: NatCounters,
 }
 
@@ -212,7 +215,7 @@ impl NatTable {
     /// `book` with the other shards (so they hold for the whole NAT).
     pub fn with_book(mut cfg: NatConfig, shard: usize, shards: usize, book: Arc<LimitBook>) -> Self {
         cfg.timeouts.udp = cfg.timeouts.udp.max(UDP_MIN);
-        let pool = Pool4::new(cfg.pool4.clone(), shard, shards);
+        let pool = Pool4::with_ports(cfg.pool4.clone(), shard, shards, cfg.ports, cfg.events);
         NatTable {
             addrs: Rfc6052Mapper { prefix: cfg.prefix, allow_non_global: cfg.allow_non_global },
             cfg,
@@ -229,6 +232,7 @@ impl NatTable {
             held: VecDeque::new(),
             released: Vec::new(),
             unreachable: Vec::new(),
+            clock: 0,
             counters: NatCounters::default(),
         }
     }
@@ -300,10 +304,47 @@ impl NatTable {
             b.sessions += 1;
         }
         self.counters.sessions_created += 1;
+        if self.cfg.events.sessions {
+            self.session_event(EventKind::SessionCreated, bib, remote, rport);
+        }
         s
     }
 
+    /// Record a BIB or session event (per-session logging).
+    #[cold]
+    fn session_event(&mut self, kind: EventKind, bib: u32, remote: Ipv4Addr, rport: u16) {
+        let Some(b) = self.bibs.get(bib) else { return };
+        let is_session = matches!(kind, EventKind::SessionCreated | EventKind::SessionDeleted);
+        let e = MapEvent {
+            kind,
+            at: self.clock,
+            proto: b.proto,
+            v6: b.v6,
+            v6_len: 128,
+            port6: b.port6,
+            v4: b.v4,
+            lo: b.port4,
+            hi: b.port4,
+            remote: (is_session && self.cfg.events.destination).then_some((remote, rport)),
+            group: self.cfg.pool4.iter().position(|g| g.addrs.iter().any(|a| a.addr == b.v4)).unwrap_or(0) as u16,
+        };
+        self.pool.events.push(e);
+    }
+
+    /// Move the mapping events recorded since the last drain to `out`;
+    /// returns how many were lost to a full queue since the last call.
+    pub fn drain_events(&mut self, out: &mut Vec<MapEvent>) -> u64 {
+        self.pool.events.drain_into(out);
+        std::mem::take(&mut self.pool.events.lost)
+    }
+
     fn remove_session(&mut self, s: u32) {
+        if self.cfg.events.sessions {
+            if let Some(x) = self.sessions.get(s) {
+                let (bib, remote, rport) = (x.bib, x.remote, x.rport);
+                self.session_event(EventKind::SessionDeleted, bib, remote, rport);
+            }
+        }
         let Some(sess) = self.sessions.remove(s) else { return };
         self.sess.remove(&(sess.bib, sess.remote, sess.rport));
         if let Some(c) = self.by_remote.get_mut(&(sess.bib, sess.remote)) {
@@ -322,10 +363,13 @@ impl NatTable {
     }
 
     fn remove_bib(&mut self, i: u32) {
+        if self.cfg.events.sessions {
+            self.session_event(EventKind::BibDeleted, i, Ipv4Addr::UNSPECIFIED, 0);
+        }
         let Some(b) = self.bibs.remove(i) else { return };
         self.bib6.remove(&(b.proto, b.v6, b.port6));
         self.bib4.remove(&(b.proto, b.v4, b.port4));
-        self.pool.release(b.proto, b.v4, b.port4);
+        self.pool.release(b.proto, b.v4, b.port4, self.clock);
         self.book.release_bib(&b.v6);
     }
 
@@ -347,7 +391,7 @@ impl NatTable {
             self.counters.limit_reached += 1;
             return Err(DropReason::LimitReached);
         }
-        let Some((v4, port4)) = self.pool.allocate(proto, v6, port6, None) else {
+        let Some((v4, port4)) = self.pool.allocate(proto, v6, port6, None, self.clock) else {
             self.book.release_bib(&v6);
             self.counters.pool_exhausted += 1;
             return Err(DropReason::PoolExhausted);
@@ -356,6 +400,9 @@ impl NatTable {
         self.bib6.insert((proto, v6, port6), i);
         self.bib4.insert((proto, v4, port4), i);
         self.counters.bibs_created += 1;
+        if self.cfg.events.sessions {
+            self.session_event(EventKind::BibCreated, i, Ipv4Addr::UNSPECIFIED, 0);
+        }
         Ok(i)
     }
 
@@ -398,7 +445,9 @@ impl NatTable {
     /// the expired ones (with BIB entries left without sessions). Returns
     /// how many were removed.
     pub fn expire(&mut self, now: Millis, budget: usize) -> usize {
+        self.clock = self.clock.max(now);
         self.time_out_syns(now);
+        self.pool.expire_blocks(now);
         let n = self.sessions.slots.len();
         if n == 0 {
             return 0;
@@ -418,6 +467,7 @@ impl NatTable {
 
     /// RFC 6146 3.5.1 to 3.5.3: an IPv6 packet going out.
     pub(super) fn outbound(&mut self, t: &Tuple6, meta: &FlowMeta, now: Millis) -> Result<Tuple4, DropReason> {
+        self.clock = now;
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
         if meta.fragment && !meta.first_fragment {
             return Err(DropReason::FragmentNoState);
@@ -544,6 +594,7 @@ impl NatTable {
 
     /// RFC 6146 3.5.1 to 3.5.3: an IPv4 packet coming in.
     pub(super) fn inbound(&mut self, t: &Tuple4, meta: &FlowMeta, now: Millis) -> Result<Tuple6, DropReason> {
+        self.clock = now;
         let proto = Proto::from_ip(t.proto).ok_or(DropReason::UnsupportedProtocol)?;
         if meta.fragment && !meta.first_fragment {
             return Err(DropReason::FragmentNoState);
@@ -664,6 +715,22 @@ impl NatTable {
         if self.held.len() > MAX_HELD_SYNS || self.unreachable.len() > MAX_HELD_SYNS {
             return Err("more SYNs held than allowed".into());
         }
+        // Port blocks: no block held twice, and every dynamic entry's port
+        // lies in a block its own subscriber holds (or the formula gives it).
+        self.pool.check_blocks()?;
+        if self.cfg.ports.uses_blocks() {
+            for b in self.bibs.slots.iter().flatten().filter(|b| !b.is_static) {
+                match self.pool.block_owner(b.proto, b.v4, b.port4) {
+                    Some((sub, lo, hi)) if sub.contains(b.v6) && (lo..=hi).contains(&b.port4) => {}
+                    other => {
+                        return Err(format!(
+                            "[{}]:{} holds {}:{} outside its subscriber's blocks ({other:?})",
+                            b.v6, b.port6, b.v4, b.port4
+                        ))
+                    }
+                }
+            }
+        }
         if self.book.over() {
             return Err("a session limit is exceeded".into());
         }
@@ -690,10 +757,14 @@ impl NatTable {
         cfg.prefix = self.cfg.prefix;
         cfg.allow_non_global = self.cfg.allow_non_global;
         cfg.filtering = self.cfg.filtering;
+        // The allocation mode is fixed for the table's life (a restart changes it).
+        cfg.ports = self.cfg.ports;
+        cfg.events = self.cfg.events;
         let mut pool = self.pool.with_groups(cfg.pool4.clone());
         for b in self.bibs.slots.iter().flatten() {
             pool.reserve(b.proto, b.v4, b.port4);
         }
+        pool.recount_blocks();
         self.pool = pool;
         self.cfg = cfg;
     }
@@ -713,6 +784,27 @@ impl NatTable {
             }
         }
         c
+    }
+
+    /// Who holds the block of `port` on `a` now (block modes).
+    pub fn block_owner(&self, proto: Proto, a: Ipv4Addr, port: u16) -> Option<(crate::addr::Net6, u16, u16)> {
+        self.pool.block_owner(proto, a, port)
+    }
+
+    /// The blocks `client`'s subscriber holds in this table.
+    pub fn blocks_of(&self, client: Ipv6Addr) -> Vec<(Proto, Ipv4Addr, u16, u16)> {
+        self.pool.blocks_of(client)
+    }
+
+    /// Blocks held and subscribers holding them.
+    pub fn block_census(&self) -> (usize, usize) {
+        self.pool.block_census()
+    }
+
+    /// The BIB entry holding pool4 transport address (`a`, `port`), if any.
+    pub fn bib4(&self, proto: Proto, a: Ipv4Addr, port: u16) -> Option<BibView> {
+        let b = self.bibs.get(*self.bib4.get(&(proto, a, port))?)?;
+        Some(BibView { proto, v6: (b.v6, b.port6), v4: (b.v4, b.port4), is_static: b.is_static, sessions: b.sessions })
     }
 
     /// pool4 addresses with ports in use, per protocol.
