@@ -10,6 +10,7 @@
 pub mod control;
 mod device;
 mod listeners;
+mod maplog;
 pub mod notify;
 pub mod report;
 mod start;
@@ -81,6 +82,8 @@ pub struct State {
     notify: Notifier,
     tun: String,
     dns64: Option<Dns64Server>,
+    /// The mapping log's counters and signals, when it is on.
+    maplog: Option<std::sync::Arc<maplog::MapLogStats>>,
 }
 
 impl State {
@@ -108,6 +111,19 @@ impl State {
             &self.nat.pool_usage(),
         );
         r.dns64 = self.dns64.as_ref().map(|d| d.stats());
+        let (held, subs) = self.nat.block_census();
+        r.ports = report::PortsReport {
+            mode: self.nat.ports().mode,
+            blocks_held: held as u64,
+            block_subscribers: subs as u64,
+        };
+        if let Some(m) = &self.maplog {
+            r.mapping_log = Some(report::MapLogReport {
+                file: self.config().mapping_log.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                records: m.records.load(std::sync::atomic::Ordering::Relaxed),
+                lost: m.lost.load(std::sync::atomic::Ordering::Relaxed),
+            });
+        }
         r.pool4_entries = entries;
         if !self.slots.is_empty() {
             r.tun_queue_drops = device::queue_drops(&self.tun).unwrap_or(0);
@@ -127,6 +143,11 @@ impl State {
     /// A bad file, or a change that needs a restart, leaves everything as it was.
     pub fn reload(&self) -> Result<String, String> {
         self.notify.reloading();
+        // The mapping log is reopened by name whatever the file says
+        // (logrotate's postrotate runs a reload after moving it away).
+        if let Some(m) = &self.maplog {
+            m.reopen.store(true, std::sync::atomic::Ordering::Release);
+        }
         let r = self.reload_inner();
         self.notify.ready(&self.status());
         match &r {
@@ -345,6 +366,7 @@ mod tests {
             notify: Notifier::default(),
             tun: "nat64".into(),
             dns64: None,
+            maplog: None,
         }
     }
 

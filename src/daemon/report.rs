@@ -82,6 +82,36 @@ pub struct StatsReport {
     /// The DNS64 server's counters, when it runs.
     #[serde(default)]
     pub dns64: Option<Dns64Stats>,
+    /// How ports are handed out, and the blocks held.
+    #[serde(default)]
+    pub ports: PortsReport,
+    /// The mapping log, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_log: Option<MapLogReport>,
+}
+
+/// Port allocation in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortsReport {
+    pub mode: crate::nat::PortMode,
+    pub blocks_held: u64,
+    pub block_subscribers: u64,
+}
+
+impl Default for PortsReport {
+    fn default() -> Self {
+        PortsReport { mode: crate::nat::PortMode::Session, blocks_held: 0, block_subscribers: 0 }
+    }
+}
+
+/// The mapping log in the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapLogReport {
+    pub file: String,
+    /// Records written.
+    pub records: u64,
+    /// Records lost (a full queue, or the file refused them): should stay 0.
+    pub lost: u64,
 }
 
 /// A counter's value now and its reading from the previous report, as the
@@ -272,6 +302,27 @@ impl StatsReport {
                 let _ = writeln!(o, "  ... {} more (nat64ctl stats --json lists all)", self.pool4.len() - 64);
             }
         }
+        match self.ports.mode {
+            crate::nat::PortMode::Session => {}
+            crate::nat::PortMode::Blocks => {
+                let _ = writeln!(
+                    o,
+                    "  port blocks: {} held by {} subscriber(s)",
+                    self.ports.blocks_held, self.ports.block_subscribers
+                );
+            }
+            crate::nat::PortMode::Deterministic => {
+                let _ = writeln!(o, "  ports: deterministic (RFC 7422; nat64ctl who answers from the configuration)");
+            }
+        }
+        if let Some(m) = &self.mapping_log {
+            let _ = writeln!(
+                o,
+                "
+mapping log {}: {} records written, {} lost",
+                m.file, m.records, m.lost
+            );
+        }
         self.render_dns64(&mut o, &rate);
         o
     }
@@ -371,6 +422,25 @@ impl StatsReport {
             ("nat64d_io_batches_total", "counter", "TUN read batches (io_uring).", self.io.batches),
             ("nat64d_io_batched_packets_total", "counter", "Packets read in those batches.", self.io.batched_packets),
             ("nat64d_pool4_addresses", "gauge", "Configured pool4 addresses.", self.pool4_addresses as u64),
+            ("nat64d_port_blocks", "gauge", "Port blocks held by subscribers (blocks mode).", self.ports.blocks_held),
+            (
+                "nat64d_port_block_subscribers",
+                "gauge",
+                "Subscribers holding port blocks (blocks mode).",
+                self.ports.block_subscribers,
+            ),
+            (
+                "nat64d_log_records_total",
+                "counter",
+                "Mapping log records written.",
+                self.mapping_log.as_ref().map_or(0, |m| m.records),
+            ),
+            (
+                "nat64d_log_records_lost_total",
+                "counter",
+                "Mapping log records lost (a full queue, or the file refused them).",
+                self.mapping_log.as_ref().map_or(0, |m| m.lost),
+            ),
         ];
         for (name, kind, help, v) in simple {
             head(&mut o, name, kind, help);

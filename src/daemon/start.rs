@@ -6,7 +6,7 @@
 //! listeners, supervise them, and summarise at the stop. Each step fails with a [`StartError`] that knows
 //! its exit status.
 
-use super::{device, listeners, Notifier, State};
+use super::{device, listeners, maplog, Notifier, State};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::dataplane::tun::Tun;
 use crate::dataplane::worker::{self, WorkerSlot, WorkerStats};
@@ -55,6 +55,8 @@ pub enum StartError {
     Metrics { addr: std::net::SocketAddr, source: io::Error },
     #[error("{0}")]
     Dns64(String),
+    #[error("{0} (mapping_log.file)")]
+    MapLog(String),
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),
     #[error("cannot start {what}: {source}")]
@@ -264,6 +266,10 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     // nat64d answering there) first, then the device itself (another
     // process's queues attached), and only then link, MTU and routes.
     let nat = build_nat(&cfg)?;
+    let log_file = match &cfg.mapping_log.file {
+        Some(p) => Some((p.clone(), maplog::open(p).map_err(StartError::MapLog)?)),
+        None => None,
+    };
     let (control, metrics) = bind_management(&cfg)?;
     let opened = device_free(&cfg).and_then(|()| open_dataplane(&cfg));
     let dp = match opened {
@@ -292,11 +298,22 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         notify,
         tun: dp.name.clone(),
         dns64,
+        maplog: log_file.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
     let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
     spawn_listeners(&state, control, metrics)?;
+    let log_thread = match (log_file, &state.maplog) {
+        (Some((path, file)), Some(stats)) => {
+            info!("mapping log: {}", path.display());
+            let (st, stats) = (Arc::clone(&state), Arc::clone(stats));
+            Some(spawn("nat64d-maplog".into(), "the mapping log thread", move || {
+                maplog::run(&st.nat, path, file, &stats, st.epoch)
+            })?)
+        }
+        _ => None,
+    };
     summarise_start(&state, &dp.offload, dp.io, &socket_path);
     state.notify.ready(&state.status());
 
@@ -304,6 +321,18 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     state.notify.stopping();
     stop.store(true, Ordering::Relaxed);
     let finals = join_workers(&state, workers, &mut failed);
+    // After the workers: their last events are in the queues by now.
+    if let (Some(t), Some(m)) = (log_thread, &state.maplog) {
+        m.stop.store(true, Ordering::Release);
+        if t.join().is_err() {
+            error!("the mapping log thread panicked");
+        }
+        info!(
+            "mapping log: {} records written, {} lost",
+            m.records.load(Ordering::Relaxed),
+            m.lost.load(Ordering::Relaxed)
+        );
+    }
     let _ = std::fs::remove_file(&socket_path);
     summarise_stop(&state, &finals);
     Ok(if failed { EXIT_SYSTEM } else { EXIT_OK })

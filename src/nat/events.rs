@@ -100,6 +100,18 @@ impl EventQueue {
         }
     }
 
+    /// Exchange the queued events for `spare` (emptied first): O(1), so a
+    /// writer holding the table's lock for it never delays a packet. The
+    /// queue keeps `spare`'s room, which must be as large as its own.
+    pub fn swap(&mut self, spare: &mut Vec<MapEvent>) {
+        spare.clear();
+        if spare.capacity() >= self.buf.capacity() {
+            std::mem::swap(&mut self.buf, spare);
+        } else {
+            self.drain_into(spare);
+        }
+    }
+
     /// Move the queued events to `out` (in order), keeping the room.
     pub fn drain_into(&mut self, out: &mut Vec<MapEvent>) {
         out.extend_from_slice(&self.buf);

@@ -500,6 +500,15 @@ impl Pool4 {
         }
     }
 
+    /// Record a release for every block held, without changing the table.
+    pub fn close_blocks(&mut self, now: Millis) {
+        let held: Vec<_> = self.blocks.blocks.iter().map(|(&k, b)| (k, b.sub)).collect();
+        for ((a, p, b), sub) in held {
+            let g = self.slot(a).map_or(0, |(g, _)| g);
+            self.block_event(EventKind::BlockReleased, g, (a, p, b), sub, now);
+        }
+    }
+
     /// Who holds the block `port` lies in on `a`, now: (subscriber, first
     /// port, last port). Dynamic blocks from the table, deterministic ones
     /// from the formula.

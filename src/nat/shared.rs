@@ -12,6 +12,7 @@
 
 use super::blocks::{self, DetMap, PortMode, Ports};
 use super::book::LimitBook;
+use super::events::MapEvent;
 use super::frag::FragTable;
 use super::table::{BibView, Census, NatCounters, NatError, NatTable, SessionView, FRAG_CAP};
 use super::{Millis, NatConfig, Proto};
@@ -298,6 +299,61 @@ impl Nat {
             }
         }
         Ok(matching)
+    }
+
+    /// Hand every shard's recorded mapping events to `each`, one shard's
+    /// batch at a time (each shard's lock held only to exchange its queue
+    /// for `spare`); returns the events lost to full queues since the last call.
+    pub fn drain_events(&self, spare: &mut Vec<MapEvent>, mut each: impl FnMut(&[MapEvent])) -> u64 {
+        let mut lost = 0;
+        for i in 0..self.shards.len() {
+            lost += self.lock(i).swap_events(spare);
+            if !spare.is_empty() {
+                each(spare);
+            }
+        }
+        lost
+    }
+
+    /// Record the end of every block held, all shards (a clean stop).
+    pub fn close_blocks(&self, now: Millis) {
+        for i in 0..self.shards.len() {
+            self.lock(i).close_blocks(now);
+        }
+    }
+
+    /// Blocks held and subscribers holding them, all shards.
+    pub fn block_census(&self) -> (usize, usize) {
+        (0..self.shards.len()).map(|i| self.lock(i).block_census()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// Who holds `port` of `proto` on pool4 address `a` now: the BIB entry
+    /// using it, and under port blocks the block's subscriber.
+    pub fn holder(
+        &self,
+        proto: Proto,
+        a: Ipv4Addr,
+        port: u16,
+    ) -> (Option<BibView>, Option<(crate::addr::Net6, u16, u16)>) {
+        let t = self.lock(self.by_port(port));
+        (t.bib4(proto, a, port), t.block_owner(proto, a, port))
+    }
+
+    /// The blocks `client`'s subscriber holds now, and its BIB entries (at most `limit`).
+    pub fn holdings_of(&self, client: Ipv6Addr, limit: usize) -> (Vec<(Proto, Ipv4Addr, u16, u16)>, Vec<BibView>) {
+        let mut blocks = vec![];
+        for i in 0..self.shards.len() {
+            blocks.extend(self.lock(i).blocks_of(client));
+        }
+        let sub = self.ports.subscriber_of(client);
+        let (bibs, _) = self
+            .bibs_matching(|b| if self.ports.uses_blocks() { sub.contains(b.v6.0) } else { b.v6.0 == client }, limit);
+        (blocks, bibs)
+    }
+
+    /// How ports are handed out.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
     }
 
     /// Every session, shard by shard.

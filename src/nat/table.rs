@@ -331,6 +331,20 @@ impl NatTable {
         self.pool.events.push(e);
     }
 
+    /// Exchange the recorded events for `spare` (see
+    /// [`super::events::EventQueue::swap`]); returns how many were lost to
+    /// a full queue since the last call.
+    pub fn swap_events(&mut self, spare: &mut Vec<MapEvent>) -> u64 {
+        self.pool.events.swap(spare);
+        std::mem::take(&mut self.pool.events.lost)
+    }
+
+    /// Record the end of every block held (a clean stop: no block outlives
+    /// the process that holds it while there is no state file).
+    pub fn close_blocks(&mut self, now: Millis) {
+        self.pool.close_blocks(now);
+    }
+
     /// Move the mapping events recorded since the last drain to `out`;
     /// returns how many were lost to a full queue since the last call.
     pub fn drain_events(&mut self, out: &mut Vec<MapEvent>) -> u64 {
