@@ -233,6 +233,9 @@ impl DetMap {
     }
 }
 
+/// A block as listed: (protocol, pool4 address, first port, last port).
+pub type BlockHolding = (Proto, Ipv4Addr, u16, u16);
+
 /// One block a subscriber holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Block {

@@ -529,7 +529,7 @@ impl Pool4 {
     }
 
     /// The blocks held by the subscriber of `client`: (protocol, address, first port, last port).
-    pub fn blocks_of(&self, client: Ipv6Addr) -> Vec<(Proto, Ipv4Addr, u16, u16)> {
+    pub fn blocks_of(&self, client: Ipv6Addr) -> Vec<super::blocks::BlockHolding> {
         let sub = u128::from(self.ports.subscriber_of(client).addr);
         let mut out = vec![];
         for p in Proto::ALL {

@@ -340,7 +340,7 @@ impl Nat {
     }
 
     /// The blocks `client`'s subscriber holds now, and its BIB entries (at most `limit`).
-    pub fn holdings_of(&self, client: Ipv6Addr, limit: usize) -> (Vec<(Proto, Ipv4Addr, u16, u16)>, Vec<BibView>) {
+    pub fn holdings_of(&self, client: Ipv6Addr, limit: usize) -> (Vec<super::blocks::BlockHolding>, Vec<BibView>) {
         let mut blocks = vec![];
         for i in 0..self.shards.len() {
             blocks.extend(self.lock(i).blocks_of(client));

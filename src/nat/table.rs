@@ -806,7 +806,7 @@ impl NatTable {
     }
 
     /// The blocks `client`'s subscriber holds in this table.
-    pub fn blocks_of(&self, client: Ipv6Addr) -> Vec<(Proto, Ipv4Addr, u16, u16)> {
+    pub fn blocks_of(&self, client: Ipv6Addr) -> Vec<super::blocks::BlockHolding> {
         self.pool.blocks_of(client)
     }
 
