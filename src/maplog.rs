@@ -302,6 +302,21 @@ impl Holdings {
     }
 }
 
+/// Replay log files in the order given (oldest first, as logrotate
+/// numbers them backwards: `mapping.jsonl.2.gz mapping.jsonl.1 mapping.jsonl`);
+/// gzip-compressed ones are recognised by their magic bytes.
+pub fn read_logs(paths: &[std::path::PathBuf]) -> Result<Holdings, String> {
+    let mut h = Holdings::default();
+    for p in paths {
+        let f = std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+        let mut r = std::io::BufReader::new(f);
+        let gz = r.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
+        let res = if gz { h.read(std::io::BufReader::new(flate2::bufread::MultiGzDecoder::new(r))) } else { h.read(r) };
+        res.map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    }
+    Ok(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

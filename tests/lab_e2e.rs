@@ -112,7 +112,14 @@ impl Lab {
     }
 
     fn up(offload: bool, io_uring: bool) -> Lab {
-        let id = std::process::id() % 10_000 * 10 + offload as u32 + 2 * io_uring as u32;
+        let slot = offload as u32 + 2 * io_uring as u32;
+        Lab::up_with(offload, io_uring, slot, &|dir| lab_config(dir, offload, io_uring, ""))
+    }
+
+    /// A lab whose daemon runs `config(dir)`; `slot` (0-9) keeps the names
+    /// of labs running at once apart.
+    fn up_with(offload: bool, io_uring: bool, slot: u32, config_text: &dyn Fn(&std::path::Path) -> String) -> Lab {
+        let id = std::process::id() % 10_000 * 10 + slot;
         let ns = [format!("n64c{id}"), format!("n64g{id}"), format!("n64s{id}")];
         let mut lab = Lab { ns, daemon: None, dir: None, notify: None, offload, io_uring, id };
         let [c, g, s] = [lab.ns[0].clone(), lab.ns[1].clone(), lab.ns[2].clone()];
@@ -138,7 +145,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("nat64d-e2e-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("nat64d.toml");
-        std::fs::write(&config, lab_config(&dir, offload, io_uring, "")).unwrap();
+        std::fs::write(&config, config_text(&dir)).unwrap();
         let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
         notify.set_nonblocking(true).unwrap();
         lab.notify = Some(notify);
@@ -234,7 +241,9 @@ fn lab_end_to_end_offloads_off_plain_io() {
     scenario(false, false);
 }
 
-fn scenario(offload: bool, io_uring: bool) {
+/// True when the lab can run (root); otherwise says why it is skipped, or
+/// fails when NAT64D_REQUIRE_ROOT_TESTS asks for the lab.
+fn lab_possible() -> bool {
     let is_root = run("id", &["-u"]).is_ok_and(|o| o.trim() == "0");
     if !is_root {
         assert!(
@@ -242,6 +251,12 @@ fn scenario(offload: bool, io_uring: bool) {
             "NAT64D_REQUIRE_ROOT_TESTS is set but this is not root"
         );
         eprintln!("lab_e2e: SKIPPED: needs root (network namespaces and a TUN device); run as root to include it");
+    }
+    is_root
+}
+
+fn scenario(offload: bool, io_uring: bool) {
+    if !lab_possible() {
         return;
     }
     let lab = Lab::up(offload, io_uring);
@@ -741,4 +756,79 @@ fn malformed_packets_are_counted(lab: &Lab) {
     );
     let ping = lab.exec(0, &["ping", "-c", "2", "-W", "3", SERVER6]).expect("still translating");
     assert!(ping.contains("2 received"), "{ping}");
+}
+
+/// Issue 14: port blocks and the mapping log in a live gateway. Two
+/// addresses of one /64 share one 512-port block (RFC 7753); `nat64ctl who`
+/// names the /64 for a port the IPv4 server saw, live and, after the daemon
+/// stopped, from the mapping log alone at a time in the past; a time before
+/// the log is "unknown". Nothing is lost.
+#[test]
+fn lab_port_blocks_and_the_mapping_log() {
+    if !lab_possible() {
+        return;
+    }
+    let config = |dir: &std::path::Path| {
+        format!(
+            r#"pool6 = "2001:db8:64::/96"
+pool4 = ["203.0.113.0/30"]
+[tun]
+name = "nat64"
+queues = 1
+[nat.ports]
+mode = "blocks"
+block_size = 512
+hold = 2
+[mapping_log]
+file = "{0}/mapping.jsonl"
+[control]
+socket = "{0}/control.sock"
+"#,
+            dir.display()
+        )
+    };
+    let mut lab = Lab::up_with(true, false, 5, &config);
+    let before = nat64d::maplog::rfc3339(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 - 60_000,
+    );
+    let server = spawn_tool(&lab, 2, &["udp-echo", "192.0.2.2", "5353", "--count", "2", "--report"]);
+    std::thread::sleep(Duration::from_millis(500));
+    for (client, port) in [("2001:db8:1::10", "40123"), ("2001:db8:1::11", "5000")] {
+        lab.exec(0, &tool(&["udp-ask", SERVER6, "5353", "--bind", client, "--bport", port, "--payload", "x"]))
+            .expect("UDP through a block");
+    }
+    let seen = server.join().unwrap().expect("UDP server");
+    let seen: Vec<(String, u16)> = seen
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next().unwrap().to_string(), f.next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].0, seen[1].0, "one address for the subscriber (paired)");
+    assert_eq!(seen[0].1 / 512, seen[1].1 / 512, "both flows in one block: {seen:?}");
+    assert_eq!(seen[0].1 % 512, 40123 % 512, "the port keeps its offset in the block");
+    let target = format!("{}:{}", seen[1].0, seen[1].1);
+    let live = lab.ctl(&["who", &target, "--proto", "udp"]).expect("nat64ctl who, live");
+    assert!(live.contains("2001:db8:1::/64") && live.contains("block"), "{live}");
+    let mine = lab.ctl(&["who", "2001:db8:1::11"]).expect("nat64ctl who IPv6");
+    assert!(mine.contains(&seen[0].0) && mine.contains("block"), "{mine}");
+    let st = lab.stats();
+    assert_eq!(st["ports"]["blocks_held"], 1, "{}", st["ports"]);
+    let during = nat64d::maplog::rfc3339(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
+    );
+    // Stop: the block's end is logged; then ask the log alone.
+    let mut d = lab.daemon.take().expect("daemon");
+    run("kill", &["-TERM", &d.id().to_string()]).unwrap();
+    assert!(d.wait().unwrap().success());
+    let log = lab.dir.as_ref().unwrap().join("mapping.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 2, "one allocation, one release at the stop: {text}");
+    let ctl = env!("CARGO_BIN_EXE_nat64ctl");
+    let past = run(ctl, &["who", &target, "--at", &during, "--log", log.to_str().unwrap()]).expect("who from the log");
+    assert!(past.contains("2001:db8:1::/64"), "{past}");
+    let unknown = run(ctl, &["who", &target, "--at", &before, "--log", log.to_str().unwrap()]).unwrap_err();
+    assert!(unknown.contains("unknown") && unknown.contains("before the oldest record"), "{unknown}");
 }

@@ -3,9 +3,11 @@
 //! Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 usage.
 
 use clap::{Parser, Subcommand};
-use nat64d::config::{StaticBib, DEFAULT_SOCKET};
-use nat64d::daemon::control::{call, BibList, Request, SessionList};
+use nat64d::addr::Net6;
+use nat64d::config::{Config, Overrides, StaticBib, DEFAULT_SOCKET};
+use nat64d::daemon::control::{call, BibList, Request, SessionList, WhoLine};
 use nat64d::daemon::report::StatsReport;
+use nat64d::maplog::{parse_rfc3339, read_logs, rfc3339};
 use nat64d::nat::Proto;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
@@ -62,6 +64,28 @@ enum Cmd {
         /// List at most this many [default: 1000; at most 100000].
         #[arg(long)]
         limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name who held a pool4 address and port (or what an IPv6 subscriber
+    /// held), now from the daemon, or at a past time from mapping logs, or
+    /// from a deterministic configuration. Exit status 1 when nobody is named.
+    Who {
+        /// A pool4 address and port (203.0.113.5:40123), or an IPv6 address or prefix.
+        target: String,
+        /// Only this protocol: tcp, udp or icmp.
+        #[arg(long)]
+        proto: Option<Proto>,
+        /// The moment asked about, RFC 3339 (2026-12-01T14:02:07Z) [default: now].
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Answer from these mapping logs, oldest first (gzip-compressed ones
+        /// too), without the daemon: --log mapping.jsonl.2.gz --log mapping.jsonl.1 --log mapping.jsonl
+        #[arg(long, value_name = "FILE")]
+        log: Vec<PathBuf>,
+        /// Answer from this configuration's deterministic mapping (RFC 7422), without the daemon.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -195,6 +219,34 @@ fn run(a: &Args) -> Result<(), String> {
             p(out, &s);
             Ok(())
         }
+        Cmd::Who { target, proto, at, log, config, json } => {
+            let lines = who(a, target, *proto, at.as_deref(), log, config.as_deref())?;
+            if *json {
+                p(out, &(serde_json::to_string_pretty(&lines).unwrap_or_default() + "\n"));
+            } else {
+                let mut s = String::new();
+                for l in &lines {
+                    s += &format!(
+                        "{:<5} {}:{}-{}  {}  {}{}\n",
+                        l.proto.label(),
+                        l.pool4,
+                        l.port_lo,
+                        l.port_hi,
+                        l.subscriber,
+                        l.kind,
+                        l.note.as_deref().map(|n| format!("  {n}")).unwrap_or_default()
+                    );
+                }
+                p(out, &s);
+            }
+            if lines.is_empty() {
+                return Err(format!(
+                    "nobody held {target}{}",
+                    at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default()
+                ));
+            }
+            Ok(())
+        }
         Cmd::Config => {
             let v: serde_json::Value = get(a, &Request::Config)?;
             let file = v.get("file").and_then(|f| f.as_str()).unwrap_or("(none: flags and defaults only)");
@@ -213,4 +265,149 @@ fn run(a: &Args) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// One answer of `who`.
+#[derive(Debug, serde::Serialize)]
+struct WhoOut {
+    proto: Proto,
+    pool4: std::net::Ipv4Addr,
+    port_lo: u16,
+    port_hi: u16,
+    subscriber: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6: Option<SocketAddrV6>,
+    /// bib, block, deterministic.
+    kind: String,
+    /// When it was held, for answers from the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+enum Target {
+    Port(SocketAddrV4),
+    Subscriber(Net6),
+}
+
+fn parse_target(t: &str) -> Result<Target, String> {
+    if let Ok(sa) = t.parse::<SocketAddrV4>() {
+        return Ok(Target::Port(sa));
+    }
+    if t.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!("'{t}': give the port too (203.0.113.5:40123): one address is shared by many subscribers"));
+    }
+    if let Ok(a) = t.parse::<std::net::Ipv6Addr>() {
+        return Ok(Target::Subscriber(Net6 { addr: a, len: 128 }));
+    }
+    t.parse::<Net6>().map(Target::Subscriber).map_err(|_| {
+        format!("'{t}' is neither a pool4 address and port (203.0.113.5:40123) nor an IPv6 address or prefix")
+    })
+}
+
+fn who(
+    a: &Args,
+    target: &str,
+    proto: Option<Proto>,
+    at: Option<&str>,
+    logs: &[PathBuf],
+    config: Option<&std::path::Path>,
+) -> Result<Vec<WhoOut>, String> {
+    let target = parse_target(target)?;
+    let at_ms = match at {
+        Some(t) => Some(parse_rfc3339(t)?),
+        None => None,
+    };
+    if !logs.is_empty() {
+        let h = read_logs(logs)?;
+        let (Some(first), Some(last)) = (h.first_ms, h.last_ms) else {
+            return Err("unknown: the logs hold no records".into());
+        };
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let t = at_ms.unwrap_or(now);
+        if t < first {
+            return Err(format!("unknown: {} lies before the oldest record read ({})", rfc3339(t), rfc3339(first)));
+        }
+        let found = match &target {
+            Target::Port(sa) => h.who(*sa.ip(), sa.port(), proto, t),
+            Target::Subscriber(net) => {
+                h.of_subscriber(*net, t).into_iter().filter(|x| proto.is_none_or(|p| p == x.proto)).collect()
+            }
+        };
+        let tail = if t > last { format!(" (the logs end at {}; held then)", rfc3339(last)) } else { String::new() };
+        return Ok(found
+            .into_iter()
+            .map(|x| WhoOut {
+                proto: x.proto,
+                pool4: x.pool4,
+                port_lo: x.port_lo,
+                port_hi: x.port_hi,
+                subscriber: x.subscriber.clone(),
+                ipv6: x.ipv6,
+                kind: if x.ipv6.is_some() { "bib".into() } else { "block".into() },
+                note: Some(format!(
+                    "from {} until {}{tail}",
+                    x.from,
+                    x.until.as_deref().unwrap_or("(no release logged)")
+                )),
+            })
+            .collect());
+    }
+    if let Some(path) = config {
+        let cfg = Config::load(Some(path), &Overrides::default()).map_err(|e| e.to_string())?;
+        let maps = cfg.deterministic();
+        if maps.is_empty() {
+            return Err(format!(
+                "{} does not use nat.ports.mode = \"deterministic\": give --log FILE, or ask the running daemon",
+                path.display()
+            ));
+        }
+        let ports = cfg.nat.ports;
+        let protos: Vec<Proto> = Proto::ALL.into_iter().filter(|p| proto.is_none_or(|x| x == *p)).collect();
+        let note = Some("deterministic: whenever this configuration was in force".to_string());
+        let mut out = vec![];
+        for m in &maps {
+            let hit = match &target {
+                Target::Port(sa) => m.who(*sa.ip(), sa.port()).map(|sub| (sub, *sa.ip(), ports.block_of(sa.port()))),
+                Target::Subscriber(net) => m.map(net.addr).map(|(v4, b)| (ports.subscriber_of(net.addr), v4, b)),
+            };
+            if let Some((sub, v4, b)) = hit {
+                let (lo, hi) = ports.block_range(b);
+                for p in &protos {
+                    out.push(WhoOut {
+                        proto: *p,
+                        pool4: v4,
+                        port_lo: lo,
+                        port_hi: hi,
+                        subscriber: sub.to_string(),
+                        ipv6: None,
+                        kind: "deterministic".into(),
+                        note: note.clone(),
+                    });
+                }
+            }
+        }
+        return Ok(out);
+    }
+    if at.is_some() {
+        return Err("--at asks about the past: give --log FILE (or --config FILE for a deterministic mapping)".into());
+    }
+    let (addr, port) = match &target {
+        Target::Port(sa) => (std::net::IpAddr::V4(*sa.ip()), Some(sa.port())),
+        Target::Subscriber(net) => (std::net::IpAddr::V6(net.addr), None),
+    };
+    let lines: Vec<WhoLine> = get(a, &Request::Who { addr, port, proto })?;
+    Ok(lines
+        .into_iter()
+        .map(|l| WhoOut {
+            proto: l.proto,
+            pool4: l.pool4,
+            port_lo: l.port_lo,
+            port_hi: l.port_hi,
+            subscriber: l.subscriber,
+            ipv6: l.ipv6,
+            kind: l.kind,
+            note: Some("now".into()),
+        })
+        .collect())
 }

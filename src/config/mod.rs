@@ -806,6 +806,15 @@ impl Config {
         c
     }
 
+    /// The deterministic mappings of the pool4 groups (RFC 7422), in group
+    /// order; empty unless nat.ports.mode is "deterministic".
+    pub fn deterministic(&self) -> Vec<DetMap> {
+        if self.nat.ports.mode != PortMode::Deterministic {
+            return vec![];
+        }
+        pool4::groups(&self.pool4).iter().filter_map(|g| DetMap::new(g, &self.nat.ports).ok()).collect()
+    }
+
     /// The configuration as TOML (for `nat64ctl config`).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))

@@ -15,7 +15,8 @@
 //!
 //! Commands: `stats`, `sessions` (optional `proto`, `addr`, `limit`),
 //! `bib` (optional `proto`, `addr`), `bib_add` (`proto`, `ipv6`, `ipv4`),
-//! `bib_remove` (`proto`, `ipv6`), `config`, `reload`.
+//! `bib_remove` (`proto`, `ipv6`), `who` (`addr`, optional `port`, `proto`),
+//! `config`, `reload`.
 
 use crate::config::StaticBib;
 use crate::nat::Proto;
@@ -51,6 +52,15 @@ pub enum Request {
         limit: Option<usize>,
     },
     BibAdd(StaticBib),
+    /// Who holds a pool4 transport address now (`addr` IPv4 with `port`),
+    /// or what an IPv6 client's subscriber holds (`addr` IPv6).
+    Who {
+        addr: IpAddr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proto: Option<Proto>,
+    },
     BibRemove {
         proto: Proto,
         ipv6: SocketAddrV6,
@@ -103,6 +113,22 @@ pub struct BibList {
     /// Entries matching the filter (more than listed when the limit cut it).
     pub matching: usize,
     pub bibs: Vec<BibLine>,
+}
+
+/// One holding in a `who` answer: a BIB entry, a port block, or a
+/// deterministic block, and who it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoLine {
+    /// "bib", "block" or "deterministic".
+    pub kind: String,
+    pub proto: Proto,
+    /// The subscriber: a prefix (blocks) or the client address as a /128.
+    pub subscriber: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<SocketAddrV6>,
+    pub pool4: Ipv4Addr,
+    pub port_lo: u16,
+    pub port_hi: u16,
 }
 
 /// The most lines one `sessions` or `bib` request may ask for (issue 18: a

@@ -21,7 +21,7 @@ use crate::config::{Config, Overrides};
 use crate::dataplane::worker::{WorkerSlot, WorkerStats};
 use crate::dns64::server::Dns64Server;
 use crate::nat::Nat;
-use control::{BibLine, Request, Response, SessionLine};
+use control::{BibLine, Request, Response, SessionLine, WhoLine};
 use notify::Notifier;
 use report::StatsReport;
 use std::io::Write;
@@ -209,6 +209,86 @@ impl State {
         Ok(format!("configuration applied; {sessions} live sessions kept"))
     }
 
+    /// Who holds pool4 `addr`:`port` now, or what IPv6 `addr`'s subscriber holds.
+    fn who(&self, addr: std::net::IpAddr, port: Option<u16>, proto: Option<crate::nat::Proto>) -> Vec<WhoLine> {
+        use crate::nat::{PortMode, Proto};
+        let mode = self.nat.ports().mode;
+        let kind = if mode == PortMode::Deterministic { "deterministic" } else { "block" };
+        let mut out = vec![];
+        match addr {
+            std::net::IpAddr::V4(a) => {
+                let Some(port) = port else { return out };
+                for p in Proto::ALL.into_iter().filter(|p| proto.is_none_or(|x| x == *p)) {
+                    let (bib, block) = self.nat.holder(p, a, port);
+                    if let Some(b) = bib {
+                        out.push(WhoLine {
+                            kind: "bib".into(),
+                            proto: p,
+                            subscriber: format!("{}/128", b.v6.0),
+                            ipv6: Some(SocketAddrV6::new(b.v6.0, b.v6.1, 0, 0)),
+                            pool4: a,
+                            port_lo: port,
+                            port_hi: port,
+                        });
+                    }
+                    if let Some((sub, lo, hi)) = block {
+                        out.push(WhoLine {
+                            kind: kind.into(),
+                            proto: p,
+                            subscriber: sub.to_string(),
+                            ipv6: None,
+                            pool4: a,
+                            port_lo: lo,
+                            port_hi: hi,
+                        });
+                    }
+                }
+            }
+            std::net::IpAddr::V6(a) => {
+                let (blocks, bibs) = self.nat.holdings_of(a, DEFAULT_SESSION_LIMIT);
+                let sub = self.nat.ports().subscriber_of(a).to_string();
+                for (p, v4, lo, hi) in blocks.into_iter().filter(|b| proto.is_none_or(|x| x == b.0)) {
+                    out.push(WhoLine {
+                        kind: kind.into(),
+                        proto: p,
+                        subscriber: sub.clone(),
+                        ipv6: None,
+                        pool4: v4,
+                        port_lo: lo,
+                        port_hi: hi,
+                    });
+                }
+                for m in self.config().deterministic() {
+                    let Some((v4, b)) = m.map(a) else { continue };
+                    let (lo, hi) = self.nat.ports().block_range(b);
+                    for p in Proto::ALL.into_iter().filter(|p| proto.is_none_or(|x| x == *p)) {
+                        out.push(WhoLine {
+                            kind: kind.into(),
+                            proto: p,
+                            subscriber: sub.clone(),
+                            ipv6: None,
+                            pool4: v4,
+                            port_lo: lo,
+                            port_hi: hi,
+                        });
+                    }
+                }
+                for b in bibs.into_iter().filter(|b| proto.is_none_or(|x| x == b.proto)) {
+                    out.push(WhoLine {
+                        kind: "bib".into(),
+                        proto: b.proto,
+                        subscriber: format!("{}/128", b.v6.0),
+                        ipv6: Some(SocketAddrV6::new(b.v6.0, b.v6.1, 0, 0)),
+                        pool4: b.v4.0,
+                        port_lo: b.v4.1,
+                        port_hi: b.v4.1,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Answer one control request into `out` as one line of JSON. The
     /// `sessions` and `bib` dumps are streamed: written shard by shard as
     /// the table is walked (no shard locked while writing), so the daemon
@@ -285,6 +365,7 @@ impl State {
                     Err(e) => Response::err(e.to_string()),
                 }
             }
+            Request::Who { addr, port, proto } => json(serde_json::to_value(self.who(addr, port, proto))),
             Request::BibRemove { proto, ipv6 } => match self.nat.remove_static(proto, (*ipv6.ip(), ipv6.port())) {
                 Ok(()) => {
                     info!("static BIB entry removed: {} {}", proto.label(), ipv6);
