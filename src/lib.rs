@@ -24,6 +24,7 @@ mod counters;
 pub mod daemon;
 pub mod dataplane;
 pub mod dns64;
+pub mod ipfix;
 pub mod maplog;
 pub mod nat;
 pub mod sys;

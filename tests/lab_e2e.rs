@@ -781,6 +781,8 @@ block_size = 512
 hold = 2
 [mapping_log]
 file = "{0}/mapping.jsonl"
+ipfix = "127.0.0.1:4739"
+ipfix_template_refresh = 1
 [control]
 socket = "{0}/control.sock"
 "#,
@@ -788,6 +790,16 @@ socket = "{0}/control.sock"
         )
     };
     let mut lab = Lab::up_with(true, false, 5, &config);
+    // A real IPFIX decoder watches the export (RFC 7011 over UDP, RFC 8158 records).
+    let pcap = lab.dir.as_ref().unwrap().join("ipfix.pcap");
+    let mut capture = Command::new("ip")
+        .args(["netns", "exec", &lab.ns[1], "tshark", "-q", "-i", "lo", "-f", "udp port 4739", "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tshark (apt-get install tshark)");
+    std::thread::sleep(Duration::from_millis(2500));
     let before = nat64d::maplog::rfc3339(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 - 60_000,
     );
@@ -826,6 +838,34 @@ socket = "{0}/control.sock"
     let log = lab.dir.as_ref().unwrap().join("mapping.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 2, "one allocation, one release at the stop: {text}");
+    std::thread::sleep(Duration::from_millis(1500));
+    run("kill", &["-INT", &capture.id().to_string()]).unwrap();
+    let _ = capture.wait();
+    let decoded = run(
+        "tshark",
+        &[
+            "-n",
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "cflow.nat_event",
+            "-e",
+            "cflow.srcaddrv6",
+            "-e",
+            "cflow.port_range_start",
+            "-e",
+            "cflow.post_natsource_ipv4_address",
+        ],
+    )
+    .expect("tshark reads the capture");
+    let lo = seen[0].1 / 512 * 512;
+    let blocks: Vec<&str> = decoded.lines().filter(|l| l.starts_with("16") || l.starts_with("17")).collect();
+    assert_eq!(blocks.len(), 2, "one allocation (16), one de-allocation (17): {decoded}");
+    for (l, ev) in blocks.iter().zip(["16", "17"]) {
+        assert_eq!(*l, format!("{ev}\t2001:db8:1::\t{lo}\t{}", seen[0].0), "{decoded}");
+    }
     let ctl = env!("CARGO_BIN_EXE_nat64ctl");
     let past = run(ctl, &["who", &target, "--at", &during, "--log", log.to_str().unwrap()]).expect("who from the log");
     assert!(past.contains("2001:db8:1::/64"), "{past}");

@@ -190,7 +190,7 @@ impl Default for NatSection {
 }
 
 /// `[mapping_log]`: the record of who held which pool4 address and ports.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MappingLogSection {
     /// A JSON-lines file, appended to, reopened on SIGHUP and `nat64ctl
@@ -199,11 +199,24 @@ pub struct MappingLogSection {
     pub file: Option<PathBuf>,
     /// Add the IPv4 destination to session records (per-session mode only).
     pub destination: bool,
+    /// An IPFIX collector (RFC 7011 over UDP, RFC 8158 NAT records). None: no export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipfix: Option<SocketAddr>,
+    /// Seconds between template refreshes to the collector (RFC 7011 8.1).
+    pub ipfix_template_refresh: u64,
+    /// The IPFIX observation domain this gateway exports as.
+    pub ipfix_domain: u32,
+}
+
+impl Default for MappingLogSection {
+    fn default() -> Self {
+        MappingLogSection { file: None, destination: false, ipfix: None, ipfix_template_refresh: 600, ipfix_domain: 1 }
+    }
 }
 
 impl MappingLogSection {
     pub fn enabled(&self) -> bool {
-        self.file.is_some()
+        self.file.is_some() || self.ipfix.is_some()
     }
 }
 
@@ -663,6 +676,10 @@ impl Config {
         let l = &self.nat.limits;
         if l.max_sessions == 0 || l.sessions_per_host == 0 || l.sessions_per_net64 == 0 || l.bibs_per_host == 0 {
             return err("nat.limits", "limits must be at least 1".into());
+        }
+        let t = self.mapping_log.ipfix_template_refresh;
+        if !(1..=86_400).contains(&t) {
+            return err("mapping_log.ipfix_template_refresh", format!("{t} s; between 1 s and a day"));
         }
         let ports = &self.nat.ports;
         if ports.uses_blocks() {

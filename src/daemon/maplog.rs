@@ -1,7 +1,8 @@
 //! The mapping log's writer thread: every 100 ms it takes each NAT shard's
 //! queued mapping events (an O(1) exchange under the shard's lock, so the
 //! packet path never waits for the log), writes one JSON line per event
-//! ([`crate::maplog::Record`]) and flushes; every second it fsyncs. A
+//! ([`crate::maplog::Record`]) and flushes, and sends them to the IPFIX
+//! collector if one is set ([`crate::ipfix`]); every second it fsyncs. A
 //! reload or SIGHUP reopens the file by name (logrotate's contract; if the
 //! reopen fails, records keep going to the open file and the error is
 //! logged). An event that found its queue full, or a record the file
@@ -51,11 +52,57 @@ pub fn wall_clock_of(epoch: Instant) -> u64 {
     (now.saturating_sub(epoch.elapsed())).as_millis() as u64
 }
 
+/// Where the records go.
+pub struct Sinks {
+    /// The JSON-lines file, by name and as opened.
+    pub file: Option<(PathBuf, File)>,
+    /// The IPFIX collector, a socket to send from, and the encoder.
+    pub ipfix: Option<(std::net::SocketAddr, std::net::UdpSocket, crate::ipfix::Encoder)>,
+}
+
+impl Sinks {
+    /// Open what `cfg` asks for (before the daemon touches anything).
+    pub fn open(cfg: &crate::config::MappingLogSection) -> Result<Sinks, String> {
+        let file = match &cfg.file {
+            Some(p) => Some((p.clone(), open(p)?)),
+            None => None,
+        };
+        let ipfix = match cfg.ipfix {
+            Some(c) => {
+                let any: std::net::SocketAddr =
+                    if c.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+                let s = std::net::UdpSocket::bind(any)
+                    .map_err(|e| format!("cannot open a socket for the IPFIX collector {c}: {e}"))?;
+                Some((c, s, crate::ipfix::Encoder::new(cfg.ipfix_domain, cfg.ipfix_template_refresh)))
+            }
+            None => None,
+        };
+        Ok(Sinks { file, ipfix })
+    }
+
+    /// What the start line says.
+    pub fn describe(&self) -> String {
+        let mut v = vec![];
+        if let Some((p, _)) = &self.file {
+            v.push(p.display().to_string());
+        }
+        if let Some((c, _, _)) = &self.ipfix {
+            v.push(format!("IPFIX to {c}"));
+        }
+        v.join(" and ")
+    }
+}
+
 /// The writer: runs until `stats.stop` is set, then drains once more (after
 /// recording the end of every block still held) and syncs.
-pub fn run(nat: &Nat, path: PathBuf, file: File, stats: &MapLogStats, epoch: Instant) {
+pub fn run(nat: &Nat, sinks: Sinks, stats: &MapLogStats, epoch: Instant) {
     let wall0 = wall_clock_of(epoch);
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let Sinks { file, mut ipfix } = sinks;
+    let (path, mut out) = match file {
+        Some((p, f)) => (Some(p), Some(BufWriter::with_capacity(256 * 1024, f))),
+        None => (None, None),
+    };
+    let mut batch_all = Vec::new();
     let mut spare = Vec::with_capacity(EVENT_CAP);
     let mut last_sync = Instant::now();
     let mut last_complaint: Option<Instant> = None;
@@ -65,43 +112,65 @@ pub fn run(nat: &Nat, path: PathBuf, file: File, stats: &MapLogStats, epoch: Ins
             nat.close_blocks(epoch.elapsed().as_millis() as u64);
         }
         let (mut written, mut failed) = (0u64, 0u64);
+        batch_all.clear();
         let full = nat.drain_events(&mut spare, |batch| {
+            if ipfix.is_some() {
+                batch_all.extend_from_slice(batch);
+            }
+            let Some(out) = out.as_mut() else {
+                written += batch.len() as u64;
+                return;
+            };
             for e in batch {
-                match Record::of(e, wall0 + e.at).write_line(&mut out) {
+                match Record::of(e, wall0 + e.at).write_line(out) {
                     Ok(()) => written += 1,
                     Err(_) => failed += 1,
                 }
             }
         });
-        if out.flush().is_err() {
-            failed += written;
-            written = 0;
+        if let Some(o) = out.as_mut() {
+            if o.flush().is_err() {
+                failed += written;
+                written = 0;
+            }
+        }
+        if let Some((collector, sock, enc)) = ipfix.as_mut() {
+            let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            for (msg, n) in enc.encode(&batch_all, |e| wall0 + e.at, now_secs) {
+                if sock.send_to(&msg, *collector).is_err() {
+                    failed += n as u64;
+                }
+            }
         }
         stats.records.fetch_add(written, Ordering::Relaxed);
         if full + failed > 0 {
             stats.lost.fetch_add(full + failed, Ordering::Relaxed);
             if last_complaint.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 error!(
-                    "mapping log {}: {} record(s) lost ({full} to full queues, {failed} the file refused)",
-                    path.display(),
+                    "mapping log {}: {} record(s) lost ({full} to full queues, {failed} a sink refused)",
+                    path.as_ref().map_or("(IPFIX)".into(), |p| p.display().to_string()),
                     full + failed
                 );
                 last_complaint = Some(Instant::now());
             }
         }
-        if last_sync.elapsed() >= SYNC_EVERY || stopping {
-            let _ = out.get_ref().sync_data();
-            last_sync = Instant::now();
+        if let Some(o) = out.as_mut() {
+            if last_sync.elapsed() >= SYNC_EVERY || stopping {
+                let _ = o.get_ref().sync_data();
+                last_sync = Instant::now();
+            }
         }
         if stats.reopen.swap(false, Ordering::AcqRel) {
-            let _ = out.flush();
-            match open(&path) {
-                Ok(f) => {
-                    let _ = out.get_ref().sync_data();
-                    out = BufWriter::with_capacity(256 * 1024, f);
-                    info!("mapping log {} reopened", path.display());
+            if let (Some(p), Some(o)) = (path.as_ref(), out.as_mut()) {
+                let _ = o.flush();
+                match open(p) {
+                    Ok(f) => {
+                        let _ = o.get_ref().sync_data();
+                        *o = BufWriter::with_capacity(256 * 1024, f);
+                        info!("mapping log {} reopened", p.display());
+                    }
+                    Err(e) => error!("{e}; still writing to the file opened before"),
                 }
-                Err(e) => error!("{e}; still writing to the file opened before"),
             }
         }
         if stopping {
@@ -152,7 +221,8 @@ mod tests {
             nat.at(epoch.elapsed().as_millis() as u64).map_6to4(&t, &meta).unwrap()
         };
         std::thread::scope(|s| {
-            let w = s.spawn(|| run(&nat, path.clone(), open(&path).unwrap(), &stats, epoch));
+            let sinks = Sinks { file: Some((path.clone(), open(&path).unwrap())), ipfix: None };
+            let w = s.spawn(|| run(&nat, sinks, &stats, epoch));
             let first = flow(1);
             std::thread::sleep(Duration::from_millis(250));
             std::fs::rename(&path, dir.join("mapping.jsonl.1")).unwrap();

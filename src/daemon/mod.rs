@@ -118,8 +118,10 @@ impl State {
             block_subscribers: subs as u64,
         };
         if let Some(m) = &self.maplog {
+            let c = self.config();
             r.mapping_log = Some(report::MapLogReport {
-                file: self.config().mapping_log.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                file: c.mapping_log.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                ipfix: c.mapping_log.ipfix.map(|a| a.to_string()),
                 records: m.records.load(std::sync::atomic::Ordering::Relaxed),
                 lost: m.lost.load(std::sync::atomic::Ordering::Relaxed),
             });

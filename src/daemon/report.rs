@@ -108,6 +108,9 @@ impl Default for PortsReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapLogReport {
     pub file: String,
+    /// The IPFIX collector, when records are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipfix: Option<String>,
     /// Records written.
     pub records: u64,
     /// Records lost (a full queue, or the file refused them): should stay 0.

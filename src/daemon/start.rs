@@ -55,7 +55,7 @@ pub enum StartError {
     Metrics { addr: std::net::SocketAddr, source: io::Error },
     #[error("{0}")]
     Dns64(String),
-    #[error("{0} (mapping_log.file)")]
+    #[error("{0} ([mapping_log])")]
     MapLog(String),
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),
@@ -266,9 +266,10 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     // nat64d answering there) first, then the device itself (another
     // process's queues attached), and only then link, MTU and routes.
     let nat = build_nat(&cfg)?;
-    let log_file = match &cfg.mapping_log.file {
-        Some(p) => Some((p.clone(), maplog::open(p).map_err(StartError::MapLog)?)),
-        None => None,
+    let log_sinks = if cfg.mapping_log.enabled() {
+        Some(maplog::Sinks::open(&cfg.mapping_log).map_err(StartError::MapLog)?)
+    } else {
+        None
     };
     let (control, metrics) = bind_management(&cfg)?;
     let opened = device_free(&cfg).and_then(|()| open_dataplane(&cfg));
@@ -298,18 +299,18 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         notify,
         tun: dp.name.clone(),
         dns64,
-        maplog: log_file.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
+        maplog: log_sinks.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
     let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
     spawn_listeners(&state, control, metrics)?;
-    let log_thread = match (log_file, &state.maplog) {
-        (Some((path, file)), Some(stats)) => {
-            info!("mapping log: {}", path.display());
+    let log_thread = match (log_sinks, &state.maplog) {
+        (Some(sinks), Some(stats)) => {
+            info!("mapping log: {}", sinks.describe());
             let (st, stats) = (Arc::clone(&state), Arc::clone(stats));
             Some(spawn("nat64d-maplog".into(), "the mapping log thread", move || {
-                maplog::run(&st.nat, path, file, &stats, st.epoch)
+                maplog::run(&st.nat, sinks, &stats, st.epoch)
             })?)
         }
         _ => None,
