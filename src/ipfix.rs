@@ -184,7 +184,7 @@ impl Encoder {
         out.extend_from_slice(&self.domain.to_be_bytes());
     }
 
-    fn finish(msg: &mut Vec<u8>) {
+    fn finish(msg: &mut [u8]) {
         let len = msg.len() as u16;
         msg[2..4].copy_from_slice(&len.to_be_bytes());
     }
