@@ -169,7 +169,9 @@ impl Encoder {
             out.extend_from_slice(&e.port6.to_be_bytes());
             out.extend_from_slice(&e.v4.octets());
             out.extend_from_slice(&e.lo.to_be_bytes());
-            if let Some((a, p)) = e.remote {
+            // Only the template with destination fields carries them (a BIB
+            // event never has a remote; the record must match its template).
+            if let (TEMPLATE_SESSION_DEST, Some((a, p))) = (Self::template_of(e), e.remote) {
                 out.extend_from_slice(&a.octets());
                 out.extend_from_slice(&p.to_be_bytes());
             }
@@ -263,6 +265,7 @@ mod tests {
             hi: 40959,
             remote: None,
             group: 0,
+            customer: None,
         }
     }
 

@@ -35,6 +35,10 @@ pub struct Record {
     pub port_hi: u16,
     /// The pool4 entry's index in the configuration (per-customer pools).
     pub group: u16,
+    /// The `clients` prefix of that pool4 entry: the customer whose own
+    /// addresses these are (absent for the shared pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Net6Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<SocketAddrV4>,
 }
@@ -69,6 +73,7 @@ impl Record {
             port_lo: e.lo,
             port_hi: e.hi,
             group: e.group,
+            customer: e.customer.map(Net6Text),
             remote: e.remote.map(|(a, p)| SocketAddrV4::new(a, p)),
         }
     }
@@ -353,6 +358,7 @@ mod tests {
             port_lo: lo,
             port_hi: hi,
             group: 0,
+            customer: None,
             remote: None,
         }
     }

@@ -8,7 +8,7 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nat64d::testpkt::{
     echo, icmp, run_config_fuzz_input, run_control_fuzz_input, run_dns64_fuzz_input, run_fuzz_input,
-    run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6,
+    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6,
 };
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -141,6 +141,15 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ] {
         v.push(("control", name, format!("{req}\n").into_bytes()));
     }
+    // The mapping log reader and the IPFIX encoder (issue 14).
+    v.push((
+        "maplog",
+        "two_records",
+        br#"{"time":"2026-12-01T10:00:00.000Z","event":"block_allocated","proto":"udp","subscriber":"2001:db8:1::/64","pool4":"203.0.113.5","port_lo":40448,"port_hi":40959,"group":0}
+{"time":"2026-12-01T12:00:00.000Z","event":"block_released","proto":"udp","subscriber":"2001:db8:1::/64","pool4":"203.0.113.5","port_lo":40448,"port_hi":40959,"group":0}
+"#
+        .to_vec(),
+    ));
     v
 }
 
@@ -156,6 +165,8 @@ fn run_target(target: &str, data: &[u8]) {
         run_config_fuzz_input(data);
     } else if target == "control" {
         run_control_fuzz_input(data);
+    } else if target == "maplog" {
+        run_maplog_fuzz_input(data);
     } else if target == "dns64" {
         run_dns64_fuzz_input(data);
     } else {
@@ -180,9 +191,17 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for kind in ["seeds", "corpus", "artifacts", "regressions"] {
-        for target in
-            ["xlat_6to4", "xlat_4to6", "xlat_icmp_error", "nat_sequence", "offload", "dns64", "config", "control"]
-        {
+        for target in [
+            "xlat_6to4",
+            "xlat_4to6",
+            "xlat_icmp_error",
+            "nat_sequence",
+            "offload",
+            "dns64",
+            "config",
+            "control",
+            "maplog",
+        ] {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;
             };

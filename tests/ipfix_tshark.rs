@@ -56,6 +56,7 @@ fn event(kind: EventKind, v6_len: u8, remote: Option<(Ipv4Addr, u16)>) -> MapEve
         hi: if block { 40959 } else { 40123 },
         remote,
         group: 0,
+        customer: None,
     }
 }
 

@@ -51,6 +51,8 @@ pub struct MapEvent {
     pub remote: Option<(Ipv4Addr, u16)>,
     /// Index of the pool4 group (per-customer pool) the address belongs to.
     pub group: u16,
+    /// That group's client prefix, when it is a customer's own addresses.
+    pub customer: Option<crate::addr::Net6>,
 }
 
 /// What the tables record.

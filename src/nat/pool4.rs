@@ -190,6 +190,11 @@ impl Pool4 {
         self.index.get(&a).copied()
     }
 
+    /// The group `a` belongs to, and the group's client prefix.
+    pub fn group_of(&self, a: Ipv4Addr) -> Option<(usize, Option<Net6>)> {
+        self.slot(a).map(|(g, _)| (g, self.groups[g].clients))
+    }
+
     /// True when `a` is a pool4 address (of any group).
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         self.slot(a).is_some()
@@ -374,6 +379,7 @@ impl Pool4 {
             hi,
             remote: None,
             group: g as u16,
+            customer: self.groups.get(g).and_then(|x| x.clients),
         });
     }
 

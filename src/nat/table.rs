@@ -315,6 +315,7 @@ impl NatTable {
     fn session_event(&mut self, kind: EventKind, bib: u32, remote: Ipv4Addr, rport: u16) {
         let Some(b) = self.bibs.get(bib) else { return };
         let is_session = matches!(kind, EventKind::SessionCreated | EventKind::SessionDeleted);
+        let (group, customer) = self.pool.group_of(b.v4).unwrap_or((0, None));
         let e = MapEvent {
             kind,
             at: self.clock,
@@ -326,7 +327,8 @@ impl NatTable {
             lo: b.port4,
             hi: b.port4,
             remote: (is_session && self.cfg.events.destination).then_some((remote, rport)),
-            group: self.cfg.pool4.iter().position(|g| g.addrs.iter().any(|a| a.addr == b.v4)).unwrap_or(0) as u16,
+            group: group as u16,
+            customer,
         };
         self.pool.events.push(e);
     }

@@ -935,3 +935,23 @@ proptest::proptest! {
         }
     }
 }
+
+// Issue 14 section 4: a customer's prefix has its own pool4 address; its
+// subscribers' blocks come from that address only, and the log's events
+// name the customer, while everyone else uses the shared pool.
+#[test]
+fn a_customer_pool_serves_its_prefix_and_is_named_in_the_log() {
+    let mut c = blocks_cfg(512, 4, None);
+    let own = Ipv4Addr::new(203, 0, 113, 9);
+    c.pool4.insert(0, PoolGroup { clients: Some("2001:db8:2::/48".parse().unwrap()), addrs: vec![PoolAddr::new(own)] });
+    let mut l = Lab::new(c);
+    let p = l.pass(&udp6(C, 5000, SERVER, 53), 0, Family::V4);
+    assert_eq!(a4(&p, 12), own);
+    let p = l.pass(&udp6(A, 5000, SERVER, 53), 0, Family::V4);
+    assert_eq!(a4(&p, 12), POOL);
+    let ev = drain(&mut l.t);
+    assert_eq!(
+        ev.iter().map(|e| (e.v4, e.customer.map(|n| n.to_string()))).collect::<Vec<_>>(),
+        [(own, Some("2001:db8:2::/48".to_string())), (POOL, None)]
+    );
+}
