@@ -355,10 +355,12 @@ impl Pool4 {
         if (lo..=hi).contains(&want) && self.is_free(slot, proto, want) {
             return Some(want);
         }
+        // From the port at want's offset to the end of the block, then from
+        // its start: 64 ports a word at a time.
         let n = (hi - lo) as u32 + 1;
-        let start = (want as u32 % n) as u16;
+        let start = lo + (want as u32 % n) as u16;
         let bm = self.bitmap(slot, proto);
-        (0..n).map(|k| lo + ((start as u32 + k) % n) as u16).find(|&p| bm[p as usize >> 6] & (1 << (p & 63)) == 0)
+        first_free(bm, start, hi).or_else(|| if start > lo { first_free(bm, lo, start - 1) } else { None })
     }
 
     fn block_event(&mut self, kind: EventKind, g: usize, key: blocks::BlockKey, sub: u128, at: Millis) {
@@ -395,23 +397,36 @@ impl Pool4 {
         now: Millis,
     ) -> Option<(Ipv4Addr, u16)> {
         let sub = u128::from(self.ports.subscriber_of(client).addr);
-        let held: Vec<(Ipv4Addr, u16)> = self.blocks.subs.get(&(proto, sub)).cloned().unwrap_or_default();
-        for &(a, b) in &held {
-            let Some((_, slot)) = self.slot(a) else { continue };
-            let (lo, hi) = self.ports.block_range(b);
-            if let Some(port) = self.pick_in(slot, proto, lo, hi, want) {
-                self.take_in_block(slot, proto, a, b, port);
-                return Some((a, port));
+        // The subscriber's blocks with a port free, newest first (the older
+        // ones are the likelier to be full); a full block is skipped by its
+        // count, never scanned.
+        let size = self.ports.block_size;
+        let (mut held, mut first_addr, mut room) = (0, None, None);
+        if let Some(list) = self.blocks.subs.get(&(proto, sub)) {
+            held = list.len();
+            first_addr = list.first().map(|x| x.0);
+            room = list
+                .iter()
+                .rev()
+                .find(|&&(a, b)| self.blocks.blocks.get(&(a, proto, b)).is_some_and(|x| x.used < size))
+                .copied();
+        }
+        if let Some((a, b)) = room {
+            if let Some((_, slot)) = self.slot(a) {
+                let (lo, hi) = self.ports.block_range(b);
+                if let Some(port) = self.pick_in(slot, proto, lo, hi, want) {
+                    self.take_in_block(slot, proto, a, b, port);
+                    return Some((a, port));
+                }
             }
         }
-        if held.len() >= self.ports.max_blocks as usize {
+        if held >= self.ports.max_blocks as usize {
             return None;
         }
         let n = self.groups[g].addrs.len();
         let h = hash_client(Ipv6Addr::from(sub));
-        let first = held
-            .first()
-            .and_then(|&(a, _)| self.groups[g].addrs.iter().position(|x| x.addr == a))
+        let first = first_addr
+            .and_then(|a| self.groups[g].addrs.iter().position(|x| x.addr == a))
             .unwrap_or((h % n.max(1) as u64) as usize);
         let usable = std::mem::take(&mut self.usable[g]);
         let mut found = None;
@@ -594,6 +609,25 @@ impl Pool4 {
         }
         Ok(())
     }
+}
+
+/// The first port in `lo..=hi` whose bit in `bm` is clear.
+fn first_free(bm: &[u64; WORDS], lo: u16, hi: u16) -> Option<u16> {
+    let (wlo, whi) = (lo as usize >> 6, hi as usize >> 6);
+    for w in wlo..=whi {
+        let mut mask = u64::MAX;
+        if w == wlo {
+            mask &= u64::MAX << (lo & 63);
+        }
+        if w == whi {
+            mask &= u64::MAX >> (63 - (hi & 63));
+        }
+        let free = !bm[w] & mask;
+        if free != 0 {
+            return Some((w * 64 + free.trailing_zeros() as usize) as u16);
+        }
+    }
+    None
 }
 
 /// A stable hash of a client address (FNV-1a over its bytes): picks its paired address.
