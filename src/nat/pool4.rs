@@ -614,7 +614,7 @@ impl Pool4 {
 /// The first port in `lo..=hi` whose bit in `bm` is clear.
 fn first_free(bm: &[u64; WORDS], lo: u16, hi: u16) -> Option<u16> {
     let (wlo, whi) = (lo as usize >> 6, hi as usize >> 6);
-    for w in wlo..=whi {
+    for (w, word) in bm.iter().enumerate().take(whi + 1).skip(wlo) {
         let mut mask = u64::MAX;
         if w == wlo {
             mask &= u64::MAX << (lo & 63);
@@ -622,7 +622,7 @@ fn first_free(bm: &[u64; WORDS], lo: u16, hi: u16) -> Option<u16> {
         if w == whi {
             mask &= u64::MAX >> (63 - (hi & 63));
         }
-        let free = !bm[w] & mask;
+        let free = !word & mask;
         if free != 0 {
             return Some((w * 64 + free.trailing_zeros() as usize) as u16);
         }
