@@ -113,12 +113,21 @@ impl Lab {
 
     fn up(offload: bool, io_uring: bool) -> Lab {
         let slot = offload as u32 + 2 * io_uring as u32;
-        Lab::up_with(offload, io_uring, slot, &|dir| lab_config(dir, offload, io_uring, ""))
+        Lab::up_with(offload, io_uring, slot, false, &|dir| lab_config(dir, offload, io_uring, ""))
     }
 
     /// A lab whose daemon runs `config(dir)`; `slot` (0-9) keeps the names
-    /// of labs running at once apart.
-    fn up_with(offload: bool, io_uring: bool, slot: u32, config_text: &dyn Fn(&std::path::Path) -> String) -> Lab {
+    /// of labs running at once apart. `bare`: the TUN device is made
+    /// persistent beforehand (so it outlives the daemon, and with it any
+    /// route the daemon failed to take away), and the daemon runs with no
+    /// `ip` binary on its PATH (issue 17: netlink, not `ip`).
+    fn up_with(
+        offload: bool,
+        io_uring: bool,
+        slot: u32,
+        bare: bool,
+        config_text: &dyn Fn(&std::path::Path) -> String,
+    ) -> Lab {
         let id = std::process::id() % 10_000 * 10 + slot;
         let ns = [format!("n64c{id}"), format!("n64g{id}"), format!("n64s{id}")];
         let mut lab = Lab { ns, daemon: None, dir: None, notify: None, offload, io_uring, id };
@@ -149,7 +158,13 @@ impl Lab {
         let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
         notify.set_nonblocking(true).unwrap();
         lab.notify = Some(notify);
-        let daemon = Command::new("ip")
+        let ip_bin = run("sh", &["-c", "command -v ip"]).expect("ip").trim().to_string();
+        let mut daemon = Command::new(&ip_bin);
+        if bare {
+            lab.ip(&["-n", &g, "tuntap", "add", "dev", "nat64", "mode", "tun"]);
+            daemon.env("PATH", "/nonexistent");
+        }
+        let daemon = daemon
             .args(["netns", "exec", &g, env!("CARGO_BIN_EXE_nat64d"), "--config", config.to_str().unwrap()])
             .env("NOTIFY_SOCKET", dir.join("notify.sock"))
             .env("WATCHDOG_USEC", "400000")
@@ -758,7 +773,9 @@ fn malformed_packets_are_counted(lab: &Lab) {
     assert!(ping.contains("2 received"), "{ping}");
 }
 
-/// Issue 14: port blocks and the mapping log in a live gateway. Two
+/// Issue 14: port blocks and the mapping log in a live gateway (and issue
+/// 17: the daemon has no `ip` binary and sets its persistent device up by
+/// netlink, removing its routes at the stop). Two
 /// addresses of one /64 share one 512-port block (RFC 7753); `nat64ctl who`
 /// names the /64 for a port the IPv4 server saw, live and, after the daemon
 /// stopped, from the mapping log alone at a time in the past; a time before
@@ -789,7 +806,7 @@ socket = "{0}/control.sock"
             dir.display()
         )
     };
-    let mut lab = Lab::up_with(true, false, 5, &config);
+    let mut lab = Lab::up_with(true, false, 5, true, &config);
     // A real IPFIX decoder watches the export (RFC 7011 over UDP, RFC 8158 records).
     let pcap = lab.dir.as_ref().unwrap().join("ipfix.pcap");
     let mut capture = Command::new("ip")
@@ -835,6 +852,11 @@ socket = "{0}/control.sock"
     let mut d = lab.daemon.take().expect("daemon");
     run("kill", &["-TERM", &d.id().to_string()]).unwrap();
     assert!(d.wait().unwrap().success());
+    // Issue 17: the device was persistent and outlives the daemon; the
+    // routes nat64d added through netlink are gone with it.
+    let left = lab.exec(1, &["ip", "route", "show", "dev", "nat64"]).unwrap()
+        + &lab.exec(1, &["ip", "-6", "route", "show", "dev", "nat64"]).unwrap();
+    assert!(left.trim().is_empty(), "routes left behind: {left}");
     let log = lab.dir.as_ref().unwrap().join("mapping.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 2, "one allocation, one release at the stop: {text}");

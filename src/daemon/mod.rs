@@ -84,6 +84,8 @@ pub struct State {
     dns64: Option<Dns64Server>,
     /// The mapping log's counters and signals, when it is on.
     maplog: Option<std::sync::Arc<maplog::MapLogStats>>,
+    /// The netlink handle on the TUN device, when nat64d set it up.
+    device: Option<device::Device>,
 }
 
 impl State {
@@ -173,7 +175,9 @@ impl State {
         if new.tun.setup && !new.dns64.only {
             // Routes for added pool4 networks. Removed ones keep their routes
             // until a restart: their BIB entries still serve live sessions.
-            device::route_pool4(&self.tun, new.pool4.iter().filter(|e| !cur.pool4.contains(e)))?;
+            if let Some(d) = &self.device {
+                d.route_pool4(new.pool4.iter().filter(|e| !cur.pool4.contains(e)))?;
+            }
         }
         // Applied whole or refused whole: the static entries are the one
         // step that can fail (an IPv4 side a live dynamic mapping holds), so
@@ -450,6 +454,7 @@ mod tests {
             tun: "nat64".into(),
             dns64: None,
             maplog: None,
+            device: None,
         }
     }
 

@@ -110,12 +110,15 @@ struct Dataplane {
     /// What the offloads do, for the start line.
     offload: String,
     io: worker::Io,
+    /// The netlink handle that set the device up (routes go at a stop).
+    device: Option<device::Device>,
 }
 
 /// Step 5: open the TUN queues (offloads when the kernel takes them), probe
 /// io_uring, and set up the device's link and routes.
 fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
-    let mut dp = Dataplane { tuns: vec![], name: "-".into(), offload: "off".into(), io: worker::Io::Plain };
+    let mut dp =
+        Dataplane { tuns: vec![], name: "-".into(), offload: "off".into(), io: worker::Io::Plain, device: None };
     if cfg.dns64.only {
         return Ok(dp);
     }
@@ -149,7 +152,7 @@ fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
     }
     dp.name = dp.tuns[0].name().to_string();
     if cfg.tun.setup {
-        device::setup(&dp.name, cfg).map_err(StartError::Device)?;
+        dp.device = Some(device::setup(&dp.name, cfg).map_err(StartError::Device)?);
     }
     Ok(dp)
 }
@@ -300,6 +303,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         tun: dp.name.clone(),
         dns64,
         maplog: log_sinks.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
+        device: dp.device,
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -335,6 +339,11 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         );
     }
     let _ = std::fs::remove_file(&socket_path);
+    if let Some(d) = &state.device {
+        for e in d.remove_routes() {
+            warn!("{e}");
+        }
+    }
     summarise_stop(&state, &finals);
     Ok(if failed { EXIT_SYSTEM } else { EXIT_OK })
 }
