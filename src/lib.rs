@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 pub mod addr;
+pub mod cli;
 pub mod config;
 mod counters;
 pub mod daemon;

@@ -800,6 +800,8 @@ hold = 2
 file = "{0}/mapping.jsonl"
 ipfix = "127.0.0.1:4739"
 ipfix_template_refresh = 1
+[metrics]
+listen = "127.0.0.1:9864"
 [control]
 socket = "{0}/control.sock"
 "#,
@@ -845,6 +847,26 @@ socket = "{0}/control.sock"
     assert!(mine.contains(&seen[0].0) && mine.contains("block"), "{mine}");
     let st = lab.stats();
     assert_eq!(st["ports"]["blocks_held"], 1, "{}", st["ports"]);
+    // Issue 17: the live daemon's /metrics passes Prometheus' own linter.
+    let scrape = lab
+        .exec(1, &["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9864/metrics').read().decode(), end='')"])
+        .expect("scrape /metrics");
+    assert!(scrape.contains("nat64d_port_blocks 1\n") && scrape.contains("nat64d_build_info{"), "{scrape}");
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    std::io::Write::write_all(&mut p.stdin.take().unwrap(), scrape.as_bytes()).unwrap();
+    let o = p.wait_with_output().unwrap();
+    assert!(
+        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let during = nat64d::maplog::rfc3339(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
     );

@@ -2,106 +2,19 @@
 //! static BIB entries, show the configuration, reload it.
 //! Exit status: 0 done, 1 the daemon refused or cannot be reached, 2 usage.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use nat64d::addr::Net6;
-use nat64d::config::{Config, Overrides, StaticBib, DEFAULT_SOCKET};
+use nat64d::cli::{BibCmd, Cmd, CtlArgs as Args};
+use nat64d::config::{Config, Overrides, StaticBib};
 use nat64d::daemon::control::{call, BibList, Request, SessionList, WhoLine};
 use nat64d::daemon::report::StatsReport;
 use nat64d::maplog::{parse_rfc3339, read_logs, rfc3339};
 use nat64d::nat::Proto;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// Control a running nat64d through its control socket.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// The daemon's control socket.
-    #[arg(long, short = 's', env = "NAT64D_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
-    socket: PathBuf,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Packets and bytes translated, drops by reason, sessions and BIB entries, pool4 use.
-    Stats {
-        /// Print the report as JSON (for scripts).
-        #[arg(long)]
-        json: bool,
-        /// Print again every SECONDS with rates, until interrupted.
-        #[arg(long, value_name = "SECONDS")]
-        watch: Option<f64>,
-    },
-    /// List sessions (RFC 6146 session table).
-    Sessions {
-        /// Only this protocol: tcp, udp or icmp.
-        #[arg(long)]
-        proto: Option<Proto>,
-        /// Only sessions of this address (IPv6 client, pool4 address or IPv4 remote).
-        #[arg(long)]
-        addr: Option<IpAddr>,
-        /// List at most this many [default: 1000].
-        #[arg(long)]
-        limit: Option<usize>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List, add or remove BIB entries.
-    Bib {
-        #[command(subcommand)]
-        action: Option<BibCmd>,
-        /// Only this protocol (listing).
-        #[arg(long)]
-        proto: Option<Proto>,
-        /// Only entries of this address (listing).
-        #[arg(long)]
-        addr: Option<IpAddr>,
-        /// List at most this many [default: 1000; at most 100000].
-        #[arg(long)]
-        limit: Option<usize>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Name who held a pool4 address and port (or what an IPv6 subscriber
-    /// held), now from the daemon, or at a past time from mapping logs, or
-    /// from a deterministic configuration. Exit status 1 when nobody is named.
-    Who {
-        /// A pool4 address and port (203.0.113.5:40123), or an IPv6 address or prefix.
-        target: String,
-        /// Only this protocol: tcp, udp or icmp.
-        #[arg(long)]
-        proto: Option<Proto>,
-        /// The moment asked about, RFC 3339 (2026-12-01T14:02:07Z) [default: now].
-        #[arg(long, value_name = "TIME")]
-        at: Option<String>,
-        /// Answer from these mapping logs, oldest first (gzip-compressed ones
-        /// too), without the daemon: --log mapping.jsonl.2.gz --log mapping.jsonl.1 --log mapping.jsonl
-        #[arg(long, value_name = "FILE")]
-        log: Vec<PathBuf>,
-        /// Answer from this configuration's deterministic mapping (RFC 7422), without the daemon.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show the configuration in force.
-    Config,
-    /// Re-read the configuration file and apply it, keeping live sessions.
-    Reload,
-}
-
-#[derive(Subcommand, Debug)]
-enum BibCmd {
-    /// Add a static entry: nat64ctl bib add tcp '[2001:db8::80]:80' 203.0.113.1:8080
-    Add { proto: Proto, ipv6: SocketAddrV6, ipv4: SocketAddrV4 },
-    /// Remove a static entry: nat64ctl bib remove tcp '[2001:db8::80]:80'
-    Remove { proto: Proto, ipv6: SocketAddrV6 },
-}
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -2,27 +2,9 @@
 //! overrides ([`nat64d::config::Overrides`]); the rest lives in `nat64d::daemon`.
 
 use clap::Parser;
-use nat64d::config::{Config, Overrides};
-use std::path::PathBuf;
+use nat64d::cli::DaemonArgs as Args;
+use nat64d::config::Config;
 use std::process::ExitCode;
-
-/// NAT64/DNS64 gateway: RFC 6146 stateful NAT64 with RFC 7915 translation over a TUN device,
-/// and an RFC 6147 DNS64 server (--dns64-upstream, or [dns64] in the file).
-///
-/// Flags override the configuration file; a reload (SIGHUP or `nat64ctl reload`)
-/// re-reads the file and applies the flags again.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// TOML configuration file (see systemd/nat64d.toml for every key).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Check the configuration, print it as the daemon would run it, and exit.
-    #[arg(long)]
-    check: bool,
-    #[command(flatten)]
-    overrides: Overrides,
-}
 
 fn main() -> ExitCode {
     let a = Args::parse();

@@ -124,6 +124,21 @@ type Rate<'a> = dyn Fn(u64, &dyn Fn(&StatsReport) -> u64) -> String + 'a;
 pub const DIRECTIONS: [&str; 2] = ["6to4", "4to6"];
 
 impl StatsReport {
+    /// A report with every part present (DNS64, the mapping log, pool4 in
+    /// use), for checking the exposition as a whole (`tests/promtool.rs`).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn example() -> StatsReport {
+        let mut w = WorkerStats::default();
+        w.xlat.out_6to4.packets[0] = 10;
+        w.xlat.in_4to6.packets[1] = 3;
+        let census = Census { sessions: [2, 1, 0], bibs: [2, 1, 0], ..Census::default() };
+        let pool = [(Ipv4Addr::new(203, 0, 113, 1), [2, 1, 0])];
+        let mut r = StatsReport::build(75, &[w], &census, &NatCounters::default(), 16, &pool);
+        r.dns64 = Some(crate::dns64::server::Dns64Stats::default());
+        r.mapping_log = Some(MapLogReport { file: "/var/log/nat64d/mapping.jsonl".into(), ..MapLogReport::default() });
+        r
+    }
+
     /// Assemble the report from its parts.
     pub fn build(
         uptime_secs: u64,
@@ -347,6 +362,13 @@ mapping log {}: {} records written, {} lost",
         let head = |o: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
+        head(&mut o, "nat64d_build_info", "gauge", "The running nat64d's version and git revision (always 1).");
+        let _ = writeln!(
+            o,
+            "nat64d_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("NAT64D_GIT_REV")
+        );
         head(&mut o, "nat64d_packets_total", "counter", "Packets translated, by direction and protocol.");
         for (dir, m) in &self.translated {
             for (p, t) in m {
@@ -415,6 +437,15 @@ mapping log {}: {} records written, {} lost",
             ("nat64d_held_syns", "gauge", "IPv4 SYNs held (RFC 6146 3.5.2.2).", self.nat.held_syns),
             ("nat64d_static_bib_entries", "gauge", "Static BIB entries.", self.static_bibs),
             ("nat64d_uptime_seconds", "gauge", "Seconds since the daemon started.", self.uptime_secs),
+            (
+                "nat64d_start_time_seconds",
+                "gauge",
+                "When the daemon started, in seconds since 1970 (UTC).",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    .saturating_sub(self.uptime_secs),
+            ),
             ("nat64d_workers", "gauge", "Worker threads (TUN queues).", self.workers as u64),
             (
                 "nat64d_io_uring_workers",
