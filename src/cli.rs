@@ -107,6 +107,8 @@ pub enum Cmd {
     Config,
     /// Re-read the configuration file and apply it, keeping live sessions.
     Reload,
+    /// Write the NAT state file now ([state] file; a stop writes it too).
+    Snapshot,
 }
 
 #[derive(Subcommand, Debug)]

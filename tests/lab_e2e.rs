@@ -158,28 +158,58 @@ impl Lab {
         let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
         notify.set_nonblocking(true).unwrap();
         lab.notify = Some(notify);
+        if bare {
+            lab.ip(&["-n", &g, "tuntap", "add", "dev", "nat64", "mode", "tun"]);
+        }
+        lab.dir = Some(dir);
+        lab.start_daemon(bare);
+        lab
+    }
+}
+
+impl Lab {
+    /// Start nat64d in the gateway namespace on the lab's configuration and
+    /// wait until it has its TUN device up; `bare`: no `ip` on its PATH.
+    fn start_daemon(&mut self, bare: bool) {
+        let dir = self.dir.clone().expect("lab dir");
+        let config = dir.join("nat64d.toml");
         let ip_bin = run("sh", &["-c", "command -v ip"]).expect("ip").trim().to_string();
         let mut daemon = Command::new(&ip_bin);
         if bare {
-            lab.ip(&["-n", &g, "tuntap", "add", "dev", "nat64", "mode", "tun"]);
             daemon.env("PATH", "/nonexistent");
         }
         let daemon = daemon
-            .args(["netns", "exec", &g, env!("CARGO_BIN_EXE_nat64d"), "--config", config.to_str().unwrap()])
+            .args(["netns", "exec", &self.ns[1], env!("CARGO_BIN_EXE_nat64d"), "--config", config.to_str().unwrap()])
             .env("NOTIFY_SOCKET", dir.join("notify.sock"))
             .env("WATCHDOG_USEC", "400000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start nat64d");
-        lab.dir = Some(dir);
-        lab.daemon = Some(daemon);
+        self.daemon = Some(daemon);
         let start = Instant::now();
-        while !lab.exec(1, &["ip", "link", "show", "nat64"]).is_ok_and(|o| o.contains(",UP")) {
+        while !self.exec(1, &["ip", "link", "show", "nat64"]).is_ok_and(|o| o.contains(",UP")) {
             assert!(start.elapsed() < Duration::from_secs(10), "nat64d did not bring its TUN device up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        lab
+    }
+
+    /// SIGTERM the daemon and wait for it (5 s at most): its stderr.
+    fn stop_daemon(&mut self) -> String {
+        let mut d = self.daemon.take().expect("daemon");
+        run("kill", &["-TERM", &d.id().to_string()]).expect("send SIGTERM");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = d.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "nat64d did not stop within 5 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut d.stderr.take().expect("stderr"), &mut err).expect("read stderr");
+        assert!(status.success(), "exit status {status}; stderr: {err}");
+        err
     }
 }
 
@@ -915,4 +945,76 @@ socket = "{0}/control.sock"
     assert!(past.contains("2001:db8:1::/64"), "{past}");
     let unknown = run(ctl, &["who", &target, "--at", &before, "--log", log.to_str().unwrap()]).unwrap_err();
     assert!(unknown.contains("unknown") && unknown.contains("before the oldest record"), "{unknown}");
+}
+
+/// Issue 15: a restart keeps live connections. A TCP upload of 30 s through
+/// the gateway; 8 s in, SIGTERM and start nat64d again (the state file
+/// carries the table over): the same connection completes and the bytes'
+/// hash matches at both ends; a UDP flow keeps its pool4 address and port
+/// across the restart, as the IPv4 server sees it.
+#[test]
+fn lab_restart_keeps_connections() {
+    if !lab_possible() {
+        return;
+    }
+    let config = |dir: &std::path::Path| {
+        format!(
+            "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.0/28\"]\n[tun]\nname = \"nat64\"\nqueues = 1\n[state]\nfile = \"{0}/nat64d.state\"\n[control]\nsocket = \"{0}/control.sock\"\n",
+            dir.display()
+        )
+    };
+    let mut lab = Lab::up_with(true, true, 6, false, &config);
+    let udp = spawn_tool(&lab, 2, &["udp-echo", "192.0.2.2", "5354", "--count", "2", "--report", "--timeout", "60"]);
+    let sink = spawn_tool(&lab, 2, &["tcp-sink", "192.0.2.2", "9090", "--timeout", "60"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let ask = |lab: &Lab| {
+        lab.exec(
+            0,
+            &tool(&["udp-ask", SERVER6, "5354", "--bind", "2001:db8:1::10", "--bport", "40321", "--payload", "x"]),
+        )
+        .expect("UDP through the gateway")
+    };
+    ask(&lab);
+    // 3 MB in 60 pieces half a second apart: 30 s.
+    let upload = spawn_tool(
+        &lab,
+        0,
+        &[
+            "tcp-upload",
+            SERVER6,
+            "9090",
+            "--seed",
+            "15",
+            "--size",
+            "3000000",
+            "--chunks",
+            "60",
+            "--pause",
+            "0.5",
+            "--timeout",
+            "60",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let t = Instant::now();
+    let err = lab.stop_daemon();
+    assert!(err.contains("state saved to"), "{err}");
+    lab.start_daemon(false);
+    let down = t.elapsed();
+    ask(&lab);
+    let sent = upload.join().unwrap().expect("TCP upload across the restart");
+    let got = sink.join().unwrap().expect("TCP sink");
+    assert_eq!(sent.trim(), got.trim(), "the same bytes arrived over the same connection");
+    let seen: Vec<String> = udp.join().unwrap().expect("UDP server").lines().map(String::from).collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], seen[1], "the UDP flow kept its pool4 address and port");
+    let err = lab.stop_daemon();
+    let restored = err
+        .split("state restored from")
+        .nth(1)
+        .and_then(|l| l.split(" sessions").next())
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(restored.is_some_and(|n| n >= 2), "the TCP and UDP sessions came back: {err}");
+    eprintln!("restart took {down:?} (stop, save, start, load, device up)");
 }

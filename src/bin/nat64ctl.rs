@@ -172,6 +172,11 @@ fn run(a: &Args) -> Result<(), String> {
             );
             Ok(())
         }
+        Cmd::Snapshot => {
+            let m: String = get(a, &Request::Snapshot)?;
+            p(out, &(m + "\n"));
+            Ok(())
+        }
         Cmd::Reload => {
             let m: String = get(a, &Request::Reload)?;
             p(out, &(m + "\n"));

@@ -189,6 +189,15 @@ impl Default for NatSection {
     }
 }
 
+/// `[state]`: the NAT state kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// Written at a stop (and by `nat64ctl snapshot`), read at start. None: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
 /// `[mapping_log]`: the record of who held which pool4 address and ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -358,6 +367,7 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub log: LogSection,
     pub mapping_log: MappingLogSection,
+    pub state: StateSection,
     pub dns64: Dns64Section,
 }
 
@@ -375,6 +385,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             log: LogSection::default(),
             mapping_log: MappingLogSection::default(),
+            state: StateSection::default(),
             dns64: Dns64Section::default(),
         }
     }

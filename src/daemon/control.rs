@@ -16,7 +16,7 @@
 //! Commands: `stats`, `sessions` (optional `proto`, `addr`, `limit`),
 //! `bib` (optional `proto`, `addr`), `bib_add` (`proto`, `ipv6`, `ipv4`),
 //! `bib_remove` (`proto`, `ipv6`), `who` (`addr`, optional `port`, `proto`),
-//! `config`, `reload`.
+//! `config`, `reload`, `snapshot`.
 
 use crate::config::StaticBib;
 use crate::nat::Proto;
@@ -67,6 +67,8 @@ pub enum Request {
     },
     Config,
     Reload,
+    /// Write the state file now ([state] file).
+    Snapshot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

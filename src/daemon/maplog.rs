@@ -95,7 +95,7 @@ impl Sinks {
 
 /// The writer: runs until `stats.stop` is set, then drains once more (after
 /// recording the end of every block still held) and syncs.
-pub fn run(nat: &Nat, sinks: Sinks, stats: &MapLogStats, epoch: Instant) {
+pub fn run(nat: &Nat, sinks: Sinks, stats: &MapLogStats, epoch: Instant, close_at_stop: bool) {
     let wall0 = wall_clock_of(epoch);
     let Sinks { file, mut ipfix } = sinks;
     let (path, mut out) = match file {
@@ -108,7 +108,7 @@ pub fn run(nat: &Nat, sinks: Sinks, stats: &MapLogStats, epoch: Instant) {
     let mut last_complaint: Option<Instant> = None;
     loop {
         let stopping = stats.stop.load(Ordering::Acquire);
-        if stopping {
+        if stopping && close_at_stop {
             nat.close_blocks(epoch.elapsed().as_millis() as u64);
         }
         let (mut written, mut failed) = (0u64, 0u64);
@@ -222,7 +222,7 @@ mod tests {
         };
         std::thread::scope(|s| {
             let sinks = Sinks { file: Some((path.clone(), open(&path).unwrap())), ipfix: None };
-            let w = s.spawn(|| run(&nat, sinks, &stats, epoch));
+            let w = s.spawn(|| run(&nat, sinks, &stats, epoch, true));
             let first = flow(1);
             std::thread::sleep(Duration::from_millis(250));
             std::fs::rename(&path, dir.join("mapping.jsonl.1")).unwrap();

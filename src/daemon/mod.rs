@@ -14,6 +14,7 @@ mod maplog;
 pub mod notify;
 pub mod report;
 mod start;
+mod statefile;
 
 pub use start::{run, StartError, EXIT_CONFIG, EXIT_OK, EXIT_SYSTEM};
 
@@ -386,6 +387,16 @@ impl State {
                     "toml": c.to_toml(),
                 }))
             }
+            Request::Snapshot => match self.config().state.file.clone() {
+                Some(p) => match statefile::save(&self.nat, self.now(), &p) {
+                    Ok(m) => {
+                        info!("{m}");
+                        Response::ok(serde_json::Value::String(m))
+                    }
+                    Err(e) => Response::err(e),
+                },
+                None => Response::err("no state file configured ([state] file)"),
+            },
             Request::Reload => match self.reload() {
                 Ok(m) => Response::ok(serde_json::Value::String(m)),
                 Err(e) => Response::err(e),

@@ -6,7 +6,7 @@
 //! listeners, supervise them, and summarise at the stop. Each step fails with a [`StartError`] that knows
 //! its exit status.
 
-use super::{device, listeners, maplog, Notifier, State};
+use super::{device, listeners, maplog, statefile, Notifier, State};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::dataplane::tun::Tun;
 use crate::dataplane::worker::{self, WorkerSlot, WorkerStats};
@@ -269,6 +269,10 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     // nat64d answering there) first, then the device itself (another
     // process's queues attached), and only then link, MTU and routes.
     let nat = build_nat(&cfg)?;
+    // Before any packet: the table the last stop saved.
+    if let Some(p) = &cfg.state.file {
+        statefile::load(&nat, 0, p);
+    }
     let log_sinks = if cfg.mapping_log.enabled() {
         Some(maplog::Sinks::open(&cfg.mapping_log).map_err(StartError::MapLog)?)
     } else {
@@ -309,12 +313,14 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     let stop = Arc::new(AtomicBool::new(false));
     let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
     spawn_listeners(&state, control, metrics)?;
+    // With a state file the blocks outlive the process: no release at the stop.
+    let close_at_stop = state.config().state.file.is_none();
     let log_thread = match (log_sinks, &state.maplog) {
         (Some(sinks), Some(stats)) => {
             info!("mapping log: {}", sinks.describe());
             let (st, stats) = (Arc::clone(&state), Arc::clone(stats));
             Some(spawn("nat64d-maplog".into(), "the mapping log thread", move || {
-                maplog::run(&st.nat, sinks, &stats, st.epoch)
+                maplog::run(&st.nat, sinks, &stats, st.epoch, close_at_stop)
             })?)
         }
         _ => None,
@@ -326,6 +332,13 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     state.notify.stopping();
     stop.store(true, Ordering::Relaxed);
     let finals = join_workers(&state, workers, &mut failed);
+    // The table is still now: save it for the next start.
+    if let Some(p) = state.config().state.file.clone() {
+        match statefile::save(&state.nat, state.now(), &p) {
+            Ok(m) => info!("{m}"),
+            Err(e) => error!("{e}"),
+        }
+    }
     // After the workers: their last events are in the queues by now.
     if let (Some(t), Some(m)) = (log_thread, &state.maplog) {
         m.stop.store(true, Ordering::Release);

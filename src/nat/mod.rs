@@ -10,6 +10,7 @@ pub mod events;
 pub mod frag;
 pub mod pool4;
 mod shared;
+pub mod state;
 mod table;
 pub mod tcp;
 

@@ -521,6 +521,85 @@ impl Pool4 {
         }
     }
 
+    /// A restart: the block `b` of `a` held by subscriber `sub` again (its
+    /// hold time running until `held`, if it had no port in use). False
+    /// when it no longer fits: not blocks mode, not a pool4 address, not a
+    /// usable block, another shard's, or already held.
+    pub fn restore_block(&mut self, a: Ipv4Addr, proto: Proto, b: u16, sub: u128, held: Option<Millis>) -> bool {
+        if self.ports.mode != PortMode::Blocks {
+            return false;
+        }
+        let Some((g, _)) = self.slot(a) else { return false };
+        let (lo, _) = self.ports.block_range(b);
+        if self.usable[g].binary_search(&b).is_err()
+            || !self.owns(lo)
+            || self.blocks.blocks.contains_key(&(a, proto, b))
+        {
+            return false;
+        }
+        self.blocks.blocks.insert((a, proto, b), Block { sub, used: 0, held_until: held });
+        self.blocks.subs.entry((proto, sub)).or_default().push((a, b));
+        if let Some(t) = held {
+            self.blocks.held.push_back((t, (a, proto, b)));
+            self.blocks.held.make_contiguous().sort_unstable_by_key(|x| x.0);
+        }
+        true
+    }
+
+    /// A restart: the port of a dynamic BIB entry of `client`, taken again.
+    /// False when it no longer fits: not a pool4 address or outside its
+    /// range, taken, another shard's, or (with blocks) outside a block the
+    /// client's subscriber holds, (deterministic) outside its formula block.
+    pub fn take_restored(&mut self, proto: Proto, a: Ipv4Addr, port: u16, client: Ipv6Addr) -> bool {
+        let Some((g, slot)) = self.slot(a) else { return false };
+        let i = slot - self.base[g];
+        if !self.groups[g].serves(&client)
+            || !self.groups[g].addrs[i].ports[proto as usize].contains(port)
+            || !self.is_free(slot, proto, port)
+            || !self.owns(port)
+        {
+            return false;
+        }
+        let b = self.ports.block_of(port);
+        match self.ports.mode {
+            PortMode::Session => self.take(slot, proto, port),
+            PortMode::Blocks => {
+                let sub = u128::from(self.ports.subscriber_of(client).addr);
+                if self.blocks.blocks.get(&(a, proto, b)).is_none_or(|x| x.sub != sub) {
+                    return false;
+                }
+                self.take_in_block(slot, proto, a, b, port);
+            }
+            PortMode::Deterministic => {
+                if self.det.get(g).and_then(|m| m.as_ref()).and_then(|m| m.map(client)) != Some((a, b)) {
+                    return false;
+                }
+                self.take(slot, proto, port);
+            }
+        }
+        true
+    }
+
+    /// The blocks held, for a state file: (address, protocol, block, subscriber, hold deadline).
+    pub fn held_blocks(&self) -> impl Iterator<Item = (Ipv4Addr, Proto, u16, u128, Option<Millis>)> + '_ {
+        self.blocks.blocks.iter().map(|(&(a, p, b), x)| (a, p, b, x.sub, x.held_until))
+    }
+
+    /// After a restore: blocks that got no port back start their hold time
+    /// (a block held by a subscriber whose sessions all ended meanwhile).
+    pub fn settle_restored_blocks(&mut self, now: Millis) {
+        let hold = self.ports.hold;
+        let idle: Vec<_> =
+            self.blocks.blocks.iter().filter(|(_, x)| x.used == 0 && x.held_until.is_none()).map(|(&k, _)| k).collect();
+        for k in idle {
+            if let Some(x) = self.blocks.blocks.get_mut(&k) {
+                x.held_until = Some(now + hold);
+                self.blocks.held.push_back((now + hold, k));
+            }
+        }
+        self.blocks.held.make_contiguous().sort_unstable_by_key(|x| x.0);
+    }
+
     /// Record a release for every block held, without changing the table.
     pub fn close_blocks(&mut self, now: Millis) {
         let held: Vec<_> = self.blocks.blocks.iter().map(|(&k, b)| (k, b.sub)).collect();

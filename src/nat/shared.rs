@@ -356,6 +356,95 @@ impl Nat {
         &self.ports
     }
 
+    /// The whole state for a state file, at `now` (this NAT's clock), saved
+    /// at `wall_ms` (UTC): one shard locked at a time.
+    pub fn snapshot(&self, now: Millis, wall_ms: u64) -> super::state::State {
+        let mut st = super::state::State {
+            saved_at: wall_ms,
+            pool6: (self.prefix.addr(), self.prefix.prefix_len()),
+            ..super::state::State::default()
+        };
+        for i in 0..self.shards.len() {
+            self.lock(i).snapshot_into(&mut st, now);
+        }
+        st
+    }
+
+    /// Put a saved state back (at start, before any packet), `gap` ms after
+    /// it was saved: expired sessions and holds are left out, and so is
+    /// what no longer fits the configuration, counted by reason.
+    pub fn restore(&self, st: &super::state::State, now: Millis, gap: Millis) -> super::state::Restored {
+        use super::state::Restored;
+        use super::table::RestoreDrop;
+        let mut r = Restored::default();
+        if st.pool6 != (self.prefix.addr(), self.prefix.prefix_len()) {
+            r.pool6_changed = (st.bibs.len() + st.sessions.len() + st.blocks.len()) as u64;
+            return r;
+        }
+        for b in &st.blocks {
+            let held = match b.held {
+                Some(left) if left <= gap => {
+                    r.expired += 1;
+                    continue;
+                }
+                Some(left) => Some(now + left - gap),
+                None => None,
+            };
+            let k = self.by_port(self.ports.block_range(b.block).0);
+            if self.lock(k).restore_block(b, held) {
+                r.blocks += 1;
+            } else {
+                r.misplaced += 1;
+            }
+        }
+        let count = |r: &mut Restored, e: RestoreDrop| match e {
+            RestoreDrop::NotInPool4 => r.not_in_pool4 += 1,
+            RestoreDrop::Misplaced => r.misplaced += 1,
+            RestoreDrop::OverLimit => r.over_limit += 1,
+        };
+        let mut placed: Vec<Option<(usize, u32)>> = Vec::with_capacity(st.bibs.len());
+        for b in &st.bibs {
+            // Where its outbound packets will look for it, which must also be
+            // where its inbound ones do (a static entry has its own home).
+            let k = self.by_port(b.port4);
+            let home = self.v6_home(b.proto, b.v6, b.port6);
+            if !b.is_static && home != k {
+                r.misplaced += 1;
+                placed.push(None);
+                continue;
+            }
+            match self.lock(k).restore_bib(b) {
+                Ok(i) => {
+                    r.bibs += !b.is_static as u64;
+                    placed.push(Some((k, i)));
+                }
+                Err(e) => {
+                    count(&mut r, e);
+                    placed.push(None);
+                }
+            }
+        }
+        for s in &st.sessions {
+            if s.remaining <= gap {
+                r.expired += 1;
+                continue;
+            }
+            let Some(Some((k, bib))) = placed.get(s.bib as usize).copied() else {
+                r.misplaced += 1;
+                continue;
+            };
+            match self.lock(k).restore_session(bib, s, now + s.remaining - gap) {
+                Ok(()) => r.sessions += 1,
+                Err(e) => count(&mut r, e),
+            }
+        }
+        for i in 0..self.shards.len() {
+            let idle = self.lock(i).settle_restored(now);
+            r.bibs = r.bibs.saturating_sub(idle as u64);
+        }
+        r
+    }
+
     /// Every session, shard by shard.
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()

@@ -136,6 +136,14 @@ impl Census {
     }
 }
 
+/// Why a restored entry was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreDrop {
+    NotInPool4,
+    Misplaced,
+    OverLimit,
+}
+
 /// Why a management request on the table failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NatError {
@@ -684,6 +692,124 @@ impl NatTable {
         let b = self.bib4.get(&(proto, t.src, t.sport)).and_then(|&i| self.bibs.get(i)).ok_or(DropReason::NoState)?;
         let dport = if proto == Proto::Icmp { b.port6 } else { t.dport };
         Ok(Tuple6 { src: b.v6, dst: self.cfg.prefix.embed(t.dst), proto: t.proto, sport: b.port6, dport })
+    }
+
+    /// Append this table's state to `st` for a state file: every BIB entry
+    /// (static ones too, so their sessions come back), every live session
+    /// with the lifetime it has left at `now`, every block.
+    pub fn snapshot_into(&self, st: &mut super::state::State, now: Millis) {
+        use super::state::{BibRec, BlockRec, SessionRec};
+        let mut index = vec![u32::MAX; self.bibs.slots.len()];
+        for (i, b) in self.bibs.slots.iter().enumerate() {
+            let Some(b) = b else { continue };
+            index[i] = st.bibs.len() as u32;
+            st.bibs.push(BibRec {
+                proto: b.proto,
+                is_static: b.is_static,
+                v6: b.v6,
+                port6: b.port6,
+                v4: b.v4,
+                port4: b.port4,
+            });
+        }
+        for s in self.sessions.slots.iter().flatten() {
+            if s.expires <= now {
+                continue;
+            }
+            let Some(&bib) = index.get(s.bib as usize).filter(|&&i| i != u32::MAX) else { continue };
+            st.sessions.push(SessionRec {
+                bib,
+                remote: s.remote,
+                rport: s.rport,
+                state: s.state,
+                remaining: s.expires - now,
+            });
+        }
+        for (v4, proto, block, sub, held) in self.pool.held_blocks() {
+            st.blocks.push(BlockRec { v4, proto, block, sub, held: held.map(|t| t.saturating_sub(now)) });
+        }
+    }
+
+    /// A restart: a block back with its subscriber (see [`Pool4::restore_block`]).
+    pub(super) fn restore_block(&mut self, b: &super::state::BlockRec, held_until: Option<Millis>) -> bool {
+        self.pool.restore_block(b.v4, b.proto, b.block, b.sub, held_until)
+    }
+
+    /// A restart: a BIB entry back on its pool4 transport address, or why
+    /// not. A static entry is matched to the one the configuration made.
+    pub(super) fn restore_bib(&mut self, b: &super::state::BibRec) -> Result<u32, RestoreDrop> {
+        if b.is_static {
+            let i = *self.bib4.get(&(b.proto, b.v4, b.port4)).ok_or(RestoreDrop::Misplaced)?;
+            return match self.bibs.get(i) {
+                Some(x) if x.is_static && (x.v6, x.port6) == (b.v6, b.port6) => Ok(i),
+                _ => Err(RestoreDrop::Misplaced),
+            };
+        }
+        if self.bib6.contains_key(&(b.proto, b.v6, b.port6)) || self.bib4.contains_key(&(b.proto, b.v4, b.port4)) {
+            return Err(RestoreDrop::Misplaced);
+        }
+        if !self.pool.contains(b.v4) {
+            return Err(RestoreDrop::NotInPool4);
+        }
+        if !self.book.reserve_bib(&b.v6, false) {
+            return Err(RestoreDrop::OverLimit);
+        }
+        if !self.pool.take_restored(b.proto, b.v4, b.port4, b.v6) {
+            self.book.release_bib(&b.v6);
+            return Err(RestoreDrop::NotInPool4);
+        }
+        let i = self.bibs.insert(Bib {
+            proto: b.proto,
+            v6: b.v6,
+            port6: b.port6,
+            v4: b.v4,
+            port4: b.port4,
+            is_static: false,
+            sessions: 0,
+        });
+        self.bib6.insert((b.proto, b.v6, b.port6), i);
+        self.bib4.insert((b.proto, b.v4, b.port4), i);
+        Ok(i)
+    }
+
+    /// A restart: a session back under BIB entry `bib`, expiring at `expires`.
+    pub(super) fn restore_session(
+        &mut self,
+        bib: u32,
+        s: &super::state::SessionRec,
+        expires: Millis,
+    ) -> Result<(), RestoreDrop> {
+        let host = self.bibs.get(bib).map(|b| b.v6).ok_or(RestoreDrop::Misplaced)?;
+        if self.sess.contains_key(&(bib, s.remote, s.rport)) {
+            return Err(RestoreDrop::Misplaced);
+        }
+        if !self.book.reserve_session(&host) {
+            return Err(RestoreDrop::OverLimit);
+        }
+        let i = self.sessions.insert(Session { bib, remote: s.remote, rport: s.rport, state: s.state, expires });
+        self.sess.insert((bib, s.remote, s.rport), i);
+        if adf(&self.cfg) {
+            *self.by_remote.entry((bib, s.remote)).or_insert(0) += 1;
+        }
+        if let Some(b) = self.bibs.get_mut(bib) {
+            b.sessions += 1;
+        }
+        Ok(())
+    }
+
+    /// After a restore: dynamic BIB entries that got no session back go, and
+    /// blocks left without a port start their hold time. Returns the BIB
+    /// entries removed.
+    pub(super) fn settle_restored(&mut self, now: Millis) -> usize {
+        self.clock = self.clock.max(now);
+        let idle: Vec<u32> = (0..self.bibs.slots.len() as u32)
+            .filter(|&i| self.bibs.get(i).is_some_and(|b| !b.is_static && b.sessions == 0))
+            .collect();
+        for &i in &idle {
+            self.remove_bib(i);
+        }
+        self.pool.settle_restored_blocks(now);
+        idle.len()
     }
 
     /// Check every internal invariant; the first one broken, described.

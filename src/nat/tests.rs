@@ -955,3 +955,110 @@ fn a_customer_pool_serves_its_prefix_and_is_named_in_the_log() {
         [(own, Some("2001:db8:2::/48".to_string())), (POOL, None)]
     );
 }
+
+// ---- Restarts keep the table (issue 15) ----
+
+fn nat_flow(nat: &Nat, x: &mut Translator, out: &mut [u8], pkt: &[u8], now: Millis) -> Option<Vec<u8>> {
+    match x.translate(pkt, out, &mut nat.at(now)) {
+        Verdict::Forward(o) => Some(out[o.start..o.start + o.len].to_vec()),
+        _ => None,
+    }
+}
+
+// Issue 15: a snapshot written and read back into a fresh NAT (a restart
+// 30 s later) keeps every mapping: the same client port gets the same pool4
+// address and port, the reply comes back to it, the TCP connection is still
+// ESTABLISHED (a bare ACK passes), and the static entry's session is there.
+#[test]
+fn a_restart_keeps_mappings_sessions_and_tcp_states() {
+    let mut c = cfg();
+    c.pool4[0].addrs.push(PoolAddr::new(Ipv4Addr::new(203, 0, 113, 2)));
+    let nat = Nat::new(c.clone(), 4);
+    nat.add_static(Proto::Tcp, (B, 8080), (POOL, 8080)).unwrap();
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let u = nat_flow(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    let t = nat_flow(&nat, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, 0x02), 0).unwrap();
+    let (tv4, tport) = (a4(&t, 12), p16(&t, 20));
+    nat_flow(&nat, &mut x, &mut out, &tcp4(SERVER, 443, tv4, tport, 0x12), 10).unwrap();
+    nat_flow(&nat, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, 0x10), 20).unwrap();
+    nat_flow(&nat, &mut x, &mut out, &tcp4(OTHER, 1234, POOL, 8080, 0x02), 20).unwrap();
+    let bytes = nat.snapshot(1000, 1_796_133_727_000).encode();
+    let st = state::State::decode(&bytes).unwrap();
+    assert_eq!((st.bibs.len(), st.sessions.len()), (3, 3));
+
+    let fresh = Nat::new(c, 4);
+    fresh.add_static(Proto::Tcp, (B, 8080), (POOL, 8080)).unwrap();
+    let r = fresh.restore(&st, 5, 30 * SEC);
+    assert_eq!((r.bibs, r.sessions, r.dropped(), r.expired), (2, 3, 0, 0), "{r:?}");
+    assert_eq!(fresh.session_count(), 3);
+    let again = nat_flow(&fresh, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 10).unwrap();
+    assert_eq!((a4(&again, 12), p16(&again, 20)), (a4(&u, 12), p16(&u, 20)), "same pool4 address and port");
+    let back = nat_flow(&fresh, &mut x, &mut out, &udp4(SERVER, 53, a4(&u, 12), p16(&u, 20)), 10).unwrap();
+    assert_eq!((a6(&back, 24), p16(&back, 42)), (A, 5000));
+    // RFC 6146 3.5.2.2: only an ESTABLISHED session passes a bare ACK from IPv4 with no SYN.
+    assert!(nat_flow(&fresh, &mut x, &mut out, &tcp4(SERVER, 443, tv4, tport, 0x10), 20).is_some(), "TCP state kept");
+    for i in 0..4 {
+        fresh.lock_for_test(i).check().unwrap();
+    }
+}
+
+// Issue 15: what no longer fits is left out and counted: sessions whose
+// lifetime ran out during the gap (UDP 5 min), entries on an address that
+// left pool4, and everything when pool6 changed; a BIB entry left with no
+// session goes too.
+#[test]
+fn a_restart_drops_what_expired_or_no_longer_fits() {
+    let mut c = cfg();
+    let other = Ipv4Addr::new(203, 0, 113, 2);
+    c.pool4[0].addrs = vec![PoolAddr::new(other)];
+    let nat = Nat::new(c, 1);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    nat_flow(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    nat_flow(&nat, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, 0x02), 0).unwrap();
+    let st = nat.snapshot(0, 1_796_133_727_000);
+    // Back after 6 minutes on a pool without that address: the UDP session
+    // expired (5 min), the TCP one (4 min TCP_TRANS) too.
+    let fresh = Nat::new(cfg(), 1);
+    let r = fresh.restore(&st, 0, 6 * MIN);
+    assert_eq!((r.sessions, r.expired, r.not_in_pool4), (0, 2, 2), "{r:?}");
+    assert_eq!(fresh.session_count() + fresh.bib_count(), 0);
+    // Same address still in pool4, 1 min later: both come back.
+    let same = Nat::new(
+        {
+            let mut c = cfg();
+            c.pool4[0].addrs = vec![PoolAddr::new(other)];
+            c
+        },
+        1,
+    );
+    let r = same.restore(&st, 0, MIN);
+    assert_eq!((r.bibs, r.sessions, r.dropped()), (2, 2, 0), "{r:?}");
+    let moved = Nat::new(NatConfig::new("2001:db8:65::/96".parse().unwrap(), &[other]), 1);
+    let r = moved.restore(&st, 0, MIN);
+    assert_eq!((r.pool6_changed, r.sessions), (4, 0), "{r:?}");
+}
+
+// Issue 15 with RFC 7753: a subscriber's block survives the restart with
+// its owner, so its next flow takes a port in the same block, and a held
+// block keeps the rest of its hold time.
+#[test]
+fn a_restart_keeps_port_blocks() {
+    let c = blocks_cfg(512, 4, None);
+    let nat = Nat::new(c.clone(), 4);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let p = nat_flow(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    let st = state::State::decode(&nat.snapshot(1000, 0).encode()).unwrap();
+    assert_eq!(st.blocks.len(), 1);
+    let fresh = Nat::new(c, 4);
+    let r = fresh.restore(&st, 0, 10 * SEC);
+    assert_eq!((r.blocks, r.sessions, r.dropped()), (1, 1, 0), "{r:?}");
+    let q = nat_flow(&fresh, &mut x, &mut out, &udp6(B, 7000, OTHER, 53), 10).unwrap();
+    assert_eq!((a4(&q, 12), p16(&q, 20) / 512), (a4(&p, 12), p16(&p, 20) / 512), "the same block, same address");
+    assert_eq!(fresh.block_census(), (1, 1));
+    for i in 0..4 {
+        fresh.lock_for_test(i).check().unwrap();
+    }
+}
