@@ -8,7 +8,7 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nat64d::testpkt::{
     echo, icmp, run_config_fuzz_input, run_control_fuzz_input, run_dns64_fuzz_input, run_fuzz_input,
-    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, tcp, udp, V4, V6,
+    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, run_state_fuzz_input, tcp, udp, V4, V6,
 };
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -141,6 +141,9 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ] {
         v.push(("control", name, format!("{req}\n").into_bytes()));
     }
+    // The state file (issue 15): one written by a NAT with a UDP flow, a TCP
+    // connection, a static entry's session and a port block.
+    v.push(("state", "small_table", state_seed()));
     // The mapping log reader and the IPFIX encoder (issue 14).
     v.push((
         "maplog",
@@ -151,6 +154,54 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         .to_vec(),
     ));
     v
+}
+
+fn state_seed() -> Vec<u8> {
+    use nat64d::nat::state::{BibRec, BlockRec, SessionRec, State};
+    use nat64d::nat::{tcp::TcpState, Proto};
+    let a: std::net::Ipv6Addr = "2001:db8:1::10".parse().unwrap();
+    let v4 = std::net::Ipv4Addr::new(203, 0, 113, 1);
+    State {
+        saved_at: 1_796_133_727_000,
+        pool6: ("2001:db8:64::".parse().unwrap(), 96),
+        bibs: vec![
+            BibRec { proto: Proto::Udp, is_static: false, v6: a, port6: 5000, v4, port4: 5000 },
+            BibRec { proto: Proto::Tcp, is_static: false, v6: a, port6: 40000, v4, port4: 40000 },
+            BibRec {
+                proto: Proto::Tcp,
+                is_static: true,
+                v6: "2001:db8:1::80".parse().unwrap(),
+                port6: 80,
+                v4,
+                port4: 80,
+            },
+        ],
+        sessions: vec![
+            SessionRec {
+                bib: 0,
+                remote: std::net::Ipv4Addr::new(198, 51, 100, 7),
+                rport: 53,
+                state: TcpState::Established,
+                remaining: 200_000,
+            },
+            SessionRec {
+                bib: 1,
+                remote: std::net::Ipv4Addr::new(198, 51, 100, 7),
+                rport: 443,
+                state: TcpState::Established,
+                remaining: 7_000_000,
+            },
+            SessionRec {
+                bib: 2,
+                remote: std::net::Ipv4Addr::new(198, 51, 100, 8),
+                rport: 1234,
+                state: TcpState::V4Init,
+                remaining: 100_000,
+            },
+        ],
+        blocks: vec![BlockRec { v4, proto: Proto::Udp, block: 78, sub: u128::from(a) >> 64 << 64, held: None }],
+    }
+    .encode()
 }
 
 /// Runs one input the way its fuzz target does.
@@ -167,6 +218,8 @@ fn run_target(target: &str, data: &[u8]) {
         run_control_fuzz_input(data);
     } else if target == "maplog" {
         run_maplog_fuzz_input(data);
+    } else if target == "state" {
+        run_state_fuzz_input(data);
     } else if target == "dns64" {
         run_dns64_fuzz_input(data);
     } else {

@@ -445,6 +445,11 @@ impl Nat {
         r
     }
 
+    /// [`NatTable::check`] on every shard (tests and fuzzing).
+    pub fn check_all(&self) -> Result<(), String> {
+        (0..self.shards.len()).try_for_each(|i| self.lock(i).check().map_err(|e| format!("shard {i}: {e}")))
+    }
+
     /// Every session, shard by shard.
     pub fn sessions(&self) -> Vec<SessionView> {
         (0..self.shards.len()).flat_map(|i| self.lock(i).sessions().collect::<Vec<_>>()).collect()

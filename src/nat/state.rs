@@ -100,6 +100,14 @@ fn proto_of(b: u8) -> Result<Proto, StateError> {
     Proto::ALL.get(b as usize).copied().ok_or(StateError::Record("protocol"))
 }
 
+/// `body` with its checksum appended: what a writer of these files does
+/// (for the fuzz driver, which mutates bodies and must pass the check).
+pub fn seal(body: &[u8]) -> Vec<u8> {
+    let mut v = body.to_vec();
+    v.extend_from_slice(&fnv(body).to_be_bytes());
+    v
+}
+
 impl State {
     /// The file's bytes.
     pub fn encode(&self) -> Vec<u8> {
@@ -173,10 +181,16 @@ impl State {
         }
         let mut st = State { saved_at: u64_at(12), pool6: (v6_at(20), d[36]), ..State::default() };
         let mut o = HEADER;
+        // Flags are 0 or 1 and unused fields zero: one state, one encoding.
+        let flag = |b: u8| match b {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(StateError::Record("a flag")),
+        };
         for _ in 0..counts[0] {
             st.bibs.push(BibRec {
                 proto: proto_of(d[o])?,
-                is_static: d[o + 1] != 0,
+                is_static: flag(d[o + 1])?,
                 v6: v6_at(o + 2),
                 port6: u16_at(o + 18),
                 v4: v4_at(o + 20),
@@ -200,12 +214,16 @@ impl State {
             o += SESSION;
         }
         for _ in 0..counts[2] {
+            let held = flag(d[o + 23])?;
+            if !held && u64_at(o + 24) != 0 {
+                return Err(StateError::Record("a hold time on a block in use"));
+            }
             st.blocks.push(BlockRec {
                 v4: v4_at(o),
                 proto: proto_of(d[o + 4])?,
                 block: u16_at(o + 5),
                 sub: u128::from_be_bytes(d[o + 7..o + 23].try_into().unwrap_or([0; 16])),
-                held: (d[o + 23] != 0).then(|| u64_at(o + 24)),
+                held: held.then(|| u64_at(o + 24)),
             });
             o += BLOCK;
         }
