@@ -570,4 +570,36 @@ mod tests {
         assert_eq!((l.matching, l.sessions.len()), (20000, 3));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    // Issue 14: `who` names the holder live: the BIB entry's client in
+    // per-session mode, and in deterministic mode the subscriber the formula
+    // gives, for a port and for an IPv6 address, with or without a flow.
+    #[test]
+    fn who_names_the_holder_live() {
+        let dir = std::env::temp_dir().join(format!("nat64d-who-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = state(
+            &dir,
+            "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.1\"]\nallow_non_global = true\n[tun]\nsetup = false\n",
+        );
+        let m = udp_flow(&st, 5000);
+        let who = |st: &State, addr: &str, port: Option<u16>| -> Vec<WhoLine> {
+            let r = st.handle(Request::Who { addr: addr.parse().unwrap(), port, proto: None });
+            serde_json::from_value(r.result).unwrap()
+        };
+        let l = who(&st, &m.src.to_string(), Some(m.sport));
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert_eq!((l[0].kind.as_str(), l[0].subscriber.as_str()), ("bib", "2001:db8:1::10/128"));
+        assert!(who(&st, "203.0.113.1", Some(m.sport + 1)).is_empty(), "a free port has no holder");
+        let det = state(
+            &dir,
+            "pool6 = \"2001:db8:64::/96\"\npool4 = [{ net = \"203.0.113.0/30\", clients = \"2001:db8:1::/56\" }]\nallow_non_global = true\n[tun]\nsetup = false\n[nat.ports]\nmode = \"deterministic\"\n",
+        );
+        let l = who(&det, "2001:db8:1:5::9", None);
+        assert_eq!(l.len(), 3, "one block per protocol: {l:?}");
+        assert!(l.iter().all(|x| x.kind == "deterministic" && x.subscriber == "2001:db8:1:5::/64"), "{l:?}");
+        let l = who(&det, &l[0].pool4.to_string(), Some(l[0].port_lo + 7));
+        assert!(l.iter().any(|x| x.subscriber == "2001:db8:1:5::/64"), "the formula backwards: {l:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
