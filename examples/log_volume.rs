@@ -12,7 +12,7 @@ use nat64d::addr::Net6;
 use nat64d::ipfix::Encoder;
 use nat64d::maplog::Record;
 use nat64d::nat::{EventSel, MapEvent, Nat, NatConfig, PoolAddr, PortMode, Ports};
-use nat64d::xlat::{FlowMeta, Mapper, Role, Tuple6};
+use nat64d::xlat::{Mapper, Tuple6};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -63,8 +63,6 @@ fn run(mode: PortMode, subscribers: u16, flows: u16) -> Figures {
     let mut all: Vec<MapEvent> = vec![];
     let mut lost = 0;
     let before = LIVE.load(Ordering::Relaxed);
-    let meta =
-        FlowMeta { role: Role::Packet, tcp_flags: 0, fragment: false, first_fragment: false, frag_id: 0, packet: &[] };
     for s in 0..subscribers {
         for f in 0..flows {
             let t = Tuple6 {
@@ -74,7 +72,7 @@ fn run(mode: PortMode, subscribers: u16, flows: u16) -> Figures {
                 sport: 10000 + f,
                 dport: 53,
             };
-            nat.at(1000).map_6to4(&t, &meta).expect("a mapping");
+            nat.at(1000).map_6to4(&t, &nat64d::testpkt::PLAIN).expect("a mapping");
         }
         if s % 16 == 15 {
             let heap_now = LIVE.load(Ordering::Relaxed);

@@ -8,7 +8,7 @@
 
 use nat64d::nat::state::State;
 use nat64d::nat::{Limits, Nat, NatConfig};
-use nat64d::xlat::{FlowMeta, Mapper, Role, Tuple6};
+use nat64d::xlat::{Mapper, Tuple6};
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
@@ -25,8 +25,6 @@ fn main() {
         bibs_per_host: 1 << 20,
     };
     let nat = Nat::new(cfg.clone(), 16);
-    let meta =
-        FlowMeta { role: Role::Packet, tcp_flags: 0, fragment: false, first_fragment: false, frag_id: 0, packet: &[] };
     let t = Instant::now();
     for i in 0..n {
         let tup = Tuple6 {
@@ -36,7 +34,7 @@ fn main() {
             sport: 1024 + (i % 1000) as u16 * 60,
             dport: 53,
         };
-        nat.at(0).map_6to4(&tup, &meta).expect("a mapping");
+        nat.at(0).map_6to4(&tup, &nat64d::testpkt::PLAIN).expect("a mapping");
     }
     println!("{} sessions made in {:.2} s", nat.session_count(), t.elapsed().as_secs_f64());
     let path = std::env::temp_dir().join(format!("nat64d-state-bench-{}.state", std::process::id()));

@@ -733,6 +733,17 @@ pub fn run_dns64_fuzz_input(data: &[u8]) {
     }
 }
 
+/// A plain packet's meta (not a fragment, no TCP flags), for driving the
+/// NAT's `Mapper` directly in tests, examples and benches.
+pub const PLAIN: crate::xlat::FlowMeta<'static> = crate::xlat::FlowMeta {
+    role: crate::xlat::Role::Packet,
+    tcp_flags: 0,
+    fragment: false,
+    first_fragment: false,
+    frag_id: 0,
+    packet: &[],
+};
+
 /// The config fuzz target (issue 18: hostile or careless configuration
 /// text): the loader never panics; what it accepts shows back (as
 /// `nat64ctl config` would) and parses to the same configuration; what it

@@ -185,7 +185,7 @@ mod tests {
     use super::*;
     use crate::maplog::Holdings;
     use crate::nat::{EventSel, NatConfig, PortMode, Ports};
-    use crate::xlat::{FlowMeta, Mapper, Role, Tuple6};
+    use crate::xlat::{Mapper, Tuple6};
 
     // Issue 14: block events reach the file as records `nat64ctl who` reads
     // back, the end of each block is recorded at a clean stop, and a
@@ -210,15 +210,7 @@ mod tests {
                 sport: 5000,
                 dport: 53,
             };
-            let meta = FlowMeta {
-                role: Role::Packet,
-                tcp_flags: 0,
-                fragment: false,
-                first_fragment: false,
-                frag_id: 0,
-                packet: &[],
-            };
-            nat.at(epoch.elapsed().as_millis() as u64).map_6to4(&t, &meta).unwrap()
+            nat.at(epoch.elapsed().as_millis() as u64).map_6to4(&t, &crate::testpkt::PLAIN).unwrap()
         };
         std::thread::scope(|s| {
             let sinks = Sinks { file: Some((path.clone(), open(&path).unwrap())), ipfix: None };

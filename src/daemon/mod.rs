@@ -254,32 +254,22 @@ impl State {
             std::net::IpAddr::V6(a) => {
                 let (blocks, bibs) = self.nat.holdings_of(a, DEFAULT_SESSION_LIMIT);
                 let sub = self.nat.ports().subscriber_of(a).to_string();
-                for (p, v4, lo, hi) in blocks.into_iter().filter(|b| proto.is_none_or(|x| x == b.0)) {
-                    out.push(WhoLine {
-                        kind: kind.into(),
-                        proto: p,
-                        subscriber: sub.clone(),
-                        ipv6: None,
-                        pool4: v4,
-                        port_lo: lo,
-                        port_hi: hi,
-                    });
-                }
+                let block = |proto, pool4, port_lo, port_hi| WhoLine {
+                    kind: kind.into(),
+                    proto,
+                    subscriber: sub.clone(),
+                    ipv6: None,
+                    pool4,
+                    port_lo,
+                    port_hi,
+                };
+                let mut held: Vec<_> = blocks.into_iter().map(|(p, v4, lo, hi)| block(p, v4, lo, hi)).collect();
                 for m in self.config().deterministic() {
                     let Some((v4, b)) = m.map(a) else { continue };
                     let (lo, hi) = self.nat.ports().block_range(b);
-                    for p in Proto::ALL.into_iter().filter(|p| proto.is_none_or(|x| x == *p)) {
-                        out.push(WhoLine {
-                            kind: kind.into(),
-                            proto: p,
-                            subscriber: sub.clone(),
-                            ipv6: None,
-                            pool4: v4,
-                            port_lo: lo,
-                            port_hi: hi,
-                        });
-                    }
+                    held.extend(Proto::ALL.into_iter().map(|p| block(p, v4, lo, hi)));
                 }
+                out.extend(held.into_iter().filter(|l| proto.is_none_or(|x| x == l.proto)));
                 for b in bibs.into_iter().filter(|b| proto.is_none_or(|x| x == b.proto)) {
                     out.push(WhoLine {
                         kind: "bib".into(),
@@ -427,7 +417,7 @@ pub(crate) fn init_logging(cfg: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xlat::{FlowMeta, Mapper, Role, Tuple6};
+    use crate::xlat::{Mapper, Tuple6};
     use control::{BibList, SessionList};
 
     /// A UDP flow of 2001:db8:1::10 from `sport` through the NAT: its mapping.
@@ -439,15 +429,7 @@ mod tests {
             sport,
             dport: 53,
         };
-        let meta = FlowMeta {
-            role: Role::Packet,
-            tcp_flags: 0,
-            fragment: false,
-            first_fragment: false,
-            frag_id: 0,
-            packet: &[],
-        };
-        st.nat.at(0).map_6to4(&t, &meta).expect("a mapping")
+        st.nat.at(0).map_6to4(&t, &crate::testpkt::PLAIN).expect("a mapping")
     }
 
     fn state(dir: &std::path::Path, text: &str) -> State {
