@@ -560,10 +560,15 @@ impl NatTable {
     }
 
     /// Move held SYNs whose TCP_INCOMING_SYN has passed to `unreachable`.
+    /// The answers waiting are bounded like the held SYNs: when
+    /// [`MAX_HELD_SYNS`] wait already (nobody took them), a SYN that times
+    /// out goes unanswered (the fuzz campaign found 511 waiting).
     fn time_out_syns(&mut self, now: Millis) {
         while self.held.front().is_some_and(|h| h.expires <= now) {
             if let Some(h) = self.held.pop_front() {
-                self.unreachable.push(h.packet);
+                if self.unreachable.len() < MAX_HELD_SYNS {
+                    self.unreachable.push(h.packet);
+                }
             }
         }
     }

@@ -1062,3 +1062,25 @@ fn a_restart_keeps_port_blocks() {
         fresh.lock_for_test(i).check().unwrap();
     }
 }
+
+// RFC 6146 3.5.2.2 with the table's bound: held IPv4 SYNs that time out
+// while earlier answers still wait (nobody took them) never make more than
+// MAX_HELD_SYNS waiting answers (the fuzz campaign found 511).
+#[test]
+fn unanswered_syns_stay_bounded() {
+    let mut l = Lab::new(cfg());
+    // 200 time out and wait; then 256 more are held (200 < 256 waiting lets
+    // them in) and time out too.
+    for (round, n) in [(0u64, 200u16), (1, 300)] {
+        for i in 0..n {
+            l.send(&tcp4(SERVER, 1000 + i, POOL, 7000 + i + 1000 * round as u16, 0x02), round * 10 * SEC);
+        }
+        l.t.expire(round * 10 * SEC + TCP_INCOMING_SYN, 0);
+        assert!(l.t.check().is_ok(), "{:?}", l.t.check());
+    }
+    let mut answers = 0;
+    while l.t.take_unanswered_syn().is_some() {
+        answers += 1;
+    }
+    assert_eq!(answers, super::table::MAX_HELD_SYNS);
+}
