@@ -164,7 +164,7 @@ impl Encoder {
             out.extend_from_slice(&e.lo.to_be_bytes());
             out.extend_from_slice(&e.hi.to_be_bytes());
             out.extend_from_slice(&1u16.to_be_bytes());
-            out.extend_from_slice(&((e.hi - e.lo) as u32 + 1).min(65535).to_be_bytes()[2..]);
+            out.extend_from_slice(&(e.hi.saturating_sub(e.lo) as u32 + 1).min(65535).to_be_bytes()[2..]);
         } else {
             out.extend_from_slice(&e.port6.to_be_bytes());
             out.extend_from_slice(&e.v4.octets());

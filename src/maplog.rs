@@ -126,7 +126,11 @@ pub fn parse_rfc3339(s: &str) -> Result<u64, String> {
             let (c, o) = t.split_at(i);
             let sign = if o.starts_with('-') { -1 } else { 1 };
             let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
-            (c, sign * (num(oh)? * 60 + num(om)?) * 60_000)
+            let (oh, om) = (num(oh)?, num(om)?);
+            if oh > 23 || om > 59 {
+                return Err(bad());
+            }
+            (c, sign * (oh * 60 + om) * 60_000)
         } else {
             return Err(bad());
         };
@@ -338,6 +342,9 @@ mod tests {
         // 200 zeros overflowing a power of ten).
         assert_eq!(parse_rfc3339(&format!("2026-12-01T14:02:07.123{}Z", "0".repeat(200))), Ok(1_796_133_727_123));
         assert!(parse_rfc3339("2026-12-01T14:02:07.Z").is_err());
+        // An offset of any size is refused, not multiplied into an overflow.
+        assert!(parse_rfc3339("2026-12-01T14:02:07+99999999999999:00").is_err());
+        assert!(parse_rfc3339("2026-12-01T14:02:07+24:00").is_err());
         assert_eq!(parse_rfc3339("2026-12-01"), Ok(1_796_083_200_000));
         for bad in
             ["2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "yesterday", "2026-12-01T14:02:07", "2026-12-01T25:00:00Z"]

@@ -381,13 +381,16 @@ impl Nat {
             r.pool6_changed = (st.bibs.len() + st.sessions.len() + st.blocks.len()) as u64;
             return r;
         }
+        // Lifetimes come from a file: none is longer than the longest a
+        // configuration allows, so a damaged count cannot overflow the clock.
+        let (gap, cap) = (gap.min(super::WEEK), super::WEEK);
         for b in &st.blocks {
-            let held = match b.held {
+            let held = match b.held.map(|h| h.min(cap)) {
                 Some(left) if left <= gap => {
                     r.expired += 1;
                     continue;
                 }
-                Some(left) => Some(now + left - gap),
+                Some(left) => Some(now.saturating_add(left - gap)),
                 None => None,
             };
             let k = self.by_port(self.ports.block_range(b.block).0);
@@ -425,7 +428,8 @@ impl Nat {
             }
         }
         for s in &st.sessions {
-            if s.remaining <= gap {
+            let remaining = s.remaining.min(cap);
+            if remaining <= gap {
                 r.expired += 1;
                 continue;
             }
@@ -433,7 +437,7 @@ impl Nat {
                 r.misplaced += 1;
                 continue;
             };
-            match self.lock(k).restore_session(bib, s, now + s.remaining - gap) {
+            match self.lock(k).restore_session(bib, s, now.saturating_add(remaining - gap)) {
                 Ok(()) => r.sessions += 1,
                 Err(e) => count(&mut r, e),
             }

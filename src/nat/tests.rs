@@ -1084,3 +1084,20 @@ fn unanswered_syns_stay_bounded() {
     }
     assert_eq!(answers, super::table::MAX_HELD_SYNS);
 }
+
+// Issue 15: lifetimes read from a state file are capped at a week (the
+// longest a configuration allows): a damaged count of u64::MAX restores a
+// session that expires within the week instead of overflowing the clock.
+#[test]
+fn restored_lifetimes_are_capped() {
+    let nat = Nat::new(cfg(), 1);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    nat_flow(&nat, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    let mut st = nat.snapshot(0, 0);
+    st.sessions[0].remaining = u64::MAX;
+    let fresh = Nat::new(cfg(), 1);
+    let r = fresh.restore(&st, 1000, 0);
+    assert_eq!(r.sessions, 1);
+    assert!(fresh.sessions()[0].expires <= 1000 + WEEK);
+}
