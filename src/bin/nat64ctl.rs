@@ -11,7 +11,7 @@ use nat64d::daemon::report::StatsReport;
 use nat64d::maplog::{parse_rfc3339, read_logs, rfc3339};
 use nat64d::nat::Proto;
 use std::io::Write;
-use std::net::{SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -138,7 +138,7 @@ fn run(a: &Args) -> Result<(), String> {
                 p(out, &(serde_json::to_string_pretty(&lines).unwrap_or_default() + "\n"));
             } else {
                 let mut s = String::new();
-                for l in &lines {
+                for WhoOut { line: l, note } in &lines {
                     s += &format!(
                         "{:<5} {}:{}-{}  {}  {}{}\n",
                         l.proto.label(),
@@ -147,7 +147,7 @@ fn run(a: &Args) -> Result<(), String> {
                         l.port_hi,
                         l.subscriber,
                         l.kind,
-                        l.note.as_deref().map(|n| format!("  {n}")).unwrap_or_default()
+                        note.as_deref().map(|n| format!("  {n}")).unwrap_or_default()
                     );
                 }
                 p(out, &s);
@@ -185,19 +185,11 @@ fn run(a: &Args) -> Result<(), String> {
     }
 }
 
-/// One answer of `who`.
+/// One answer of `who`: the holding, and when it was held.
 #[derive(Debug, serde::Serialize)]
 struct WhoOut {
-    proto: Proto,
-    pool4: std::net::Ipv4Addr,
-    port_lo: u16,
-    port_hi: u16,
-    subscriber: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ipv6: Option<SocketAddrV6>,
-    /// bib, block, deterministic.
-    kind: String,
-    /// When it was held, for answers from the logs.
+    #[serde(flatten)]
+    line: WhoLine,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
@@ -256,13 +248,15 @@ fn who(
         return Ok(found
             .into_iter()
             .map(|x| WhoOut {
-                proto: x.proto,
-                pool4: x.pool4,
-                port_lo: x.port_lo,
-                port_hi: x.port_hi,
-                subscriber: x.subscriber.clone(),
-                ipv6: x.ipv6,
-                kind: if x.ipv6.is_some() { "bib".into() } else { "block".into() },
+                line: WhoLine {
+                    kind: if x.ipv6.is_some() { "bib".into() } else { "block".into() },
+                    proto: x.proto,
+                    subscriber: x.subscriber.clone(),
+                    ipv6: x.ipv6,
+                    pool4: x.pool4,
+                    port_lo: x.port_lo,
+                    port_hi: x.port_hi,
+                },
                 note: Some(format!(
                     "from {} until {}{tail}",
                     x.from,
@@ -293,13 +287,15 @@ fn who(
                 let (lo, hi) = ports.block_range(b);
                 for p in &protos {
                     out.push(WhoOut {
-                        proto: *p,
-                        pool4: v4,
-                        port_lo: lo,
-                        port_hi: hi,
-                        subscriber: sub.to_string(),
-                        ipv6: None,
-                        kind: "deterministic".into(),
+                        line: WhoLine {
+                            kind: "deterministic".into(),
+                            proto: *p,
+                            subscriber: sub.to_string(),
+                            ipv6: None,
+                            pool4: v4,
+                            port_lo: lo,
+                            port_hi: hi,
+                        },
                         note: note.clone(),
                     });
                 }
@@ -315,17 +311,5 @@ fn who(
         Target::Subscriber(net) => (std::net::IpAddr::V6(net.addr), None),
     };
     let lines: Vec<WhoLine> = get(a, &Request::Who { addr, port, proto })?;
-    Ok(lines
-        .into_iter()
-        .map(|l| WhoOut {
-            proto: l.proto,
-            pool4: l.pool4,
-            port_lo: l.port_lo,
-            port_hi: l.port_hi,
-            subscriber: l.subscriber,
-            ipv6: l.ipv6,
-            kind: l.kind,
-            note: Some("now".into()),
-        })
-        .collect())
+    Ok(lines.into_iter().map(|line| WhoOut { line, note: Some("now".into()) }).collect())
 }

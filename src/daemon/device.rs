@@ -74,26 +74,27 @@ impl Device {
         self.rt.block_on(f).map_err(|e| format!("netlink: {} refused by the kernel: {}", what(), reason(e)))
     }
 
+    /// The route message for `net` into the device.
+    fn route(&self, net: IpNet) -> rtnetlink::packet_route::route::RouteMessage {
+        match net {
+            IpNet::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(n.addr, n.len)
+                .output_interface(self.index)
+                .build(),
+            IpNet::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(n.addr, n.len)
+                .output_interface(self.index)
+                .build(),
+        }
+    }
+
     /// Route `net` into the device (replacing a route to the same prefix).
     pub fn add_route(&self, net: IpNet) -> Result<(), String> {
-        let what = || format!("route {net} dev {}", self.name);
-        let h = self.handle.clone();
-        match net {
-            IpNet::V6(n) => {
-                let m = RouteMessageBuilder::<Ipv6Addr>::new()
-                    .destination_prefix(n.addr, n.len)
-                    .output_interface(self.index)
-                    .build();
-                self.run(what, async move { h.route().add(m).replace().execute().await })?
-            }
-            IpNet::V4(n) => {
-                let m = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(n.addr, n.len)
-                    .output_interface(self.index)
-                    .build();
-                self.run(what, async move { h.route().add(m).replace().execute().await })?
-            }
-        }
+        let (h, m) = (self.handle.clone(), self.route(net));
+        self.run(
+            || format!("route {net} dev {}", self.name),
+            async move { h.route().add(m).replace().execute().await },
+        )?;
         let mut r = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if !r.contains(&net) {
             r.push(net);
@@ -107,24 +108,10 @@ impl Device {
         let routes = std::mem::take(&mut *self.routes.lock().unwrap_or_else(|e| e.into_inner()));
         let mut errors = vec![];
         for net in routes {
-            let h = self.handle.clone();
-            let what = || format!("removing route {net} dev {}", self.name);
-            let r = match net {
-                IpNet::V6(n) => {
-                    let m = RouteMessageBuilder::<Ipv6Addr>::new()
-                        .destination_prefix(n.addr, n.len)
-                        .output_interface(self.index)
-                        .build();
-                    self.run(what, async move { h.route().del(m).execute().await })
-                }
-                IpNet::V4(n) => {
-                    let m = RouteMessageBuilder::<Ipv4Addr>::new()
-                        .destination_prefix(n.addr, n.len)
-                        .output_interface(self.index)
-                        .build();
-                    self.run(what, async move { h.route().del(m).execute().await })
-                }
-            };
+            let (h, m) = (self.handle.clone(), self.route(net));
+            let r = self.run(|| format!("removing route {net} dev {}", self.name), async move {
+                h.route().del(m).execute().await
+            });
             if let Err(e) = r {
                 if !e.contains("No such process") && !e.contains("No such device") {
                     errors.push(e);

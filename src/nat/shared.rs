@@ -38,9 +38,9 @@ pub struct Nat {
     /// How ports are handed out (fixed for the NAT's life): the unit of
     /// shard ownership, and in block modes the subscriber's shard.
     ports: Ports,
-    /// Deterministic mode: each group's mapping (an outbound flow's shard
-    /// is its block's).
-    det: Vec<Option<(Option<crate::addr::Net6>, DetMap)>>,
+    /// Deterministic mode: the groups' mappings, in group order (an
+    /// outbound flow's shard is its block's).
+    det: Vec<DetMap>,
 }
 
 impl Nat {
@@ -48,15 +48,10 @@ impl Nat {
     pub fn new(cfg: NatConfig, shards: usize) -> Self {
         let n = shards.max(1);
         let book = Arc::new(LimitBook::new(cfg.limits));
-        let det = cfg
-            .pool4
-            .iter()
-            .map(|g| {
-                (cfg.ports.mode == PortMode::Deterministic)
-                    .then(|| DetMap::new(g, &cfg.ports).ok().map(|m| (g.clients, m)))
-                    .flatten()
-            })
-            .collect();
+        let det = match cfg.ports.mode {
+            PortMode::Deterministic => cfg.pool4.iter().filter_map(|g| DetMap::new(g, &cfg.ports).ok()).collect(),
+            _ => vec![],
+        };
         Nat {
             ports: cfg.ports,
             det,
@@ -104,9 +99,7 @@ impl Nat {
             PortMode::Deterministic => self
                 .det
                 .iter()
-                .flatten()
-                .find(|(clients, _)| clients.is_some_and(|c| c.contains(a)))
-                .and_then(|(_, m)| m.map(a))
+                .find_map(|m| m.map(a))
                 .map_or_else(|| self.subscriber_shard(a), |(_, b)| self.by_port(self.ports.block_range(b).0)),
         }
     }
@@ -248,16 +241,6 @@ impl Nat {
         emit: impl FnMut(&[BibView]) -> Result<(), E>,
     ) -> Result<usize, E> {
         self.walk(|t, f| t.bibs().for_each(f), keep, limit, emit)
-    }
-
-    /// Up to `limit` sessions that `keep` accepts, and how many it accepts in all.
-    pub fn sessions_matching(&self, keep: impl Fn(&SessionView) -> bool, limit: usize) -> (Vec<SessionView>, usize) {
-        let mut v = Vec::new();
-        let Ok(n) = self.sessions_each(keep, limit, |b| {
-            v.extend_from_slice(b);
-            Ok::<_, std::convert::Infallible>(())
-        });
-        (v, n)
     }
 
     /// Up to `limit` BIB entries that `keep` accepts, and how many it accepts in all.
