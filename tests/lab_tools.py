@@ -145,10 +145,10 @@ def tcp_recv(a):
 
 
 def tcp_upload(a):
-    """Connect and send `size` pseudo-random bytes, in `chunks` pieces with
-    `pause` seconds between them; print length and hash."""
+    """Connect (from `bind` if given) and send `size` pseudo-random bytes,
+    in `chunks` pieces with `pause` seconds between them; print length and hash."""
     d = data(a.seed, a.size)
-    c = socket.create_connection((a.dest, a.port), timeout=a.timeout)
+    c = socket.create_connection((a.dest, a.port), timeout=a.timeout, source_address=(a.bind, 0) if a.bind else None)
     step = -(-len(d) // a.chunks)
     for i in range(0, len(d), step):
         c.sendall(d[i : i + step])
@@ -236,6 +236,87 @@ def raw_garbage(a):
     print(len(cases))
 
 
+def udp_whoami(a):
+    """Answer every datagram with the sender's address and port as seen
+    here ("ADDR PORT"), until nothing came for `timeout` seconds."""
+    s = socket.socket(family(a.bind), socket.SOCK_DGRAM)
+    s.bind((a.bind, a.port))
+    s.settimeout(a.timeout)
+    try:
+        while True:
+            _, peer = s.recvfrom(2000)
+            s.sendto(f"{peer[0]} {peer[1]}".encode(), peer)
+    except socket.timeout:
+        pass
+
+
+def udp_many(a):
+    """From each source address (comma-separated), `flows` UDP flows (one
+    source port each) to a udp-whoami server; print one line per source:
+    the source, then the IPv4 address:port of every flow as the server saw
+    it ("-" for a flow that got no answer in `tries` attempts)."""
+    socks = []
+    for src in a.sources.split(","):
+        for _ in range(a.flows):
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.bind((src, 0))
+            s.settimeout(a.timeout)
+            socks.append((src, s))
+    seen = {}
+    for src, s in socks:
+        got = "-"
+        for _ in range(a.tries):
+            s.sendto(b"who am i", (a.dest, a.port))
+            try:
+                got = s.recvfrom(200)[0].decode().replace(" ", ":")
+                break
+            except socket.timeout:
+                pass
+        seen.setdefault(src, []).append(got)
+        s.close()
+    for src, v in seen.items():
+        print(src, *v, flush=True)
+
+
+def sd_watchdog(a):
+    """Run `command` as systemd runs a Type=notify service with WatchdogSec
+    and WatchdogSignal=SIGKILL: a notify socket in NOTIFY_SOCKET,
+    WATCHDOG_USEC in the environment, and SIGKILL when WATCHDOG=1 has not
+    come for that long after READY=1. Writes the child's PID to --pid-file;
+    prints "watchdog: killed" (and how long the pings had stopped) or the
+    child's exit status, and exits when the child does."""
+    import os
+    import signal
+    import subprocess
+
+    path = a.socket
+    if os.path.exists(path):
+        os.unlink(path)
+    n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    n.bind(path)
+    n.settimeout(0.05)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(a.usec))
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    child = subprocess.Popen(command, env=env)
+    with open(a.pid_file, "w") as f:
+        f.write(str(child.pid))
+    limit = a.usec / 1e6
+    last = None
+    while child.poll() is None:
+        try:
+            msg = n.recv(4096).decode()
+            if "READY=1" in msg or "WATCHDOG=1" in msg:
+                last = time.monotonic()
+        except socket.timeout:
+            pass
+        if last is not None and time.monotonic() - last > limit:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            print(f"watchdog: killed after {time.monotonic() - last:.2f} s without a ping", flush=True)
+            return
+    print(f"exited: {child.returncode}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -270,12 +351,17 @@ def main():
     cmd("tcp-recv", tcp_recv, *dest_port)
     cmd("tcp-upload", tcp_upload, *dest_port, arg("--seed", type=int, required=True),
         arg("--size", type=int, required=True), arg("--chunks", type=int, default=1),
-        arg("--pause", type=float, default=0.0))
+        arg("--pause", type=float, default=0.0), arg("--bind"))
     cmd("tcp-greet", tcp_greet, *bind_port, arg("--count", type=int, default=1), arg("--message", default="hello"),
         arg("--hello-peer", action="store_true"), timeout=15.0)
     cmd("tcp-fetch", tcp_fetch, *dest_port, arg("--bind"), timeout=10.0)
     cmd("dns-aaaa", dns_aaaa, arg("name"), arg("--server", default="2001:db8:1::1"), arg("--rcode", action="store_true"))
     cmd("raw-garbage", raw_garbage, arg("dest"), arg("--src", required=True))
+    cmd("udp-whoami", udp_whoami, *bind_port, timeout=30.0)
+    cmd("udp-many", udp_many, *dest_port, arg("--sources", required=True), arg("--flows", type=int, default=4),
+        arg("--tries", type=int, default=3), timeout=1.0)
+    cmd("sd-watchdog", sd_watchdog, arg("--socket", required=True), arg("--usec", type=int, required=True),
+        arg("--pid-file", required=True), arg("command", nargs=argparse.REMAINDER))
     a = p.parse_args()
     a.fn(a)
 
