@@ -45,7 +45,7 @@ def ns(name, *cmd, capture=True):
 
 
 def paths():
-    return int(lab("paths", capture=True) or 0)
+    return len(lab("paths", capture=True).split())
 
 
 def wait_paths(n, secs=20):

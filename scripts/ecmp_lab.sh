@@ -7,8 +7,9 @@
 #   2001:db8:1:N::K                                  └─ gw3: nat64d + BIRD ─┘   198.51.100.2
 #
 # One router does both sides: it learns pool6 (2001:db8:64::/96) from every
-# gateway and installs one multipath route over them, and each gateway's
-# pool4 slice (203.0.113.0/28, .16/28, .32/28) from its owner. The server is
+# gateway and routes it over a resilient nexthop group of them
+# (deploy/ecmp/resilient-ecmp.sh), and each gateway's pool4 slice
+# (203.0.113.0/28, .16/28, .32/28) from its owner. The server is
 # 2001:db8:64::c633:6402 from the client.
 #
 # Usage (as root):
@@ -18,11 +19,15 @@
 #   scripts/ecmp_lab.sh down           remove it
 #   scripts/ecmp_lab.sh gw-start I     start gateway I's nat64d (under a watchdog) and BIRD
 #   scripts/ecmp_lab.sh gw-signal I SIG [nat64d|bird]   send SIG to gateway I's nat64d (or BIRD)
-#   scripts/ecmp_lab.sh route          the router's route to pool6 (one nexthop per gateway)
+#   scripts/ecmp_lab.sh route          the router's routes to pool6: BIRD's multipath route
+#                                      (table 164) and the resilient group it is kept on
+#   scripts/ecmp_lab.sh paths          the gateways that group goes through now ("1 2 3")
 #   scripts/ecmp_lab.sh sources        the client's host addresses, comma-separated
 # Environment: ECMP_LAB (name prefix, default ecmp), NAT64D and NAT64CTL
 # (binaries, default target/release/...; `up` builds them when they are the
-# default), ECMP_WATCHDOG_USEC (default 3000000, as deploy/ecmp/nat64d-ecmp.conf).
+# default), ECMP_WATCHDOG_USEC (default 3000000, as deploy/ecmp/nat64d-ecmp.conf),
+# ECMP_IDLE (the resilient group's idle timer, default 2 s in the lab),
+# ECMP_PLAIN=1 (a plain multipath route instead of the resilient group).
 # The run directory /run/nat64d-$ECMP_LAB holds logs, PID files and sockets:
 # nat64ctl --socket /run/nat64d-ecmp/gw1.sock stats
 set -euo pipefail
@@ -35,6 +40,12 @@ GWS=(1 2 3)
 NAT64D=${NAT64D:-target/release/nat64d}
 NAT64CTL=${NAT64CTL:-target/release/nat64ctl}
 WD_USEC=${ECMP_WATCHDOG_USEC:-3000000}
+# resilient-ecmp.sh's idle timer: 120 s in the recipe; 2 s here, so a
+# gateway that comes back gets its share of the (idle) lab hosts quickly.
+export ECMP_IDLE=${ECMP_IDLE:-2}
+# ECMP_PLAIN=1: no resilient group; BIRD's plain multipath route
+# (hash-threshold) in the main table, to see what resilient hashing saves.
+PLAIN=${ECMP_PLAIN:-0}
 SERVER6=2001:db8:64::c633:6402
 TOOLS=tests/lab_tools.py
 
@@ -130,26 +141,42 @@ up() {
     ip -n "$g" route add default via "192.0.2.$((8 * i + 1))"
     ip netns exec "$g" sysctl -q -p deploy/ecmp/gateway.sysctl.conf >/dev/null
   done
-  bird_start $R deploy/ecmp/router.bird.conf
+  if [ "$PLAIN" = 1 ]; then
+    # BIRD's multipath route straight into the main table (hash-threshold).
+    sed '/^  kernel table 164;/d' deploy/ecmp/router.bird.conf >"$RUN/router.bird.conf"
+    bird_start $R "$RUN/router.bird.conf"
+  else
+    bird_start $R deploy/ecmp/router.bird.conf
+    ip netns exec $R bash deploy/ecmp/resilient-ecmp.sh >"$RUN/resilient-ecmp.log" 2>&1 &
+    echo $! >"$RUN/resilient-ecmp.pid"
+  fi
   for i in "${GWS[@]}"; do gw_start "$i"; done
-  wait_paths 3 20
+  wait_paths "1 2 3" 20
 }
 
-# The number of nexthops in the router's route to pool6.
+# The gateways (numbers) the router's route to pool6 goes through now: the
+# members of the resilient group it points at (resilient-ecmp.sh).
 paths() {
-  ip -n $R -6 route show 2001:db8:64::/96 | grep -c 'via' || true
+  if [ "$PLAIN" = 1 ]; then
+    ip -n $R -6 route show 2001:db8:64::/96 | grep -o 'dev gw[0-9]*' | cut -c7- | sort -n | paste -sd' '
+    return 0
+  fi
+  ip -n $R -6 route show 2001:db8:64::/96 | grep -q 'nhid 100' || return 0
+  local ids
+  ids=$(ip -n $R nexthop show id 100 | grep -o 'group [0-9/]*' | cut -d' ' -f2 | tr / ' ')
+  for id in $ids; do ip -n $R nexthop show id "$id" | grep -o 'dev gw[0-9]*' | cut -c7-; done | sort -n | paste -sd' '
 }
 
-wait_paths() { # N SECONDS
+wait_paths() { # "1 2 3" SECONDS
   for _ in $(seq $((10 * $2))); do [ "$(paths)" = "$1" ] && return 0; sleep 0.1; done
-  echo "ecmp_lab: the router has $(paths) path(s) to pool6, not $1" >&2
+  echo "ecmp_lab: the router's route to pool6 goes through gateway(s) '$(paths)', not '$1'" >&2
   return 1
 }
 
 demo() {
   up
-  echo "== the router's route to pool6: one nexthop per gateway"
-  ip -n $R -6 route show 2001:db8:64::/96
+  echo "== the router's route to pool6: BIRD's, one nexthop per gateway, and the resilient group"
+  "$0" route
   ip netns exec $S python3 $TOOLS udp-whoami 198.51.100.2 7777 --timeout 5 &
   local srv=$!
   sleep 0.3
@@ -172,7 +199,11 @@ case "${1:-}" in
     f="$RUN/$(gw "$2").${4:-nat64d}.pid"
     kill "-$3" "$(cat "$f")"
     ;;
-  route) ip -n $R -6 route show 2001:db8:64::/96 ;;
+  route)
+    ip -n $R -6 route show table 164 2001:db8:64::/96
+    ip -n $R -6 route show 2001:db8:64::/96
+    ip -n $R nexthop show
+    ;;
   paths) paths ;;
   sources) sources ;;
   *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
