@@ -2,7 +2,8 @@
 """Scale-out benchmark (issue 16): new TCP connections per second and bulk
 throughput through 1, 2 and 3 nat64d gateways behind ECMP, in one run, in
 the lab of scripts/ecmp_lab.sh (deploy/ecmp's recipe: BIRD, source-address
-hashing). Not a test: it prints figures.
+hashing; a plain multipath route instead of the resilient group, see ENV
+below). Not a test: it prints figures.
 
 The load comes from examples/conn_load.rs, which speaks from all 32 client
 host addresses (wrk and iperf3 speak from one, which the router's hash would
@@ -27,7 +28,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.path.join(ROOT, "scripts", "ecmp_lab.sh")
 PREFIX = "ecmpb"
 RUN = f"/run/nat64d-{PREFIX}"
-ENV = dict(os.environ, ECMP_LAB=PREFIX)
+# A plain multipath route (hash-threshold): every change of the set shares
+# the hosts out again at once. The recipe's resilient group keeps hosts
+# where they are, so gateways that join between two measurements would get
+# only the buckets no host uses (see deploy/ecmp/resilient-ecmp.sh).
+ENV = dict(os.environ, ECMP_LAB=PREFIX, ECMP_PLAIN="1")
 SERVER6 = "2001:db8:64::c633:6402"
 LOAD = os.path.join(ROOT, "target", "release", "examples", "conn_load")
 CTL = os.path.join(ROOT, "target", "release", "nat64ctl")
@@ -87,6 +92,22 @@ def set_gateways(n, running):
     time.sleep(1)
 
 
+def buckets():
+    """The resilient group's buckets per nexthop id, when the route is on one."""
+    route = subprocess.run(["ip", "-n", f"{PREFIX}-router", "-6", "route", "show", "2001:db8:64::/96"], text=True,
+                           capture_output=True).stdout.split()
+    if "nhid" not in route:
+        return "none"
+    nhid = route[route.index("nhid") + 1]
+    out = subprocess.run(["ip", "-n", f"{PREFIX}-router", "nexthop", "bucket", "show", "id", nhid], text=True,
+                         capture_output=True).stdout
+    count = {}
+    for line in out.splitlines():
+        nh = line.split()[-1]
+        count[nh] = count.get(nh, 0) + 1
+    return " ".join(f"{k}:{v}" for k, v in sorted(count.items()))
+
+
 def measure(n, fn):
     """Run fn(); per active gateway: connections (sessions created) and CPU."""
     gws = range(1, n + 1)
@@ -129,7 +150,7 @@ def main():
                 (c, errors), per_c = measure(n, cps)
                 g, _ = measure(n, bulk)
                 rows.append((n, rep, c, errors, g, per_c))
-                shares = " ".join(f"gw{k}={v[0]}" for k, v in per_c.items())
+                shares = " ".join(f"gw{k}={v[0]}" for k, v in per_c.items()) + f"; buckets {buckets()}"
                 print(f"rep {rep + 1}, {n} gateway(s): {c:.0f} conn/s ({errors} errors), bulk {g:.2f} Gbit/s; "
                       f"connections {shares}", flush=True)
         print()

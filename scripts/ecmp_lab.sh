@@ -161,9 +161,10 @@ paths() {
     ip -n $R -6 route show 2001:db8:64::/96 | grep -o 'dev gw[0-9]*' | cut -c7- | sort -n | paste -sd' '
     return 0
   fi
-  ip -n $R -6 route show 2001:db8:64::/96 | grep -q 'nhid 100' || return 0
-  local ids
-  ids=$(ip -n $R nexthop show id 100 | grep -o 'group [0-9/]*' | cut -d' ' -f2 | tr / ' ')
+  local nhid ids
+  nhid=$(ip -n $R -6 route show 2001:db8:64::/96 | grep -o 'nhid [0-9]*' | cut -d' ' -f2)
+  [ -n "$nhid" ] || return 0
+  ids=$(ip -n $R nexthop show id "$nhid" | grep -o 'group [0-9/]*' | cut -d' ' -f2 | tr / ' ')
   for id in $ids; do ip -n $R nexthop show id "$id" | grep -o 'dev gw[0-9]*' | cut -c7-; done | sort -n | paste -sd' '
 }
 

@@ -244,9 +244,11 @@ fn lab_three_gateways_behind_ecmp() {
         assert_eq!(sent.trim(), got.trim(), "the transfer through gateway {gw} arrived whole");
     }
 
-    // Restarted, gateway 1 is back in the set; buckets idle for the lab's
-    // idle timer (2 s) move to it, so hosts reach it again, each still from
-    // one address.
+    // Restarted, gateway 1 is back in the set and takes buckets that have
+    // been idle for the lab's idle timer (2 s): the lab's hosts are idle
+    // for longer than that first, so some of them reach it again, each
+    // still from one address.
+    std::thread::sleep(Duration::from_secs(3));
     let start = Instant::now();
     lab.script(&["gw-start", "1"]).unwrap();
     lab.time_until_paths(&[1, 2, 3], 15).expect("gateway 1 back in the ECMP set after its restart");

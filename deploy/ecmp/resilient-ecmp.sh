@@ -8,7 +8,11 @@
 # never seen their flows: their connections break. A resilient group maps
 # the hash to buckets; a gateway leaving gives up only its own buckets, and
 # one joining gets buckets only once they have been idle for `idle_timer`
-# seconds, so a host with live flows stays where it is.
+# seconds, so a host with live flows stays where it is. The kernel balances
+# bucket *counts*: a joining gateway takes the buckets idle at that moment
+# (with few hosts, mostly unused ones) and more only as others go idle, so
+# with many hosts per bucket set ECMP_UNBALANCED to bound how long it stays
+# under-used (the buckets it then takes by force break their hosts' flows).
 #
 # How: BIRD exports its ECMP route to table $TABLE (router.bird.conf); this
 # script watches that table, keeps one nexthop object per gateway and the
