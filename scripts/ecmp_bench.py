@@ -150,7 +150,10 @@ def main():
                 (c, errors), per_c = measure(n, cps)
                 g, _ = measure(n, bulk)
                 rows.append((n, rep, c, errors, g, per_c))
-                shares = " ".join(f"gw{k}={v[0]}" for k, v in per_c.items()) + f"; buckets {buckets()}"
+                shares = " ".join(f"gw{k}={v[0]}" for k, v in per_c.items())
+                b = buckets()
+                if b != "none":
+                    shares += f"; buckets {b}"
                 print(f"rep {rep + 1}, {n} gateway(s): {c:.0f} conn/s ({errors} errors), bulk {g:.2f} Gbit/s; "
                       f"connections {shares}", flush=True)
         print()
