@@ -239,7 +239,9 @@ fn rfc7915_5_4_no_error_when_disabled_or_for_errors() {
 // and unspecified destinations.
 #[test]
 fn rfc4443_2_4_e_no_error_for_multicast_destination() {
-    for (dst, hop) in [("ff02::16", 1), ("ff02::2", 255), ("ff0e::1", 64), ("fe80::1", 1), ("::", 64)] {
+    for (dst, hop) in
+        [("ff02::16", 1), ("ff02::2", 255), ("ff0e::1", 64), ("fe80::1", 1), ("febf:ffff::1", 64), ("::", 64)]
+    {
         let mut p = V6::new("fe80::1".parse().unwrap(), dst.parse().unwrap(), 58, icmp(143, 0, [0; 4], &[0u8; 20]));
         p.hop = hop;
         let mut x = xl();
@@ -1130,6 +1132,11 @@ fn rfc1122_rfc4291_bad_sources_dropped() {
         let mut x = xl();
         assert_eq!(run(&mut x, &p).0, Verdict::Drop(DropReason::BadSource), "{src}");
         assert_eq!(x.stats.icmp_errors_sent, 0);
+    }
+    // The edges of those ranges are sources like any other (RFC 4291 2.5.2/2.5.3 name :: and ::1 only).
+    for src in ["::2", "fe00::1", "2001:db8::1"] {
+        let p = v6_out(src.parse().unwrap(), 17, udp(5000, 53, b"x")).build();
+        assert_ne!(run(&mut xl(), &p).0, Verdict::Drop(DropReason::BadSource), "{src}");
     }
     for src in [[0, 0, 0, 0], [0, 1, 2, 3], [127, 0, 0, 1], [224, 0, 0, 1], [239, 1, 2, 3], [255, 255, 255, 255]] {
         let mut p = v4_in(17, udp(53, 5000 + SHIFT, b"x"));

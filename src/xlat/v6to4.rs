@@ -174,19 +174,17 @@ fn plan<M: Mapper>(x: &mut Translator, pkt: &[u8], out: &mut [u8], map: &mut M, 
     // Only pool6 is routed into the translator: multicast (MLD reports,
     // router solicitations), link-local and unspecified destinations are
     // the kernel's own traffic on the device, before any other check.
-    // (The first byte decides for nearly every packet: 0xff multicast, 0xfe
-    // link-local, 0x00 unspecified; a full compare only then.)
-    let d0 = h.dst.octets()[0];
-    if matches!(d0, 0x00 | 0xfe | 0xff)
-        && (h.dst.is_multicast() || h.dst.is_unicast_link_local() || h.dst.is_unspecified())
-    {
+    // (As one 128-bit number: ff00::/8, fe80::/10, ::.)
+    let dn = u128::from(h.dst);
+    if dn >> 120 == 0xff || dn >> 118 == 0xfe80 >> 6 || dn == 0 {
         return (Step::Done(Verdict::Drop(DropReason::NotForPool6)), p4);
     }
 
     // RFC 4291 2.5.2, 2.5.3, 2.7: no host sends from these; the kernel's
     // filters are not always in front of the TUN device.
-    let s0 = h.src.octets()[0];
-    if s0 == 0xff || (s0 == 0x00 && (h.src.is_unspecified() || h.src.is_loopback())) {
+    // (ff00::/8; :: and ::1 are the numbers 0 and 1.)
+    let sn = u128::from(h.src);
+    if sn >> 120 == 0xff || sn <= 1 {
         return (Step::Done(Verdict::Drop(DropReason::BadSource)), p4);
     }
 
