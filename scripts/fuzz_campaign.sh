@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 mkdir -p campaign
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(xlat_6to4 xlat_4to6 xlat_icmp_error control offload dns64 nat_sequence config maplog state)
+  targets=(xlat_6to4 xlat_4to6 xlat_icmp_error control offload dns64 nat_sequence config maplog state sniff)
 fi
 for t in "${targets[@]}"; do
   case "$t" in

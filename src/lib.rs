@@ -28,6 +28,7 @@ pub mod dns64;
 pub mod ipfix;
 pub mod maplog;
 pub mod nat;
+pub mod proxy;
 pub mod sys;
 pub mod wire;
 pub mod xlat;

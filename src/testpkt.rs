@@ -769,6 +769,26 @@ pub fn run_config_fuzz_input(data: &[u8]) {
     }
 }
 
+/// The sniff fuzz target (issue 19: the first bytes of every inbound
+/// connection come from anyone): the sniffer never panics, and a decision
+/// it takes on a prefix of the bytes is the decision it takes on them all
+/// (more bytes never turn a refusal into a site, or one site into another).
+pub fn run_sniff_fuzz_input(data: &[u8]) {
+    use crate::proxy::{sniff, Sniff, SniffLimits};
+    let limits = SniffLimits { max_client_hello: 4096, max_http_head: 2048 };
+    let all = sniff(data, &limits);
+    if let Sniff::Http { head_len, line_len, .. } = all {
+        assert!(line_len <= head_len && head_len <= data.len());
+    }
+    let n = data.len();
+    for cut in [n / 4, n / 2, n * 3 / 4, n.saturating_sub(1)] {
+        let part = sniff(&data[..cut], &limits);
+        if part != Sniff::NeedMore {
+            assert_eq!(part, all, "{cut} of {n} bytes decided otherwise than all of them");
+        }
+    }
+}
+
 /// The control fuzz target (issue 18: hostile bytes on the control
 /// socket): the request reader never panics, reads at most one bounded
 /// line, and a request it accepts survives a JSON round trip unchanged.

@@ -8,7 +8,8 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nat64d::testpkt::{
     echo, icmp, run_config_fuzz_input, run_control_fuzz_input, run_dns64_fuzz_input, run_fuzz_input,
-    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, run_state_fuzz_input, tcp, udp, V4, V6,
+    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, run_sniff_fuzz_input, run_state_fuzz_input, tcp,
+    udp, V4, V6,
 };
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -220,6 +221,8 @@ fn run_target(target: &str, data: &[u8]) {
         run_maplog_fuzz_input(data);
     } else if target == "state" {
         run_state_fuzz_input(data);
+    } else if target == "sniff" {
+        run_sniff_fuzz_input(data);
     } else if target == "dns64" {
         run_dns64_fuzz_input(data);
     } else {
@@ -254,6 +257,8 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
             "config",
             "control",
             "maplog",
+            "state",
+            "sniff",
         ] {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 /// The core: whole directories, and the DNS64 files apart from its server.
-const CORE_DIRS: &[&str] = &["src/addr", "src/wire", "src/xlat", "src/nat"];
+const CORE_DIRS: &[&str] = &["src/addr", "src/wire", "src/xlat", "src/nat", "src/proxy"];
 const CORE_FILES: &[&str] = &["src/dns64/mod.rs", "src/dns64/cache.rs", "src/dns64/wire.rs", "src/counters.rs"];
 
 /// What the core must not name.

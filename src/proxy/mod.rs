@@ -1,0 +1,21 @@
+//! The inbound half (issue 19), its sans-IO core: what an IPv4 visitor's
+//! first bytes name, which IPv6 backend serves that name, and the PROXY
+//! protocol header that tells the backend who the visitor was. Bytes in,
+//! decisions and bytes out; the listener, the relaying and the limits on
+//! connections are the driver's (not built yet).
+//!
+//! - [`sniff`]: a TLS ClientHello's server name (RFC 8446 4.1.2, RFC 6066
+//!   3) or an HTTP/1.x request's host (RFC 9112 3.2), from the bytes that
+//!   have arrived so far, without terminating TLS; every refusal named.
+//! - [`sites`]: the site map (exact names and `*.` suffixes) and the rule
+//!   that a backend address must lie in the operator's backend prefixes and
+//!   never be loopback, link-local, multicast, IPv4-mapped or inside pool6.
+//! - [`proxyv2`]: the PROXY protocol version 2 header (HAProxy's
+//!   specification), written into a fixed buffer.
+
+pub mod proxyv2;
+pub mod sites;
+pub mod sniff;
+
+pub use sites::{Backend, BackendPolicy, SiteMap};
+pub use sniff::{sniff, Refusal, Sniff, SniffLimits};

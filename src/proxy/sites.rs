@@ -1,0 +1,172 @@
+//! Which IPv6 backend serves a name, and which backend addresses may be
+//! served at all. A name is looked up exactly first, then under the longest
+//! `*.suffix` that covers it; a backend address (from the map, or from a
+//! name's AAAA records in the driver) is used only when the policy allows
+//! it, so the proxy is never open and never a way to the gateway itself.
+
+use crate::addr::net::Net6;
+use crate::proxy::sniff::HostName;
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddrV6};
+
+/// How the backend learns the visitor's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAddress {
+    /// Not at all.
+    #[default]
+    None,
+    /// A PROXY protocol v2 header before the client's bytes.
+    ProxyV2,
+    /// For plain HTTP, a `Forwarded: for=` field (RFC 7239) in the head.
+    Forwarded,
+}
+
+/// A site's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: SocketAddrV6,
+    pub client_address: ClientAddress,
+}
+
+/// Why a backend address is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAllowed {
+    /// Loopback, unspecified, link-local, multicast, IPv4-mapped or
+    /// IPv4-compatible: never a customer's machine.
+    Special,
+    /// Inside pool6: it would send the visitor back out through NAT64.
+    InPool6,
+    /// Outside every configured backend prefix.
+    OutsideBackends,
+}
+
+/// The addresses backends may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendPolicy {
+    /// The customers' networks.
+    pub prefixes: Vec<Net6>,
+    pub pool6: Net6,
+}
+
+impl BackendPolicy {
+    pub fn check(&self, a: Ipv6Addr) -> Result<(), NotAllowed> {
+        let n = u128::from(a);
+        // ::/8 covers ::, ::1, IPv4-compatible; ::ffff:0:0/96 IPv4-mapped;
+        // fe80::/10 link-local; ff00::/8 multicast.
+        if n >> 120 == 0 || n >> 118 == 0xfe80 >> 6 || n >> 120 == 0xff || n >> 32 == 0xffff {
+            return Err(NotAllowed::Special);
+        }
+        if self.pool6.contains(a) {
+            return Err(NotAllowed::InPool6);
+        }
+        if !self.prefixes.iter().any(|p| p.contains(a)) {
+            return Err(NotAllowed::OutsideBackends);
+        }
+        Ok(())
+    }
+}
+
+/// Names to backends: exact names and `*.suffix` wildcards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteMap {
+    exact: HashMap<String, Backend>,
+    /// Suffix without the `*.`, with its backend.
+    wildcard: HashMap<String, Backend>,
+}
+
+impl SiteMap {
+    /// Add `name` (`www.example`, or `*.example` for every name under
+    /// `example`, not `example` itself). False when the name is malformed.
+    pub fn insert(&mut self, name: &str, b: Backend) -> bool {
+        let (suffix, map) = match name.strip_prefix("*.") {
+            Some(s) => (s, &mut self.wildcard),
+            None => (name, &mut self.exact),
+        };
+        match HostName::parse(suffix.as_bytes()) {
+            Some(h) => {
+                map.insert(h.as_str().to_string(), b);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The backend for `name`: an exact entry, else the longest wildcard
+    /// suffix that covers it.
+    pub fn lookup(&self, name: &HostName) -> Option<&Backend> {
+        let n = name.as_str();
+        if let Some(b) = self.exact.get(n) {
+            return Some(b);
+        }
+        // Each dot, left to right, starts a longer-to-shorter suffix.
+        n.match_indices('.').find_map(|(i, _)| self.wildcard.get(&n[i + 1..]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be(port: u16) -> Backend {
+        Backend {
+            addr: SocketAddrV6::new("2001:db8:100::1".parse().unwrap(), port, 0, 0),
+            client_address: ClientAddress::None,
+        }
+    }
+
+    fn h(s: &str) -> HostName {
+        HostName::parse(s.as_bytes()).unwrap()
+    }
+
+    // Issue 19: exact names first, then the longest wildcard suffix; a
+    // wildcard covers names below it, not the name itself; names compare
+    // without case.
+    #[test]
+    fn exact_then_longest_wildcard() {
+        let mut m = SiteMap::default();
+        assert!(m.insert("www.example", be(1)));
+        assert!(m.insert("*.example", be(2)));
+        assert!(m.insert("*.shop.example", be(3)));
+        assert!(m.insert("Mixed.Example", be(4)));
+        assert!(!m.insert("*.", be(9)) && !m.insert("bad_name", be(9)) && !m.insert("a.*.example", be(9)));
+        assert_eq!(m.lookup(&h("www.example")).unwrap().addr.port(), 1);
+        assert_eq!(m.lookup(&h("blog.example")).unwrap().addr.port(), 2);
+        assert_eq!(m.lookup(&h("a.b.shop.example")).unwrap().addr.port(), 3);
+        assert_eq!(m.lookup(&h("mixed.example")).unwrap().addr.port(), 4);
+        assert!(m.lookup(&h("example")).is_none());
+        assert!(m.lookup(&h("other.test")).is_none());
+    }
+
+    // Issue 19: never an open proxy, never a path to the gateway's own
+    // services, loopback, link-local or pool6-synthesised addresses.
+    #[test]
+    fn backend_addresses_only_in_customer_networks() {
+        let p = BackendPolicy {
+            prefixes: vec!["2001:db8:100::/48".parse().unwrap()],
+            pool6: "2001:db8:64::/96".parse().unwrap(),
+        };
+        assert_eq!(p.check("2001:db8:100::5".parse().unwrap()), Ok(()));
+        for (a, why) in [
+            ("::1", NotAllowed::Special),
+            ("::", NotAllowed::Special),
+            ("::ffff:192.0.2.1", NotAllowed::Special),
+            ("fe80::1", NotAllowed::Special),
+            ("ff02::1", NotAllowed::Special),
+            ("2001:db8:64::c000:201", NotAllowed::InPool6),
+            ("2001:db8:200::1", NotAllowed::OutsideBackends),
+        ] {
+            assert_eq!(p.check(a.parse().unwrap()), Err(why), "{a}");
+        }
+        // A customer prefix that would cover pool6 still does not open it.
+        let wide = BackendPolicy { prefixes: vec!["2001:db8::/32".parse().unwrap()], ..p };
+        assert_eq!(wide.check("2001:db8:64::c000:201".parse().unwrap()), Err(NotAllowed::InPool6));
+    }
+}
