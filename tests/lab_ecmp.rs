@@ -273,7 +273,7 @@ fn lab_three_gateways_behind_ecmp() {
     lab.script(&["gw-signal", "2", "STOP", "bird"]).unwrap();
     let t = lab.time_until_paths(&[1, 3], 10).expect("a silent gateway left the ECMP set");
     eprintln!("silent gateway (BIRD frozen): out of the ECMP set in {t:?}");
-    assert!(t <= HOLD + Duration::from_millis(500), "dropped in {t:?}, hold time {HOLD:?}");
+    assert!(t <= HOLD + Duration::from_secs(1), "dropped in {t:?}, hold time {HOLD:?}");
     lab.script(&["gw-signal", "2", "CONT", "bird"]).unwrap();
     lab.time_until_paths(&[1, 2, 3], 15).expect("gateway 2 back once its BIRD runs again");
 }
