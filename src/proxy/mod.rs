@@ -12,7 +12,11 @@
 //!   never be loopback, link-local, multicast, IPv4-mapped or inside pool6.
 //! - [`proxyv2`]: the PROXY protocol version 2 header (HAProxy's
 //!   specification), written into a fixed buffer.
+//! - [`http`]: the short answers to refused requests (400, 421, 408, 431),
+//!   and a head rewritten with the visitor's address (RFC 7239 Forwarded or
+//!   X-Forwarded-For) in place of any the visitor sent.
 
+pub mod http;
 pub mod proxyv2;
 pub mod sites;
 pub mod sniff;
