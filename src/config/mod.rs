@@ -229,6 +229,63 @@ impl MappingLogSection {
     }
 }
 
+/// `[proxy]`: the inbound relay by TLS SNI and HTTP Host (issue 19): off
+/// while `listen` is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Addresses and ports to accept visitors on (typically the public IPv4 on 80 and 443).
+    pub listen: Vec<SocketAddr>,
+    /// The customers' networks: a backend address outside them is never used.
+    pub backends: Vec<Text<Net6>>,
+    /// How backends learn the visitor's address unless a site says otherwise.
+    pub client_address: crate::proxy::ClientAddress,
+    /// Time for a visitor to send a whole ClientHello or request head, ms.
+    pub first_bytes_timeout_ms: u64,
+    /// Time to reach a backend, ms.
+    pub connect_timeout_ms: u64,
+    /// A relayed connection with no byte either way for this long is closed, s.
+    pub idle_timeout: u64,
+    /// Connections at once, in all.
+    pub max_connections: u32,
+    /// Connections at once from one visitor address.
+    pub per_client: u32,
+    /// The sites: `[[proxy.site]]` tables.
+    pub site: Vec<ProxySite>,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            listen: vec![],
+            backends: vec![],
+            client_address: crate::proxy::ClientAddress::None,
+            first_bytes_timeout_ms: 5000,
+            connect_timeout_ms: 3000,
+            idle_timeout: 300,
+            max_connections: 4096,
+            per_client: 64,
+            site: vec![],
+        }
+    }
+}
+
+/// `[[proxy.site]]`: a name (or `*.suffix`) and its IPv6 backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySite {
+    pub name: String,
+    pub backend: std::net::SocketAddrV6,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<crate::proxy::ClientAddress>,
+}
+
+impl ProxySection {
+    pub fn enabled(&self) -> bool {
+        !self.listen.is_empty()
+    }
+}
+
 /// The control socket `nat64ctl` talks to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -369,6 +426,7 @@ pub struct Config {
     pub mapping_log: MappingLogSection,
     pub state: StateSection,
     pub dns64: Dns64Section,
+    pub proxy: ProxySection,
 }
 
 impl Default for Config {
@@ -387,6 +445,7 @@ impl Default for Config {
             mapping_log: MappingLogSection::default(),
             state: StateSection::default(),
             dns64: Dns64Section::default(),
+            proxy: ProxySection::default(),
         }
     }
 }
@@ -611,6 +670,16 @@ impl Config {
     /// has something to translate to. `nat64d --check` runs it too, so a
     /// configuration it passes is one the daemon starts with.
     pub fn check_runnable(&self, source: &str) -> Result<(), ConfigError> {
+        if self.proxy.enabled() {
+            return Err(ConfigError {
+                source: source.to_string(),
+                line: None,
+                key: Some("proxy.listen".into()),
+                message: "the inbound relay is not built in this version: the [proxy] section is checked, nothing \
+                          would listen; leave listen empty"
+                    .into(),
+            });
+        }
         if self.pool4.is_empty() && !self.dns64.only {
             return Err(ConfigError {
                 source: source.to_string(),
@@ -619,6 +688,37 @@ impl Config {
                 message: "no pool4 addresses: give --pool4 or set pool4 = [\"203.0.113.0/28\"] in the configuration"
                     .into(),
             });
+        }
+        Ok(())
+    }
+
+    /// The proxy's sites: names that are names, backends the policy allows.
+    fn check_proxy(&self) -> Result<(), (&'static str, String)> {
+        let p = &self.proxy;
+        if p.enabled() && p.backends.is_empty() {
+            return Err(("proxy.backends", "no backend networks: every site would be refused".into()));
+        }
+        if p.first_bytes_timeout_ms == 0 || p.connect_timeout_ms == 0 || p.idle_timeout == 0 {
+            return Err(("proxy", "timeouts must be at least 1".into()));
+        }
+        if p.max_connections == 0 || p.per_client == 0 {
+            return Err(("proxy", "max_connections and per_client must be at least 1".into()));
+        }
+        let policy = crate::proxy::BackendPolicy {
+            prefixes: p.backends.iter().map(|t| t.0).collect(),
+            pool6: Net6 { addr: self.pool6.addr(), len: self.pool6.prefix_len() },
+        };
+        let mut map = crate::proxy::SiteMap::default();
+        for s in &p.site {
+            if !map.insert(&s.name, crate::proxy::Backend { addr: s.backend, client_address: Default::default() }) {
+                return Err(("proxy.site.name", format!("'{}' is not a host name or *.suffix", cut(&s.name))));
+            }
+            if let Err(why) = policy.check(*s.backend.ip()) {
+                return Err(("proxy.site.backend", format!("{}: {why}", s.backend)));
+            }
+        }
+        if map.len() != p.site.len() {
+            return Err(("proxy.site.name", "a name is given twice".into()));
         }
         Ok(())
     }
@@ -687,6 +787,9 @@ impl Config {
         let l = &self.nat.limits;
         if l.max_sessions == 0 || l.sessions_per_host == 0 || l.sessions_per_net64 == 0 || l.bibs_per_host == 0 {
             return err("nat.limits", "limits must be at least 1".into());
+        }
+        if let Err((k, m)) = self.check_proxy() {
+            return err(k, m);
         }
         let t = self.mapping_log.ipfix_template_refresh;
         if !(1..=86_400).contains(&t) {

@@ -160,6 +160,11 @@ fn shipped_example_is_valid_and_complete() {
     let mut shown = Config::default();
     shown.metrics.listen = Some("127.0.0.1:9864".parse().unwrap());
     shown.static_bib.push("tcp,[2001:db8::80]:80,203.0.113.1:80".parse().unwrap());
+    shown.proxy.site.push(super::ProxySite {
+        name: "www.example".into(),
+        backend: "[2001:db8:100::80]:443".parse().unwrap(),
+        client_address: Some(crate::proxy::ClientAddress::ProxyV2),
+    });
     let idx = KeyIndex::new(&shown.to_toml());
     // Commented-out examples count: `# [[static_bib]]`, `# listen = ...`.
     let uncomment = |l: &str| {
@@ -397,4 +402,34 @@ fn block_settings_are_checked() {
         "t.toml",
     )
     .unwrap();
+}
+
+// Issue 19: the [proxy] section: sites that name no host, backends outside
+// the customers' networks or inside pool6, and a listener without backend
+// networks are refused with their key; a good section parses.
+#[test]
+fn proxy_section() {
+    let base = "pool6 = \"2001:db8:64::/96\"\npool4 = [\"203.0.113.1\"]\n[proxy]\nlisten = [\"192.0.2.1:80\"]\n";
+    let e = parse_err(base);
+    assert_eq!(e.key.as_deref(), Some("proxy.backends"));
+    let with = |site: &str| format!("{base}backends = [\"2001:db8:100::/48\"]\n[[proxy.site]]\n{site}\n");
+    for (site, key, says) in [
+        ("name = \"bad_name\"\nbackend = \"[2001:db8:100::1]:80\"", "proxy.site.name", "not a host name"),
+        ("name = \"a.example\"\nbackend = \"[2001:db8:200::1]:80\"", "proxy.site.backend", "outside every"),
+        ("name = \"a.example\"\nbackend = \"[2001:db8:64::c000:201]:80\"", "proxy.site.backend", "pool6"),
+        ("name = \"a.example\"\nbackend = \"[::1]:80\"", "proxy.site.backend", "loopback"),
+    ] {
+        let e = parse_err(&with(site));
+        assert_eq!(e.key.as_deref(), Some(key), "{site}: {e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    let e = parse_err(&with("name = \"a.example\"\nbackend = \"[2001:db8:100::1]:80\"\nclient_address = \"magic\""));
+    assert!(e.to_string().contains("client_address"), "{e}");
+    let c = Config::parse(
+        &with("name = \"*.Example\"\nbackend = \"[2001:db8:100::1]:443\"\nclient_address = \"proxy-v2\""),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.proxy.site[0].client_address, Some(crate::proxy::ClientAddress::ProxyV2));
+    assert!(c.proxy.enabled());
 }

@@ -21,5 +21,5 @@ pub mod proxyv2;
 pub mod sites;
 pub mod sniff;
 
-pub use sites::{Backend, BackendPolicy, SiteMap};
+pub use sites::{Backend, BackendPolicy, ClientAddress, SiteMap};
 pub use sniff::{sniff, Refusal, Sniff, SniffLimits};

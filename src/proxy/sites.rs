@@ -9,16 +9,20 @@ use crate::proxy::sniff::HostName;
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddrV6};
 
-/// How the backend learns the visitor's address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the backend learns the visitor's address (`client_address` in the
+/// configuration: "none", "proxy-v2", "forwarded", "x-forwarded-for").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ClientAddress {
     /// Not at all.
     #[default]
     None,
     /// A PROXY protocol v2 header before the client's bytes.
     ProxyV2,
-    /// For plain HTTP, a `Forwarded: for=` field (RFC 7239) in the head.
+    /// Plain HTTP: a `Forwarded: for=` field (RFC 7239) in the head.
     Forwarded,
+    /// Plain HTTP: an `X-Forwarded-For` field.
+    XForwardedFor,
 }
 
 /// A site's backend.
@@ -26,6 +30,18 @@ pub enum ClientAddress {
 pub struct Backend {
     pub addr: SocketAddrV6,
     pub client_address: ClientAddress,
+}
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotAllowed::Special => {
+                "a loopback, unspecified, link-local, multicast or IPv4-mapped address is never a backend"
+            }
+            NotAllowed::InPool6 => "inside pool6: the visitor would go back out through NAT64",
+            NotAllowed::OutsideBackends => "outside every proxy.backends network",
+        })
+    }
 }
 
 /// Why a backend address is not used.
