@@ -86,7 +86,7 @@ gw_start() { # I
       deploy/ecmp/gateway.bird.conf >"$RUN/$g.bird.conf"
     bird_start "$g" "$RUN/$g.bird.conf"
   fi
-  stop_pid "$RUN/$g.watchdog.pid" KILL
+  stop_pid "$RUN/$g.watchdog.pid"
   rm -f "$RUN/$g.nat64d.pid"
   # As systemd with deploy/ecmp/nat64d-ecmp.conf runs it: under a watchdog
   # that kills it when its pings stop.

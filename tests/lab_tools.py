@@ -298,6 +298,8 @@ def sd_watchdog(a):
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(a.usec))
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     child = subprocess.Popen(command, env=env)
+    # Stopped as a service is: a SIGTERM to the supervisor goes to the child.
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
     with open(a.pid_file, "w") as f:
         f.write(str(child.pid))
     limit = a.usec / 1e6

@@ -65,9 +65,18 @@ sync() {
 }
 
 sync
-# Every change BIRD makes to its table, and a look every 5 s besides.
-{ ip -6 monitor route & while sleep 5; do echo tick; done; } | while read -r line; do
+# Every change BIRD makes to its table, and a look every 5 s besides, both
+# into one FIFO; the two writers go with this script (TERM, INT or exit).
+events=$(mktemp -u /tmp/resilient-ecmp.XXXXXX)
+mkfifo "$events"
+ip -6 monitor route >"$events" &
+monitor=$!
+while sleep 5; do echo tick; done >"$events" &
+ticker=$!
+trap 'kill "$monitor" "$ticker" 2>/dev/null; rm -f "$events"' EXIT
+trap 'exit 0' TERM INT
+while read -r line; do
   case "$line" in
     *"table $TABLE"* | tick) sync ;;
   esac
-done
+done <"$events"
