@@ -78,7 +78,10 @@ fn connect_from(src: IpAddr, dest: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 fn serve(addr: SocketAddr) {
-    let l = Arc::new(TcpListener::bind(addr).expect("bind"));
+    let l = match TcpListener::bind(addr) {
+        Ok(l) => Arc::new(l),
+        Err(e) => fail(&format!("cannot listen on {addr}: {e}")),
+    };
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let l = l.clone();
@@ -189,19 +192,25 @@ fn bulk(dest: SocketAddr, sources: Vec<IpAddr>, secs: u64) {
     println!("gbps {:.3} bytes {total}", total as f64 * 8.0 / el / 1e9);
 }
 
+/// Say what is wrong and exit 2.
+fn fail(why: &str) -> ! {
+    eprintln!("conn_load: {why} (usage: see the comment at the top of examples/conn_load.rs)");
+    std::process::exit(2);
+}
+
+/// `s` as a `what`, or a clear exit.
+fn arg<T: std::str::FromStr>(s: &str, what: &str) -> T {
+    s.parse().unwrap_or_else(|_| fail(&format!("'{s}' is not {what}")))
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let addr = |i: usize| -> SocketAddr {
-        SocketAddr::new(a[i].parse().expect("an address"), a[i + 1].parse().expect("a port"))
-    };
-    let sources = |i: usize| -> Vec<IpAddr> { a[i].split(',').map(|s| s.parse().expect("a source address")).collect() };
+    let addr = |i: usize| SocketAddr::new(arg(&a[i], "an address"), arg(&a[i + 1], "a port"));
+    let sources = |i: usize| -> Vec<IpAddr> { a[i].split(',').map(|s| arg(s, "a source address")).collect() };
     match a.first().map(String::as_str) {
         Some("serve") if a.len() == 3 => serve(addr(1)),
-        Some("cps") if a.len() == 6 => cps(addr(1), sources(3), a[4].parse().unwrap(), a[5].parse().unwrap()),
-        Some("bulk") if a.len() == 5 => bulk(addr(1), sources(3), a[4].parse().unwrap()),
-        _ => {
-            eprintln!("usage: see the comment at the top of examples/conn_load.rs");
-            std::process::exit(2);
-        }
+        Some("cps") if a.len() == 6 => cps(addr(1), sources(3), arg(&a[4], "seconds"), arg(&a[5], "a thread count")),
+        Some("bulk") if a.len() == 5 => bulk(addr(1), sources(3), arg(&a[4], "seconds")),
+        _ => fail("unknown command or wrong number of arguments"),
     }
 }
