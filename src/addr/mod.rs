@@ -136,6 +136,13 @@ impl FromStr for Prefix6052 {
     }
 }
 
+/// True when a server can have `a` (RFC 4291 2.5.2, 2.5.3, 2.5.6, 2.7):
+/// not unspecified, loopback, multicast or link-local. Static BIB entries
+/// and the inbound proxy's backends both need one.
+pub fn is_server_v6(a: Ipv6Addr) -> bool {
+    !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_unicast_link_local())
+}
+
 /// True when `a` is a global unicast IPv4 address: not in any of the
 /// special-purpose ranges RFC 6052 section 3.1 keeps out of the well-known
 /// prefix (RFC 1918 private space, loopback, link-local, shared CGN space,

@@ -69,7 +69,7 @@ impl StaticBib {
     /// addresses exist is checked by the caller.
     pub fn check(&self, pool6: &Prefix6052) -> Result<(), (&'static str, String)> {
         let a = self.ipv6.ip();
-        if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_unicast_link_local() {
+        if !crate::addr::is_server_v6(*a) {
             return Err((
                 "static_bib.ipv6",
                 format!("{a} is not an address a server can have (unspecified, loopback, multicast or link-local)"),

@@ -66,10 +66,8 @@ pub struct BackendPolicy {
 
 impl BackendPolicy {
     pub fn check(&self, a: Ipv6Addr) -> Result<(), NotAllowed> {
-        let n = u128::from(a);
-        // ::/8 covers ::, ::1, IPv4-compatible; ::ffff:0:0/96 IPv4-mapped;
-        // fe80::/10 link-local; ff00::/8 multicast.
-        if n >> 120 == 0 || n >> 118 == 0xfe80 >> 6 || n >> 120 == 0xff || n >> 32 == 0xffff {
+        // And never in ::/8 (IPv4-compatible) or ::ffff:0:0/96 (IPv4-mapped).
+        if !crate::addr::is_server_v6(a) || u128::from(a) >> 120 == 0 || a.to_ipv4_mapped().is_some() {
             return Err(NotAllowed::Special);
         }
         if self.pool6.contains(a) {
