@@ -92,22 +92,6 @@ def set_gateways(n, running):
     time.sleep(1)
 
 
-def buckets():
-    """The resilient group's buckets per nexthop id, when the route is on one."""
-    route = subprocess.run(["ip", "-n", f"{PREFIX}-router", "-6", "route", "show", "2001:db8:64::/96"], text=True,
-                           capture_output=True).stdout.split()
-    if "nhid" not in route:
-        return "none"
-    nhid = route[route.index("nhid") + 1]
-    out = subprocess.run(["ip", "-n", f"{PREFIX}-router", "nexthop", "bucket", "show", "id", nhid], text=True,
-                         capture_output=True).stdout
-    count = {}
-    for line in out.splitlines():
-        nh = line.split()[-1]
-        count[nh] = count.get(nh, 0) + 1
-    return " ".join(f"{k}:{v}" for k, v in sorted(count.items()))
-
-
 def measure(n, fn):
     """Run fn(); per active gateway: connections (sessions created) and CPU."""
     gws = range(1, n + 1)
@@ -151,9 +135,6 @@ def main():
                 g, _ = measure(n, bulk)
                 rows.append((n, rep, c, errors, g, per_c))
                 shares = " ".join(f"gw{k}={v[0]}" for k, v in per_c.items())
-                b = buckets()
-                if b != "none":
-                    shares += f"; buckets {b}"
                 print(f"rep {rep + 1}, {n} gateway(s): {c:.0f} conn/s ({errors} errors), bulk {g:.2f} Gbit/s; "
                       f"connections {shares}", flush=True)
         print()

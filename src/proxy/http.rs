@@ -3,6 +3,7 @@
 //! (RFC 7239 `Forwarded`, or the de facto `X-Forwarded-For`) in place of any
 //! such field the visitor sent, which no backend may trust.
 
+use crate::proxy::sites::ClientAddress;
 use crate::proxy::sniff::Refusal;
 use std::io::Write;
 use std::net::IpAddr;
@@ -26,33 +27,27 @@ pub fn refusal(r: Refusal) -> &'static [u8] {
     }
 }
 
-/// Which field carries the visitor's address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardedStyle {
-    /// RFC 7239 4: `Forwarded: for=192.0.2.7` (IPv6 quoted and bracketed, 6).
-    Forwarded,
-    /// `X-Forwarded-For: 192.0.2.7`, which many backends still read.
-    XForwardedFor,
-}
-
 /// `head` (a request line of `line_len` bytes, header fields, the empty
 /// line: as [`crate::proxy::sniff`] delimits it) into `out`, with one field
 /// for `client` after the request line and every Forwarded and
-/// X-Forwarded-For field the visitor sent left out. The bytes written, or
-/// None when `out` is too small.
+/// X-Forwarded-For field the visitor sent left out. `field` is the site's
+/// [`ClientAddress`]: `Forwarded` (RFC 7239 4, an IPv6 address quoted and
+/// bracketed as 6 says) or `XForwardedFor`. The bytes written, or None when
+/// `out` is too small or `field` names no header field.
 pub fn with_forwarded(
     head: &[u8],
     line_len: usize,
     client: IpAddr,
-    style: ForwardedStyle,
+    field: ClientAddress,
     out: &mut [u8],
 ) -> Option<usize> {
     let mut w = std::io::Cursor::new(out);
     w.write_all(head.get(..line_len)?).ok()?;
-    let r = match (style, client) {
-        (ForwardedStyle::Forwarded, IpAddr::V4(a)) => write!(w, "Forwarded: for={a}\r\n"),
-        (ForwardedStyle::Forwarded, IpAddr::V6(a)) => write!(w, "Forwarded: for=\"[{a}]\"\r\n"),
-        (ForwardedStyle::XForwardedFor, a) => write!(w, "X-Forwarded-For: {a}\r\n"),
+    let r = match (field, client) {
+        (ClientAddress::Forwarded, IpAddr::V4(a)) => write!(w, "Forwarded: for={a}\r\n"),
+        (ClientAddress::Forwarded, IpAddr::V6(a)) => write!(w, "Forwarded: for=\"[{a}]\"\r\n"),
+        (ClientAddress::XForwardedFor, a) => write!(w, "X-Forwarded-For: {a}\r\n"),
+        (ClientAddress::None | ClientAddress::ProxyV2, _) => return None,
     };
     r.ok()?;
     let mut rest = head.get(line_len..)?;
@@ -75,7 +70,7 @@ mod tests {
     use super::*;
     use crate::proxy::sniff::{sniff, Sniff, SniffLimits};
 
-    fn rewrite(req: &[u8], client: &str, style: ForwardedStyle) -> String {
+    fn rewrite(req: &[u8], client: &str, style: ClientAddress) -> String {
         let Sniff::Http { head_len, line_len, .. } = sniff(req, &SniffLimits::default()) else { panic!("not HTTP") };
         let mut out = [0u8; 1024];
         let n = with_forwarded(&req[..head_len], line_len, client.parse().unwrap(), style, &mut out).unwrap();
@@ -88,15 +83,15 @@ mod tests {
     fn rfc7239_forwarded_replaces_the_visitors_own() {
         let req = b"GET / HTTP/1.1\r\nHost: a.example\r\nForwarded: for=10.0.0.1\r\nx-forwarded-for: 1.2.3.4\r\nAccept: */*\r\n\r\n";
         assert_eq!(
-            rewrite(req, "198.51.100.7", ForwardedStyle::Forwarded),
+            rewrite(req, "198.51.100.7", ClientAddress::Forwarded),
             "GET / HTTP/1.1\r\nForwarded: for=198.51.100.7\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
         );
         assert_eq!(
-            rewrite(req, "2001:db8::7", ForwardedStyle::Forwarded),
+            rewrite(req, "2001:db8::7", ClientAddress::Forwarded),
             "GET / HTTP/1.1\r\nForwarded: for=\"[2001:db8::7]\"\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
         );
         assert_eq!(
-            rewrite(req, "198.51.100.7", ForwardedStyle::XForwardedFor),
+            rewrite(req, "198.51.100.7", ClientAddress::XForwardedFor),
             "GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
         );
     }
@@ -105,7 +100,9 @@ mod tests {
     fn a_buffer_too_small_is_none_not_a_cut_head() {
         let req = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
         let mut out = [0u8; 30];
-        assert_eq!(with_forwarded(req, 16, "192.0.2.1".parse().unwrap(), ForwardedStyle::Forwarded, &mut out), None);
+        assert_eq!(with_forwarded(req, 16, "192.0.2.1".parse().unwrap(), ClientAddress::Forwarded, &mut out), None);
+        let mut big = [0u8; 256];
+        assert_eq!(with_forwarded(req, 16, "192.0.2.1".parse().unwrap(), ClientAddress::ProxyV2, &mut big), None);
     }
 
     // The answers' Content-Length matches their bodies (RFC 9110 8.6).
