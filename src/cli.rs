@@ -109,6 +109,15 @@ pub enum Cmd {
     Reload,
     /// Write the NAT state file now ([state] file; a stop writes it too).
     Snapshot,
+    /// List the inbound relay's open connections ([proxy]): visitor, site,
+    /// backend, age, idle time, bytes each way; oldest first.
+    Proxy {
+        /// List at most this many [default: 1000; at most 100000].
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

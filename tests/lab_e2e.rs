@@ -1018,3 +1018,240 @@ fn lab_restart_keeps_connections() {
     assert!(restored.is_some_and(|n| n >= 2), "the TCP and UDP sessions came back: {err}");
     eprintln!("restart took {down:?} (stop, save, start, load, device up)");
 }
+
+/// Kills a helper process (nginx, say) when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes the gateway namespace's /etc/netns directory (its hosts file).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Issue 19, the inbound relay, end to end: IPv4 visitors (curl in the
+/// IPv4-only namespace) reach IPv6-only nginx backends (in the IPv6-only
+/// namespace) through nat64d's relay by TLS SNI and HTTP Host, TLS not
+/// terminated; the backends learn the visitor's address by PROXY v2 and
+/// X-Forwarded-For; names outside the map, or resolving outside the backend
+/// networks, are refused; a client holding half-sent ClientHellos does not
+/// stop others; a reload adds a site.
+#[test]
+fn lab_inbound_proxy() {
+    if !lab_possible() {
+        return;
+    }
+    for bin in ["nginx", "curl", "openssl"] {
+        if run("sh", &["-c", &format!("command -v {bin}")]).is_err() {
+            assert!(
+                std::env::var_os("NAT64D_REQUIRE_PEERS").is_none(),
+                "{bin} is missing (apt-get install nginx-light curl openssl)"
+            );
+            eprintln!("lab_inbound_proxy: SKIPPED: {bin} is not installed");
+            return;
+        }
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = 7;
+    let id = std::process::id() % 10_000 * 10 + slot;
+    // getaddrinfo in the gateway namespace reads this hosts file (ip netns
+    // exec mounts /etc/netns/NAME/hosts over /etc/hosts): r.example lies in
+    // the backend network, evil.example outside it.
+    let netns_etc = std::path::PathBuf::from(format!("/etc/netns/n64g{id}"));
+    std::fs::create_dir_all(&netns_etc).unwrap();
+    let _etc = RemoveOnDrop(netns_etc.clone());
+    std::fs::write(
+        netns_etc.join("hosts"),
+        "127.0.0.1 localhost\n2001:db8:1::10 r.example\n2001:db8:99::1 evil.example\n",
+    )
+    .unwrap();
+    let config = |dir: &std::path::Path| {
+        format!(
+            r#"pool6 = "2001:db8:64::/96"
+pool4 = ["203.0.113.0/28"]
+[tun]
+name = "nat64"
+queues = 1
+[control]
+socket = "{0}/control.sock"
+[proxy]
+listen = ["192.0.2.1:80", "192.0.2.1:443"]
+backends = ["2001:db8:1::/64"]
+resolve = true
+first_bytes_timeout_ms = 1500
+per_client = 20
+[[proxy.site]]
+name = "a.example"
+backend = "2001:db8:1::10"
+[[proxy.site]]
+name = "b.example"
+backend = "[2001:db8:1::11]:8443"
+client_address = "proxy-v2"
+[[proxy.site]]
+name = "*.c.example"
+backend = "[2001:db8:1::11]:8080"
+client_address = "x-forwarded-for"
+"#,
+            dir.display()
+        )
+    };
+    let lab = Lab::up_with(true, true, slot, false, &config);
+    let dir = lab.dir.clone().unwrap();
+    let d = dir.display();
+    for site in ["a", "b"] {
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={site}.example"),
+                "-keyout",
+                &format!("{d}/{site}.key"),
+                "-out",
+                &format!("{d}/{site}.crt"),
+            ],
+        )
+        .expect("a self-signed certificate");
+    }
+    std::fs::create_dir_all(dir.join("nginx-tmp")).unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            r#"# One process (no master and workers): the test ends it by its PID.
+master_process off;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 256; }}
+http {{
+  default_type text/plain;
+  access_log {d}/access.log;
+  log_format pp '$proxy_protocol_addr $ssl_server_name';
+  client_body_temp_path {d}/nginx-tmp; proxy_temp_path {d}/nginx-tmp; fastcgi_temp_path {d}/nginx-tmp;
+  uwsgi_temp_path {d}/nginx-tmp; scgi_temp_path {d}/nginx-tmp;
+  server {{ listen [2001:db8:1::10]:80; return 200 "site a\n"; }}
+  server {{ listen [2001:db8:1::10]:443 ssl; ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key; return 200 "site a over TLS\n"; }}
+  server {{ listen [2001:db8:1::11]:8443 ssl proxy_protocol; ssl_certificate {d}/b.crt; ssl_certificate_key {d}/b.key;
+           access_log {d}/proxy-protocol.log pp; return 200 "site b for $proxy_protocol_addr\n"; }}
+  server {{ listen [2001:db8:1::11]:8080; return 200 "site c for $http_x_forwarded_for\n"; }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let nginx = Command::new("ip")
+        .args(["netns", "exec", &lab.ns[0], "nginx", "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let _nginx = KillOnDrop(nginx);
+    assert!(
+        eventually(10, || lab.exec(0, &["ss", "-Hltn"]).is_ok_and(|o| o.contains("[2001:db8:1::11]:8080"))),
+        "nginx did not start: {}",
+        std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
+    );
+    // A visitor's request: curl in the IPv4 namespace, the name resolved to the gateway.
+    let curl = |from: &str, url: &str, extra: &[&str]| -> Result<String, String> {
+        let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("");
+        let port = if url.starts_with("https") { 443 } else { 80 };
+        let resolve = format!("{host}:{port}:192.0.2.1");
+        let mut a = vec!["curl", "-sS", "-k", "--max-time", "5", "--interface", from, "--resolve", &resolve];
+        a.extend_from_slice(extra);
+        a.push(url);
+        lab.exec(2, &a)
+    };
+    let v = "192.0.2.2";
+    // Two sites on one IPv4 address reach two backends; HTTP by Host, TLS
+    // by SNI (RFC 6066 3) without terminating it: the certificate is nginx's.
+    assert_eq!(curl(v, "http://a.example/", &[]).unwrap(), "site a\n");
+    assert_eq!(curl(v, "https://a.example/", &[]).unwrap(), "site a over TLS\n");
+    // PROXY v2 (HAProxy's specification 2.2): nginx sees the IPv4 visitor.
+    assert_eq!(curl(v, "https://b.example/", &[]).unwrap(), "site b for 192.0.2.2\n");
+    let logged = std::fs::read_to_string(dir.join("proxy-protocol.log")).unwrap_or_default();
+    assert!(logged.contains("192.0.2.2 b.example"), "nginx logged the visitor: {logged:?}");
+    // X-Forwarded-For: the relay's, not the visitor's claim; a wildcard site.
+    assert_eq!(
+        curl(v, "http://shop.c.example/", &["-H", "X-Forwarded-For: 198.51.100.66"]).unwrap(),
+        "site c for 192.0.2.2\n"
+    );
+    // A name in no site, resolved into the backend network: relayed on the visitor's port.
+    assert_eq!(curl(v, "http://r.example/", &[]).unwrap(), "site a\n");
+    // RFC 9110 15.5.20: a name this address does not serve (it resolves to
+    // nothing) is 421; one that resolves outside the backend networks too
+    // (never an open proxy).
+    for name in ["nosuch.example", "evil.example"] {
+        let code = curl(v, &format!("http://{name}/"), &["-o", "/dev/null", "-w", "%{http_code}"]).unwrap();
+        assert_eq!(code, "421", "{name}");
+    }
+    // TLS for a name not served: an unrecognized_name alert, no backend.
+    let e = curl(v, "https://nosuch.example/", &[]).unwrap_err();
+    assert!(e.contains("unrecognized name") || e.contains("alert"), "{e}");
+    // Not TLS, not HTTP: closed, counted.
+    let _ = lab.exec(2, &["bash", "-c", "exec 3<>/dev/tcp/192.0.2.1/443; printf '\\001\\002\\003' >&3; sleep 0.3"]);
+
+    // A slow client from another address holds 30 half-sent ClientHellos
+    // for 3 s: 20 are admitted (per_client), 10 refused, the admitted ones
+    // closed at first_bytes_timeout_ms; a visitor elsewhere is served meanwhile.
+    lab.ip(&["-n", &lab.ns[2], "addr", "add", "192.0.2.3/24", "dev", &format!("s{}", lab.id)]);
+    let hold = r#"
+import socket, time
+held = []
+for i in range(30):
+    s = socket.create_connection(("192.0.2.1", 443), source_address=("192.0.2.3", 0))
+    s.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    held.append(s)
+time.sleep(3)
+print(len(held))
+"#;
+    let n = lab.ns[2].clone();
+    let slow = std::thread::spawn(move || run("ip", &["netns", "exec", &n, "python3", "-c", hold]));
+    std::thread::sleep(Duration::from_millis(800));
+    let listed: serde_json::Value = serde_json::from_str(&lab.ctl(&["proxy", "--json"]).unwrap()).unwrap();
+    let naming = listed["connections"].as_array().unwrap().iter().filter(|c| c["site"].is_null()).count();
+    assert_eq!(naming, 20, "nat64ctl proxy lists the held connections: {listed}");
+    let t = Instant::now();
+    assert_eq!(curl(v, "https://a.example/", &[]).unwrap(), "site a over TLS\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "a visitor waited {:?} behind the slow client", t.elapsed());
+    slow.join().unwrap().expect("the slow client");
+    let p = &lab.stats()["proxy"];
+    assert_eq!(p["refused"]["over_per_client"], 10, "{p}");
+    assert_eq!(p["refused"]["first_bytes_timeout"], 20, "{p}");
+    assert_eq!(p["refused"]["resolve_failed"], 2, "{p}");
+    assert_eq!(p["refused"]["backend_not_allowed"], 1, "{p}");
+    assert_eq!(p["refused"]["not_tls_or_http"], 1, "{p}");
+    let site = |name: &str| p["sites"].as_array().unwrap().iter().find(|s| s["site"] == name).cloned();
+    assert_eq!(site("a.example").unwrap()["connections"], 3, "{p}");
+    for s in ["(resolved)", "*.c.example", "b.example"] {
+        let s = site(s).unwrap_or_default();
+        assert!(s["bytes_to_backend"].as_u64() > Some(0) && s["bytes_to_client"].as_u64() > Some(0), "{p}");
+    }
+    let text = lab.ctl(&["stats"]).unwrap();
+    assert!(text.contains("proxy on 192.0.2.1:80, 192.0.2.1:443"), "{text}");
+
+    // A reload adds a site; the relay keeps running.
+    let conf = dir.join("nat64d.toml");
+    let mut c = std::fs::read_to_string(&conf).unwrap();
+    c += "[[proxy.site]]\nname = \"d.example\"\nbackend = \"[2001:db8:1::10]:80\"\n";
+    std::fs::write(&conf, c).unwrap();
+    let r = lab.ctl(&["reload"]).unwrap();
+    assert!(r.contains("applied"), "{r}");
+    assert_eq!(curl(v, "http://d.example/", &[]).unwrap(), "site a\n");
+}

@@ -7,6 +7,7 @@ use nat64d::addr::Net6;
 use nat64d::cli::{BibCmd, Cmd, CtlArgs as Args};
 use nat64d::config::{Config, Overrides, StaticBib};
 use nat64d::daemon::control::{call, BibList, Request, SessionList, WhoLine};
+use nat64d::daemon::relay::ProxyList;
 use nat64d::daemon::report::StatsReport;
 use nat64d::maplog::{parse_rfc3339, read_logs, rfc3339};
 use nat64d::nat::Proto;
@@ -170,6 +171,38 @@ fn run(a: &Args) -> Result<(), String> {
                     v.get("toml").and_then(|t| t.as_str()).unwrap_or("")
                 ),
             );
+            Ok(())
+        }
+        Cmd::Proxy { limit, json } => {
+            let l: ProxyList = get(a, &Request::Proxy { limit: *limit })?;
+            if *json {
+                p(out, &(serde_json::to_string_pretty(&l).unwrap_or_default() + "\n"));
+                return Ok(());
+            }
+            let mut s = format!(
+                "{:<24}{:<24}{:<28}{:<44}{:>8}{:>8}{:>14}{:>14}\n",
+                "client", "listen", "site", "backend", "age s", "idle s", "bytes in", "bytes out"
+            );
+            for c in &l.connections {
+                let site = c.site.as_deref().unwrap_or("(naming)");
+                let backend = c.backend.map_or("-".to_string(), |b| b.to_string());
+                s += &format!(
+                    "{:<24}{:<24}{:<28}{:<44}{:>8}{:>8}{:>14}{:>14}\n",
+                    c.client.to_string(),
+                    c.listen.to_string(),
+                    site,
+                    backend,
+                    c.age_secs,
+                    c.idle_secs,
+                    c.bytes_to_backend,
+                    c.bytes_to_client
+                );
+            }
+            if l.active > l.connections.len() {
+                s +=
+                    &format!("({} of {} open connections listed; --limit lists more)\n", l.connections.len(), l.active);
+            }
+            p(out, &s);
             Ok(())
         }
         Cmd::Snapshot => {

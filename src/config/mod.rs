@@ -52,6 +52,39 @@ mod text {
     }
 }
 
+/// A site's backend: `"[2001:db8:100::80]:8443"`, or a bare address for
+/// "on the port the visitor connected to" (one site served on 80 and 443),
+/// held as port 0.
+mod backend_addr {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::net::{Ipv6Addr, SocketAddrV6};
+
+    pub fn serialize<S: Serializer>(v: &SocketAddrV6, s: S) -> Result<S::Ok, S::Error> {
+        if v.port() == 0 {
+            s.collect_str(v.ip())
+        } else {
+            s.collect_str(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddrV6, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(a) = s.parse::<SocketAddrV6>() {
+            if a.port() == 0 {
+                return Err(D::Error::custom("port 0: give a port, or the bare address for the visitor's port"));
+            }
+            return Ok(a);
+        }
+        match s.parse::<Ipv6Addr>() {
+            Ok(ip) => Ok(SocketAddrV6::new(ip, 0, 0, 0)),
+            Err(_) => Err(D::Error::custom(format!(
+                "'{}' is neither [IPv6]:port nor an IPv6 address",
+                s.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+}
+
 /// A static BIB entry (RFC 6146 3.1): the IPv6 server `ipv6` is reachable
 /// from IPv4 at the pool4 transport address `ipv4`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -240,6 +273,10 @@ pub struct ProxySection {
     pub backends: Vec<Text<Net6>>,
     /// How backends learn the visitor's address unless a site says otherwise.
     pub client_address: crate::proxy::ClientAddress,
+    /// A name no site names is looked up (AAAA, by the system resolver) and
+    /// relayed when an address lies in `backends`, on the port the visitor
+    /// connected to.
+    pub resolve: bool,
     /// Time for a visitor to send a whole ClientHello or request head, ms.
     pub first_bytes_timeout_ms: u64,
     /// Time to reach a backend, ms.
@@ -260,6 +297,7 @@ impl Default for ProxySection {
             listen: vec![],
             backends: vec![],
             client_address: crate::proxy::ClientAddress::None,
+            resolve: false,
             first_bytes_timeout_ms: 5000,
             connect_timeout_ms: 3000,
             idle_timeout: 300,
@@ -275,6 +313,8 @@ impl Default for ProxySection {
 #[serde(deny_unknown_fields)]
 pub struct ProxySite {
     pub name: String,
+    /// `[IPv6]:port`, or a bare IPv6 address: the port the visitor connected to.
+    #[serde(with = "backend_addr")]
     pub backend: std::net::SocketAddrV6,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_address: Option<crate::proxy::ClientAddress>,
@@ -670,16 +710,6 @@ impl Config {
     /// has something to translate to. `nat64d --check` runs it too, so a
     /// configuration it passes is one the daemon starts with.
     pub fn check_runnable(&self, source: &str) -> Result<(), ConfigError> {
-        if self.proxy.enabled() {
-            return Err(ConfigError {
-                source: source.to_string(),
-                line: None,
-                key: Some("proxy.listen".into()),
-                message: "the inbound relay is not built in this version: the [proxy] section is checked, nothing \
-                          would listen; leave listen empty"
-                    .into(),
-            });
-        }
         if self.pool4.is_empty() && !self.dns64.only {
             return Err(ConfigError {
                 source: source.to_string(),
@@ -692,8 +722,9 @@ impl Config {
         Ok(())
     }
 
-    /// The proxy's sites: names that are names, backends the policy allows.
-    fn check_proxy(&self) -> Result<(), (&'static str, String)> {
+    /// The proxy's sites and backend policy: names that are names, backends
+    /// the policy allows; what the relay runs with.
+    pub fn proxy_sites(&self) -> Result<(crate::proxy::SiteMap, crate::proxy::BackendPolicy), (&'static str, String)> {
         let p = &self.proxy;
         if p.enabled() && p.backends.is_empty() {
             return Err(("proxy.backends", "no backend networks: every site would be refused".into()));
@@ -710,7 +741,9 @@ impl Config {
         };
         let mut map = crate::proxy::SiteMap::default();
         for s in &p.site {
-            if !map.insert(&s.name, crate::proxy::Backend { addr: s.backend, client_address: Default::default() }) {
+            let b =
+                crate::proxy::Backend { addr: s.backend, client_address: s.client_address.unwrap_or(p.client_address) };
+            if !map.insert(&s.name, b) {
                 return Err(("proxy.site.name", format!("'{}' is not a host name or *.suffix", cut(&s.name))));
             }
             if let Err(why) = policy.check(*s.backend.ip()) {
@@ -720,7 +753,7 @@ impl Config {
         if map.len() != p.site.len() {
             return Err(("proxy.site.name", "a name is given twice".into()));
         }
-        Ok(())
+        Ok((map, policy))
     }
 
     /// Checks serde cannot express; the error names the key.
@@ -788,7 +821,7 @@ impl Config {
         if l.max_sessions == 0 || l.sessions_per_host == 0 || l.sessions_per_net64 == 0 || l.bibs_per_host == 0 {
             return err("nat.limits", "limits must be at least 1".into());
         }
-        if let Err((k, m)) = self.check_proxy() {
+        if let Err((k, m)) = self.proxy_sites() {
             return err(k, m);
         }
         let t = self.mapping_log.ipfix_template_refresh;

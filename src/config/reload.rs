@@ -19,6 +19,16 @@ pub const RELOADABLE: &[&str] = &[
     "dns64.exclude_a",
     "dns64.allow",
     "dns64.timeout_ms",
+    // The relay's map, policy, timeouts and limits (its sockets need a restart).
+    "proxy.backends",
+    "proxy.client_address",
+    "proxy.resolve",
+    "proxy.first_bytes_timeout_ms",
+    "proxy.connect_timeout_ms",
+    "proxy.idle_timeout",
+    "proxy.max_connections",
+    "proxy.per_client",
+    "proxy.site",
 ];
 
 fn reloadable(path: &str) -> bool {

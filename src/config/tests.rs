@@ -431,5 +431,11 @@ fn proxy_section() {
     )
     .unwrap();
     assert_eq!(c.proxy.site[0].client_address, Some(crate::proxy::ClientAddress::ProxyV2));
+    // A bare backend address: the visitor's port (held as 0, written back bare).
+    let c = Config::parse(&with("name = \"a.example\"\nbackend = \"2001:db8:100::1\""), "t.toml").unwrap();
+    assert_eq!(c.proxy.site[0].backend.port(), 0);
+    assert!(c.to_toml().contains("backend = \"2001:db8:100::1\""));
+    let e = Config::parse(&with("name = \"a.example\"\nbackend = \"[2001:db8:100::1]:0\""), "t.toml").unwrap_err();
+    assert!(e.to_string().contains("port 0"), "{e}");
     assert!(c.proxy.enabled());
 }

@@ -16,7 +16,7 @@
 //! Commands: `stats`, `sessions` (optional `proto`, `addr`, `limit`),
 //! `bib` (optional `proto`, `addr`), `bib_add` (`proto`, `ipv6`, `ipv4`),
 //! `bib_remove` (`proto`, `ipv6`), `who` (`addr`, optional `port`, `proto`),
-//! `config`, `reload`, `snapshot`.
+//! `config`, `reload`, `snapshot`, `proxy` (optional `limit`).
 
 use crate::config::StaticBib;
 use crate::nat::Proto;
@@ -69,6 +69,11 @@ pub enum Request {
     Reload,
     /// Write the state file now ([state] file).
     Snapshot,
+    /// The inbound relay's open connections, oldest first.
+    Proxy {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

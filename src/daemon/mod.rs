@@ -12,6 +12,7 @@ mod device;
 mod listeners;
 mod maplog;
 pub mod notify;
+pub mod relay;
 pub mod report;
 mod start;
 mod statefile;
@@ -87,6 +88,8 @@ pub struct State {
     maplog: Option<std::sync::Arc<maplog::MapLogStats>>,
     /// The netlink handle on the TUN device, when nat64d set it up.
     device: Option<device::Device>,
+    /// The inbound relay, when `[proxy] listen` names addresses.
+    relay: Option<relay::Relay>,
 }
 
 impl State {
@@ -114,6 +117,7 @@ impl State {
             &self.nat.pool_usage(),
         );
         r.dns64 = self.dns64.as_ref().map(|d| d.stats());
+        r.proxy = self.relay.as_ref().map(|p| p.stats());
         let (held, subs) = self.nat.block_census();
         r.ports = report::PortsReport {
             mode: self.nat.ports().mode,
@@ -203,6 +207,12 @@ impl State {
         for b in cur.static_bib.iter().filter(|b| !new.static_bib.contains(b)) {
             // Gone already (removed by `nat64ctl bib remove`) is what was asked.
             let _ = self.nat.remove_static(b.proto, (*b.ipv6.ip(), b.ipv6.port()));
+        }
+        if let Some(p) = &self.relay {
+            if cur.proxy != new.proxy {
+                p.update(&new)?;
+                info!("proxy: {} site(s), limits and timeouts applied; open connections kept", p.site_count());
+            }
         }
         if let Some(d) = &self.dns64 {
             let s = new.dns64_settings();
@@ -387,6 +397,19 @@ impl State {
                 },
                 None => Response::err("no state file configured ([state] file)"),
             },
+            Request::Proxy { limit } => {
+                let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
+                if limit > control::MAX_DUMP {
+                    return Response::err(format!(
+                        "{limit} lines asked for; one request lists at most {} (nat64ctl stats counts them all)",
+                        control::MAX_DUMP
+                    ));
+                }
+                match &self.relay {
+                    Some(p) => json(serde_json::to_value(p.connections(limit))),
+                    None => Response::err("the inbound relay is off ([proxy] listen is empty)"),
+                }
+            }
             Request::Reload => match self.reload() {
                 Ok(m) => Response::ok(serde_json::Value::String(m)),
                 Err(e) => Response::err(e),
@@ -448,6 +471,7 @@ mod tests {
             dns64: None,
             maplog: None,
             device: None,
+            relay: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! rendered as a table by `nat64ctl stats` and as Prometheus text by the
 //! metrics endpoint. One structure, so the three never disagree.
 
+pub use super::relay::{ProxyStats, SiteStats};
 use crate::dataplane::worker::{IoStats, OffloadStats, WorkerStats};
 #[cfg(test)]
 use crate::dns64::server::Dns64Counters;
@@ -88,6 +89,9 @@ pub struct StatsReport {
     /// The mapping log, when it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_log: Option<MapLogReport>,
+    /// The inbound relay, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyStats>,
 }
 
 /// Port allocation in the report.
@@ -117,6 +121,10 @@ pub struct MapLogReport {
     pub lost: u64,
 }
 
+/// One number of the relay's, or of one of its sites.
+type ProxyField = fn(&ProxyStats) -> u64;
+type SiteField = fn(&SiteStats) -> u64;
+
 /// A counter's value now and its reading from the previous report, as the
 /// rate column (empty without a previous report).
 type Rate<'a> = dyn Fn(u64, &dyn Fn(&StatsReport) -> u64) -> String + 'a;
@@ -136,6 +144,15 @@ impl StatsReport {
         let mut r = StatsReport::build(75, &[w], &census, &NatCounters::default(), 16, &pool);
         r.dns64 = Some(crate::dns64::server::Dns64Stats::default());
         r.mapping_log = Some(MapLogReport { file: "/var/log/nat64d/mapping.jsonl".into(), ..MapLogReport::default() });
+        r.proxy = Some(ProxyStats {
+            listen: vec![std::net::SocketAddr::from(([192, 0, 2, 1], 443))],
+            active: 1,
+            accepted: 3,
+            relayed: 2,
+            refused: ProxyStats::reasons().map(|n| (n.to_string(), u64::from(n == "no_site"))).collect(),
+            sites: vec![SiteStats { site: "*.example".into(), connections: 2, active: 1, ..SiteStats::default() }],
+            ..ProxyStats::default()
+        });
         r
     }
 
@@ -210,6 +227,7 @@ impl StatsReport {
             // DNS64-only mode: nothing is translated.
             let _ = writeln!(o, "nat64d up {}, DNS64 only (no translation)", human_duration(self.uptime_secs));
             self.render_dns64(&mut o, &rate);
+            self.render_proxy(&mut o, &rate);
             return o;
         }
         let _ = write!(o, "nat64d up {}, {} worker(s)", human_duration(self.uptime_secs), self.workers);
@@ -342,7 +360,45 @@ mapping log {}: {} records written, {} lost",
             );
         }
         self.render_dns64(&mut o, &rate);
+        self.render_proxy(&mut o, &rate);
         o
+    }
+
+    /// The relay's block of the table, when it runs.
+    fn render_proxy(&self, o: &mut String, rate: &Rate) {
+        let Some(p) = &self.proxy else { return };
+        let listen: Vec<String> = p.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(o, "\nproxy on {}: {} open", listen.join(", "), p.active);
+        let rows: [(&str, u64, ProxyField); 4] = [
+            ("accepted", p.accepted, |p| p.accepted),
+            ("relayed", p.relayed, |p| p.relayed),
+            ("closed idle", p.idle_closed, |p| p.idle_closed),
+            ("relayed by copy", p.copy_fallback, |p| p.copy_fallback),
+        ];
+        for (label, v, f) in rows {
+            let get = move |r: &StatsReport| r.proxy.as_ref().map_or(0, f);
+            let _ = writeln!(o, "  {label:<22}{v:>12}{}", rate(v, &get));
+        }
+        for (reason, n) in p.refused.iter().filter(|(_, &n)| n > 0) {
+            let _ = writeln!(o, "  refused {:<14}{n:>12}", reason.replace('_', " "));
+        }
+        if !p.sites.is_empty() {
+            let _ = writeln!(
+                o,
+                "  {:<30}{:>12}{:>8}{:>8}{:>16}{:>16}",
+                "site", "connections", "open", "failed", "bytes in", "bytes out"
+            );
+            for s in p.sites.iter().take(64) {
+                let _ = writeln!(
+                    o,
+                    "  {:<30}{:>12}{:>8}{:>8}{:>16}{:>16}",
+                    s.site, s.connections, s.active, s.failed, s.bytes_to_backend, s.bytes_to_client
+                );
+            }
+            if p.sites.len() > 64 {
+                let _ = writeln!(o, "  ... {} more sites (nat64ctl stats --json lists all)", p.sites.len() - 64);
+            }
+        }
     }
 
     /// The DNS64 block of the table, when the server runs.
@@ -500,6 +556,43 @@ mapping log {}: {} records written, {} lost",
             }
             head(&mut o, "nat64d_dns64_cache_entries", "gauge", "DNS64: answers in the cache.");
             let _ = writeln!(o, "nat64d_dns64_cache_entries {}", d.cache_entries);
+        }
+        if let Some(p) = &self.proxy {
+            head(&mut o, "nat64d_proxy_connections", "gauge", "Proxy: connections open now.");
+            let _ = writeln!(o, "nat64d_proxy_connections {}", p.active);
+            for (name, help, v) in [
+                ("accepted", "connections accepted", p.accepted),
+                ("relayed", "connections relayed to a backend", p.relayed),
+                ("idle_closed", "relayed connections closed for idle_timeout", p.idle_closed),
+                ("copy_fallback", "connections relayed through a buffer (no pipe for splice)", p.copy_fallback),
+            ] {
+                let name = format!("nat64d_proxy_{name}_total");
+                head(&mut o, &name, "counter", &format!("Proxy: {help}."));
+                let _ = writeln!(o, "{name} {v}");
+            }
+            head(&mut o, "nat64d_proxy_refused_total", "counter", "Proxy: connections not relayed, by reason.");
+            for (r, n) in &p.refused {
+                let _ = writeln!(o, "nat64d_proxy_refused_total{{reason=\"{r}\"}} {n}");
+            }
+            let sites: [(&str, &str, &str, SiteField); 3] = [
+                ("nat64d_proxy_site_connections_total", "counter", "connections relayed, by site", |s| s.connections),
+                ("nat64d_proxy_site_connections", "gauge", "connections open, by site", |s| s.active),
+                ("nat64d_proxy_site_failures_total", "counter", "backend refused, reset or timed out, by site", |s| {
+                    s.failed
+                }),
+            ];
+            for (name, kind, help, f) in sites {
+                head(&mut o, name, kind, &format!("Proxy: {help}."));
+                for s in &p.sites {
+                    let _ = writeln!(o, "{name}{{site=\"{}\"}} {}", s.site, f(s));
+                }
+            }
+            head(&mut o, "nat64d_proxy_site_bytes_total", "counter", "Proxy: bytes relayed, by site and direction.");
+            for s in &p.sites {
+                for (dir, v) in [("to_backend", s.bytes_to_backend), ("to_client", s.bytes_to_client)] {
+                    let _ = writeln!(o, "nat64d_proxy_site_bytes_total{{site=\"{}\",direction=\"{dir}\"}} {v}", s.site);
+                }
+            }
         }
         head(&mut o, "nat64d_pool4_ports_in_use", "gauge", "Ports in use, by pool4 address and protocol.");
         for u in &self.pool4 {

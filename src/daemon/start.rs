@@ -55,6 +55,8 @@ pub enum StartError {
     Metrics { addr: std::net::SocketAddr, source: io::Error },
     #[error("{0}")]
     Dns64(String),
+    #[error("{0} ([proxy])")]
+    Proxy(String),
     #[error("{0} ([mapping_log])")]
     MapLog(String),
     #[error("cannot handle signals: {0}")]
@@ -194,6 +196,26 @@ fn bind_management(cfg: &Config) -> Result<(UnixListener, Option<TcpListener>), 
     Ok((control, metrics))
 }
 
+/// The inbound relay, when `[proxy] listen` names addresses.
+fn start_relay(cfg: &Config) -> Result<Option<super::relay::Relay>, StartError> {
+    if !cfg.proxy.enabled() {
+        return Ok(None);
+    }
+    // A relayed connection holds two sockets and two pipes.
+    let need = u64::from(cfg.proxy.max_connections) * 6 + 256;
+    let files = crate::sys::raise_nofile_limit();
+    if files < need {
+        warn!(
+            "proxy: only {files} open files allowed (RLIMIT_NOFILE) for max_connections = {} ({need} wanted); \
+             connections past that wait in the listen queue",
+            cfg.proxy.max_connections
+        );
+    }
+    let r = super::relay::Relay::start(cfg).map_err(|e| StartError::Proxy(e.to_string()))?;
+    info!("{}", super::relay::describe(&r, cfg));
+    Ok(Some(r))
+}
+
 /// Step 6: the DNS64 server, when enabled.
 fn start_dns64(cfg: &Config) -> Result<Option<Dns64Server>, StartError> {
     if !cfg.dns64.enabled {
@@ -294,6 +316,13 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
             return Err(e);
         }
     };
+    let relay = match start_relay(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&cfg.control.socket);
+            return Err(e);
+        }
+    };
     let xcfg = cfg.xlat_config();
     let socket_path = cfg.control.socket.clone();
     let state = Arc::new(State {
@@ -308,6 +337,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         dns64,
         maplog: log_sinks.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
         device: dp.device,
+        relay,
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -450,6 +480,9 @@ fn summarise_stop(state: &State, finals: &[WorkerStats]) {
         if x.dropped(*r) > 0 {
             info!("  dropped {}: {}", r.label(), x.dropped(*r));
         }
+    }
+    if let Some(r) = &state.relay {
+        super::relay::summary(r);
     }
     if let Some(d) = &state.dns64 {
         let d = d.stats().counters;

@@ -19,6 +19,14 @@ pub const NO_SITE: &[u8] =
 pub const TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n";
 
+/// The answer when the backend refused or reset the connection (RFC 9110 15.6.3).
+pub const BAD_GATEWAY: &[u8] =
+    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\nbackend not reachable\n";
+
+/// The answer when the backend did not answer in time (RFC 9110 15.6.5).
+pub const GATEWAY_TIMEOUT: &[u8] =
+    b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 23\r\nConnection: close\r\n\r\nbackend did not answer\n";
+
 /// The answer to a refused head.
 pub fn refusal(r: Refusal) -> &'static [u8] {
     match r.http_status() {
@@ -30,7 +38,11 @@ pub fn refusal(r: Refusal) -> &'static [u8] {
 /// `head` (a request line of `line_len` bytes, header fields, the empty
 /// line: as [`crate::proxy::sniff`] delimits it) into `out`, with one field
 /// for `client` after the request line and every Forwarded and
-/// X-Forwarded-For field the visitor sent left out. `field` is the site's
+/// X-Forwarded-For field the visitor sent left out. The visitor's
+/// Connection fields are replaced by `Connection: close` (RFC 9112 9.6):
+/// the relay sees only a connection's first head, so a second request on
+/// it would reach the backend with whatever address fields the visitor
+/// wrote; one request per connection keeps every request's field true. `field` is the site's
 /// [`ClientAddress`]: `Forwarded` (RFC 7239 4, an IPv6 address quoted and
 /// bracketed as 6 says) or `XForwardedFor`. The bytes written, or None when
 /// `out` is too small or `field` names no header field.
@@ -50,13 +62,16 @@ pub fn with_forwarded(
         (ClientAddress::None | ClientAddress::ProxyV2, _) => return None,
     };
     r.ok()?;
+    w.write_all(b"Connection: close\r\n").ok()?;
     let mut rest = head.get(line_len..)?;
     while !rest.is_empty() {
         let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |p| p + 1);
         let (line, next) = rest.split_at(end);
         let name = line.split(|&b| b == b':').next().unwrap_or(&[]);
         let theirs = line.contains(&b':')
-            && (name.eq_ignore_ascii_case(b"forwarded") || name.eq_ignore_ascii_case(b"x-forwarded-for"));
+            && (name.eq_ignore_ascii_case(b"forwarded")
+                || name.eq_ignore_ascii_case(b"x-forwarded-for")
+                || name.eq_ignore_ascii_case(b"connection"));
         if !theirs {
             w.write_all(line).ok()?;
         }
@@ -81,18 +96,18 @@ mod tests {
     // quoted; what the visitor claimed is not passed on.
     #[test]
     fn rfc7239_forwarded_replaces_the_visitors_own() {
-        let req = b"GET / HTTP/1.1\r\nHost: a.example\r\nForwarded: for=10.0.0.1\r\nx-forwarded-for: 1.2.3.4\r\nAccept: */*\r\n\r\n";
+        let req = b"GET / HTTP/1.1\r\nHost: a.example\r\nForwarded: for=10.0.0.1\r\nx-forwarded-for: 1.2.3.4\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n";
         assert_eq!(
             rewrite(req, "198.51.100.7", ClientAddress::Forwarded),
-            "GET / HTTP/1.1\r\nForwarded: for=198.51.100.7\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
+            "GET / HTTP/1.1\r\nForwarded: for=198.51.100.7\r\nConnection: close\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
         );
         assert_eq!(
             rewrite(req, "2001:db8::7", ClientAddress::Forwarded),
-            "GET / HTTP/1.1\r\nForwarded: for=\"[2001:db8::7]\"\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
+            "GET / HTTP/1.1\r\nForwarded: for=\"[2001:db8::7]\"\r\nConnection: close\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
         );
         assert_eq!(
             rewrite(req, "198.51.100.7", ClientAddress::XForwardedFor),
-            "GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7\r\nConnection: close\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
         );
     }
 
@@ -108,7 +123,14 @@ mod tests {
     // The answers' Content-Length matches their bodies (RFC 9110 8.6).
     #[test]
     fn rfc9110_8_6_answers_have_their_length() {
-        for a in [NO_SITE, TIMEOUT, refusal(Refusal::BadHost), refusal(Refusal::HttpHeadTooLarge)] {
+        for a in [
+            NO_SITE,
+            TIMEOUT,
+            BAD_GATEWAY,
+            GATEWAY_TIMEOUT,
+            refusal(Refusal::BadHost),
+            refusal(Refusal::HttpHeadTooLarge),
+        ] {
             let s = std::str::from_utf8(a).unwrap();
             let (head, body) = s.split_once("\r\n\r\n").unwrap();
             let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();

@@ -2,7 +2,7 @@
 //! first bytes name, which IPv6 backend serves that name, and the PROXY
 //! protocol header that tells the backend who the visitor was. Bytes in,
 //! decisions and bytes out; the listener, the relaying and the limits on
-//! connections are the driver's (not built yet).
+//! connections are the driver's (`daemon::relay`).
 //!
 //! - [`sniff`]: a TLS ClientHello's server name (RFC 8446 4.1.2, RFC 6066
 //!   3) or an HTTP/1.x request's host (RFC 9112 3.2), from the bytes that
@@ -21,5 +21,5 @@ pub mod proxyv2;
 pub mod sites;
 pub mod sniff;
 
-pub use sites::{Backend, BackendPolicy, ClientAddress, SiteMap};
+pub use sites::{Backend, BackendPolicy, ClientAddress, Site, SiteMap};
 pub use sniff::{sniff, Refusal, Sniff, SniffLimits};

@@ -80,25 +80,34 @@ impl BackendPolicy {
     }
 }
 
+/// A site as the map holds it: its name as configured (lower-cased, `*.`
+/// kept for a wildcard), which counters and listings use, and its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub name: String,
+    pub backend: Backend,
+}
+
 /// Names to backends: exact names and `*.suffix` wildcards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SiteMap {
-    exact: HashMap<String, Backend>,
-    /// Suffix without the `*.`, with its backend.
-    wildcard: HashMap<String, Backend>,
+    exact: HashMap<String, Site>,
+    /// Suffix without the `*.`, with its site.
+    wildcard: HashMap<String, Site>,
 }
 
 impl SiteMap {
     /// Add `name` (`www.example`, or `*.example` for every name under
     /// `example`, not `example` itself). False when the name is malformed.
     pub fn insert(&mut self, name: &str, b: Backend) -> bool {
-        let (suffix, map) = match name.strip_prefix("*.") {
-            Some(s) => (s, &mut self.wildcard),
-            None => (name, &mut self.exact),
+        let (suffix, map, star) = match name.strip_prefix("*.") {
+            Some(s) => (s, &mut self.wildcard, "*."),
+            None => (name, &mut self.exact, ""),
         };
         match HostName::parse(suffix.as_bytes()) {
             Some(h) => {
-                map.insert(h.as_str().to_string(), b);
+                let key = h.as_str().to_string();
+                map.insert(key.clone(), Site { name: format!("{star}{key}"), backend: b });
                 true
             }
             None => false,
@@ -107,7 +116,7 @@ impl SiteMap {
 
     /// The backend for `name`: an exact entry, else the longest wildcard
     /// suffix that covers it.
-    pub fn lookup(&self, name: &HostName) -> Option<&Backend> {
+    pub fn lookup(&self, name: &HostName) -> Option<&Site> {
         let n = name.as_str();
         if let Some(b) = self.exact.get(n) {
             return Some(b);
@@ -122,6 +131,11 @@ impl SiteMap {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every site, exact names first.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.exact.values().chain(self.wildcard.values())
     }
 }
 
@@ -151,10 +165,12 @@ mod tests {
         assert!(m.insert("*.shop.example", be(3)));
         assert!(m.insert("Mixed.Example", be(4)));
         assert!(!m.insert("*.", be(9)) && !m.insert("bad_name", be(9)) && !m.insert("a.*.example", be(9)));
-        assert_eq!(m.lookup(&h("www.example")).unwrap().addr.port(), 1);
-        assert_eq!(m.lookup(&h("blog.example")).unwrap().addr.port(), 2);
-        assert_eq!(m.lookup(&h("a.b.shop.example")).unwrap().addr.port(), 3);
-        assert_eq!(m.lookup(&h("mixed.example")).unwrap().addr.port(), 4);
+        assert_eq!(m.lookup(&h("www.example")).unwrap().backend.addr.port(), 1);
+        assert_eq!(m.lookup(&h("blog.example")).unwrap().backend.addr.port(), 2);
+        assert_eq!(m.lookup(&h("a.b.shop.example")).unwrap().backend.addr.port(), 3);
+        assert_eq!(m.lookup(&h("mixed.example")).unwrap().backend.addr.port(), 4);
+        // Counted under the name as configured.
+        assert_eq!(m.lookup(&h("x.shop.example")).unwrap().name, "*.shop.example");
         assert!(m.lookup(&h("example")).is_none());
         assert!(m.lookup(&h("other.test")).is_none());
     }

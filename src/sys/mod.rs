@@ -1,6 +1,7 @@
 //! The few system calls std does not wrap, beside the TUN layer: the
 //! monotonic clock and the open-files limit here, the recvmmsg(2) /
-//! sendmmsg(2) batches the DNS64 server uses in [`mmsg`].
+//! sendmmsg(2) batches the DNS64 server uses in [`mmsg`], the relay's
+//! splice(2) in [`splice`].
 
 #![allow(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub fn raise_nofile_limit() -> u64 {
 }
 
 mod mmsg;
+pub mod splice;
 pub use mmsg::{RecvBatch, SendBatch};
 
 #[cfg(test)]
