@@ -33,10 +33,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 use tracing::{error, info};
 
-/// The refusal of a dump larger than a request may ask for.
-fn too_many(limit: usize) -> String {
+/// The refusal of a dump larger than a request may ask for; `narrow`
+/// says how to ask for less.
+fn too_many(limit: usize, narrow: &str) -> String {
     format!(
-        "{limit} lines asked for; one request lists at most {}: narrow it with --proto/--addr (nat64ctl stats counts everything)",
+        "{limit} lines asked for; one request lists at most {}: {narrow}(nat64ctl stats counts everything)",
         control::MAX_DUMP
     )
 }
@@ -177,6 +178,10 @@ impl State {
         if *cur == new {
             return Ok("configuration unchanged".into());
         }
+        let relay = match &self.relay {
+            Some(_) if cur.proxy != new.proxy => Some(relay::Relay::prepare(&new)?),
+            _ => None,
+        };
         if new.tun.setup && !new.dns64.only {
             // Routes for added pool4 networks. Removed ones keep their routes
             // until a restart: their BIB entries still serve live sessions.
@@ -208,11 +213,9 @@ impl State {
             // Gone already (removed by `nat64ctl bib remove`) is what was asked.
             let _ = self.nat.remove_static(b.proto, (*b.ipv6.ip(), b.ipv6.port()));
         }
-        if let Some(p) = &self.relay {
-            if cur.proxy != new.proxy {
-                p.update(&new)?;
-                info!("proxy: {} site(s), limits and timeouts applied; open connections kept", p.site_count());
-            }
+        if let (Some(r), Some(p)) = (&self.relay, relay) {
+            r.apply(p);
+            info!("proxy: {} site(s), limits and timeouts applied; open connections kept", r.site_count());
         }
         if let Some(d) = &self.dns64 {
             let s = new.dns64_settings();
@@ -315,7 +318,8 @@ impl State {
         };
         let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
         if limit > control::MAX_DUMP {
-            let line = serde_json::to_vec(&Response::err(too_many(limit))).map_err(std::io::Error::other)?;
+            let line = serde_json::to_vec(&Response::err(too_many(limit, "narrow it with --proto/--addr ")))
+                .map_err(std::io::Error::other)?;
             out.write_all(&line)?;
             return out.write_all(b"\n");
         }
@@ -400,10 +404,7 @@ impl State {
             Request::Proxy { limit } => {
                 let limit = limit.unwrap_or(DEFAULT_SESSION_LIMIT);
                 if limit > control::MAX_DUMP {
-                    return Response::err(format!(
-                        "{limit} lines asked for; one request lists at most {} (nat64ctl stats counts them all)",
-                        control::MAX_DUMP
-                    ));
+                    return Response::err(too_many(limit, "ask with a smaller --limit "));
                 }
                 match &self.relay {
                     Some(p) => json(serde_json::to_value(p.connections(limit))),

@@ -183,6 +183,9 @@ impl Shared {
 
     fn site(&self, name: &str) -> Arc<SiteCounters> {
         let mut m = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = m.get(name) {
+            return c.clone();
+        }
         m.entry(name.to_string()).or_default().clone()
     }
 
@@ -218,21 +221,15 @@ impl Shared {
 
 /// The counting key of a visitor: its IPv4 address, or its IPv6 /64.
 fn limit_key(ip: IpAddr) -> IpAddr {
-    match unmapped(ip) {
+    match ip.to_canonical() {
         IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
         v4 => v4,
     }
 }
 
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
+/// An IPv4-mapped address (a dual-stack listener's IPv4 visitor) as IPv4.
 fn unmapped_sa(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(unmapped(a.ip()), a.port())
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// A connection's place in the limits and the listing; given back on drop.
@@ -314,6 +311,9 @@ pub struct ProxyList {
     pub active: usize,
 }
 
+/// Settings a reload has checked and not applied yet.
+pub struct Prepared(Settings);
+
 /// The running relay. Dropping it closes every connection.
 pub struct Relay {
     shared: Arc<Shared>,
@@ -368,13 +368,15 @@ impl Relay {
         self.shared.settings().sites.len()
     }
 
-    /// Swap in `c`'s sites, policy, timeouts and limits; open connections
-    /// keep their backends. `c` has been validated, so this fails only on a
-    /// bug; the running settings are kept then.
-    pub fn update(&self, c: &Config) -> Result<(), String> {
-        let st = Settings::from_config(c)?;
-        *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(st);
-        Ok(())
+    /// `c`'s sites, policy, timeouts and limits, checked, for [`Relay::apply`]:
+    /// a reload prepares before it changes anything, so it is refused whole.
+    pub fn prepare(c: &Config) -> Result<Prepared, String> {
+        Settings::from_config(c).map(Prepared)
+    }
+
+    /// Swap in prepared settings; open connections keep their backends.
+    pub fn apply(&self, p: Prepared) {
+        *self.shared.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p.0);
     }
 
     pub fn stats(&self) -> ProxyStats {
