@@ -4,9 +4,12 @@
 //! `first_bytes_timeout_ms`), picks the backend from the site map (or the
 //! name's AAAA records, when `resolve` is on and the policy allows the
 //! address), connects, writes the PROXY v2 header or the rewritten HTTP head,
-//! and then relays both ways with `splice(2)` through a pipe per direction
-//! (no copy through user space, no allocation per read), falling back to a
-//! 16 KiB buffer per direction when no pipe can be had.
+//! and then relays both ways. Each direction starts with a buffer (the
+//! first bytes' one visitor-to-backend, 16 KiB the other way), so a short
+//! exchange costs one read and one write per burst and no pipe; the first
+//! read that fills the buffer switches that direction to `splice(2)`
+//! through a pipe of its own (no copy through user space). No allocation
+//! per read either way; when no pipe can be had the buffer goes on (counted).
 //!
 //! A visitor's FIN is passed on as a FIN (`shutdown(SHUT_WR)`) and the other
 //! direction goes on until it ends too; a reset or an error on either side
@@ -16,7 +19,10 @@
 //! policy, timeouts and limits are swapped by a reload; connections already
 //! relayed keep their backend.
 //!
-//! Threads: `nat64d-proxy` (a tokio runtime of its own, up to four threads).
+//! Threads: `nat64d-proxy`, one per two CPUs (one to four), each a
+//! single-threaded tokio runtime accepting from the same listening sockets
+//! (the kernel wakes them all, one wins each connection); a connection stays
+//! on the thread that accepted it, so no wake-up crosses threads.
 
 use crate::config::Config;
 use crate::proxy::{http, proxyv2, sniff, Backend, BackendPolicy, ClientAddress, Refusal, SiteMap, Sniff, SniffLimits};
@@ -26,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -140,6 +146,7 @@ struct Counters {
     accepted: AtomicU64,
     relayed: AtomicU64,
     idle_closed: AtomicU64,
+    spliced: AtomicU64,
     copy_fallback: AtomicU64,
     refused: [AtomicU64; REASONS],
 }
@@ -274,7 +281,11 @@ pub struct ProxyStats {
     pub relayed: u64,
     /// Relayed connections closed for `idle_timeout`.
     pub idle_closed: u64,
-    /// Relayed through a buffer because no pipe could be had (file limit).
+    /// Directions that filled their buffer and went on by splice (bulk).
+    #[serde(default)]
+    pub spliced: u64,
+    /// Directions that would have gone on by splice but had no pipe (file
+    /// limit): relayed through their buffer.
     pub copy_fallback: u64,
     /// Connections not relayed, by reason (every reason listed, zero or not).
     pub refused: BTreeMap<String, u64>,
@@ -317,7 +328,8 @@ pub struct Prepared(Settings);
 /// The running relay. Dropping it closes every connection.
 pub struct Relay {
     shared: Arc<Shared>,
-    rt: Option<tokio::runtime::Runtime>,
+    stop: tokio::sync::watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Relay {
@@ -325,13 +337,8 @@ impl Relay {
     /// without serving anything when one cannot be bound.
     pub fn start(c: &Config) -> io::Result<Relay> {
         let st = Settings::from_config(c).map_err(io::Error::other)?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .max_blocking_threads(16)
-            .thread_name("nat64d-proxy")
-            .enable_all()
-            .build()?;
+        // Half the CPUs (the other half is the NAT workers'), one to four.
+        let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).clamp(1, 4);
         let mut listeners = vec![];
         for &a in &c.proxy.listen {
             let l = std::net::TcpListener::bind(a)
@@ -350,13 +357,41 @@ impl Relay {
             epoch: Instant::now(),
             listen,
         });
-        {
-            let _g = rt.enter();
-            for l in listeners {
-                rt.spawn(accept_loop(shared.clone(), TcpListener::from_std(l)?));
-            }
+        // Every runtime and its listeners first, so a failure starts nothing.
+        let mut runtimes = vec![];
+        for _ in 0..threads {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                // Name lookups (`resolve = true`) block a thread of this pool.
+                .max_blocking_threads(8)
+                .thread_name("nat64d-proxy")
+                .enable_all()
+                .build()?;
+            let ls = {
+                let _g = rt.enter();
+                listeners
+                    .iter()
+                    .map(|l| l.try_clone().and_then(TcpListener::from_std))
+                    .collect::<io::Result<Vec<_>>>()?
+            };
+            runtimes.push((rt, ls));
         }
-        Ok(Relay { shared, rt: Some(rt) })
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut handles = vec![];
+        for (rt, ls) in runtimes {
+            let (sh, mut stopped) = (shared.clone(), stopped.clone());
+            let h = std::thread::Builder::new().name("nat64d-proxy".into()).spawn(move || {
+                rt.block_on(async move {
+                    for l in ls {
+                        tokio::spawn(accept_loop(sh.clone(), l));
+                    }
+                    tokio::spawn(pace_timer());
+                    let _ = stopped.wait_for(|s| *s).await;
+                });
+                rt.shutdown_timeout(Duration::from_millis(500));
+            })?;
+            handles.push(h);
+        }
+        Ok(Relay { shared, stop, threads: handles })
     }
 
     /// The addresses bound (port 0 picks one).
@@ -403,6 +438,7 @@ impl Relay {
             accepted: c.accepted.load(Relaxed),
             relayed: c.relayed.load(Relaxed),
             idle_closed: c.idle_closed.load(Relaxed),
+            spliced: c.spliced.load(Relaxed),
             copy_fallback: c.copy_fallback.load(Relaxed),
             refused: (0..REASONS).map(|i| (Reason::label(i).to_string(), c.refused[i].load(Relaxed))).collect(),
             sites,
@@ -440,11 +476,28 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_millis(500));
+        // Each thread drops its runtime, and with it every connection.
+        let _ = self.stop.send(true);
+        for h in self.threads.drain(..) {
+            let _ = h.join();
         }
     }
 }
+
+/// Keeps a deadline at most [`PACE`] ahead in the thread's timer, so
+/// arming a connection's first-bytes, connect or idle deadline (all later
+/// than that, unless configured below it) never makes tokio wake its own
+/// driver to shorten the sleep: an eventfd write and an extra epoll_wait
+/// per deadline otherwise. Costs four wake-ups a second per thread.
+async fn pace_timer() {
+    let mut t = tokio::time::interval(PACE);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+    }
+}
+
+const PACE: Duration = Duration::from_millis(250);
 
 async fn accept_loop(sh: Arc<Shared>, l: TcpListener) {
     let local = l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -465,7 +518,8 @@ async fn accept_loop(sh: Arc<Shared>, l: TcpListener) {
         };
         sh.c.accepted.fetch_add(1, Relaxed);
         let st = sh.settings();
-        let listen = s.local_addr().unwrap_or(local);
+        // Only a wildcard listener needs to ask which address was reached.
+        let listen = if local.ip().is_unspecified() { s.local_addr().unwrap_or(local) } else { local };
         match sh.admit(&st, peer, listen) {
             Ok(slot) => {
                 tokio::spawn(serve(sh.clone(), st, s, slot));
@@ -499,27 +553,30 @@ fn first_buffer(l: &SniffLimits) -> usize {
 async fn serve(sh: Arc<Shared>, st: Arc<Settings>, mut s: TcpStream, slot: Slot) {
     let _ = s.set_nodelay(true);
     let conn = slot.conn.clone();
-    let mut buf = vec![0u8; first_buffer(&st.limits)];
-    let mut n = 0usize;
+    // Not zeroed: reads fill it from its start (and it becomes the
+    // visitor-to-backend buffer once relaying).
+    let mut buf: Vec<u8> = Vec::with_capacity(first_buffer(&st.limits));
+    let cap = buf.capacity();
     let deadline = tokio::time::Instant::now() + st.first_bytes;
     let decision = loop {
-        match sniff(&buf[..n], &st.limits) {
+        match sniff(&buf, &st.limits) {
             Sniff::NeedMore => {}
             d => break d,
         }
-        if n == buf.len() {
+        if buf.len() == cap {
             break Sniff::Refuse(if buf[0] == 22 { Refusal::ClientHelloTooLarge } else { Refusal::HttpHeadTooLarge });
         }
-        match tokio::time::timeout_at(deadline, s.read(&mut buf[n..])).await {
+        match tokio::time::timeout_at(deadline, s.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return sh.refuse(Reason::ClosedEarly),
-            Ok(Ok(k)) => n += k,
+            Ok(Ok(_)) => {}
             Err(_) => {
                 sh.refuse(Reason::FirstBytesTimeout);
-                let is_http = n > 0 && buf[0] != 22;
+                let is_http = !buf.is_empty() && buf[0] != 22;
                 return tell(&mut s, is_http, http::TIMEOUT, None).await;
             }
         }
     };
+    let n = buf.len();
     let is_http = buf[0] != 22;
     let (name, head) = match decision {
         Sniff::Tls { name, .. } => (name, None),
@@ -564,7 +621,6 @@ async fn serve(sh: Arc<Shared>, st: Arc<Settings>, mut s: TcpStream, slot: Slot)
             return tell(&mut s, is_http, answer, None).await;
         }
     };
-    drop(buf);
     sh.c.relayed.fetch_add(1, Relaxed);
     counters.active.fetch_add(1, Relaxed);
     conn.last.store(sh.now_ms(), Relaxed);
@@ -574,7 +630,7 @@ async fn serve(sh: Arc<Shared>, st: Arc<Settings>, mut s: TcpStream, slot: Slot)
     let idle = idle_watch(&sh, &conn, st.idle_ms);
     drop(st);
     tokio::select! {
-        _ = relay(&s, &b, &ctx) => {}
+        _ = relay(&s, &b, buf, &ctx) => {}
         _ = idle => { sh.c.idle_closed.fetch_add(1, Relaxed); }
     }
     counters.active.fetch_sub(1, Relaxed);
@@ -672,34 +728,124 @@ impl Ctx<'_> {
     }
 }
 
+/// What the backend-to-visitor direction reads into before it splices.
+const COPY_BUF: usize = 16 * 1024;
+
 /// Both directions until both have ended (or one fails: then both close).
-async fn relay(client: &TcpStream, backend: &TcpStream, ctx: &Ctx<'_>) {
-    match (Pipe::new(), Pipe::new()) {
-        (Ok(p_up), Ok(p_down)) => {
-            let _ = tokio::try_join!(
-                splice_way(client, backend, &p_up, true, ctx),
-                splice_way(backend, client, &p_down, false, ctx)
-            );
-        }
-        _ => {
-            ctx.sh.c.copy_fallback.fetch_add(1, Relaxed);
-            let _ = tokio::try_join!(copy_way(client, backend, true, ctx), copy_way(backend, client, false, ctx));
-        }
-    }
+/// `up` is the buffer the visitor's first bytes came in, now empty of them.
+async fn relay(client: &TcpStream, backend: &TcpStream, mut up: Vec<u8>, ctx: &Ctx<'_>) {
+    up.clear();
+    let down = Vec::with_capacity(COPY_BUF);
+    let one_ended = AtomicBool::new(false);
+    let _ = tokio::try_join!(
+        way(client, backend, up, true, ctx, &one_ended),
+        way(backend, client, down, false, ctx, &one_ended)
+    );
 }
 
 /// What one `splice(2)` moves at most: a default pipe's capacity.
 const CHUNK: usize = 64 * 1024;
 
-/// One direction by splice: socket into the pipe, the pipe out to the other
-/// socket, until the reader's FIN, which is passed on as a FIN.
+/// One direction until the reader's FIN, which is passed on as a FIN.
+/// Through `buf` while reads leave room in it; the first read that fills
+/// it switches to splice through a pipe (bulk), if a pipe can be had.
+async fn way(
+    from: &TcpStream,
+    to: &TcpStream,
+    mut buf: Vec<u8>,
+    up: bool,
+    ctx: &Ctx<'_>,
+    one_ended: &AtomicBool,
+) -> io::Result<()> {
+    let mut pipe = None;
+    let mut fell_back = false;
+    loop {
+        buf.clear();
+        let cap = buf.capacity();
+        let n = read_some(from, || from.try_read_buf(&mut buf), cap).await?;
+        if n == 0 {
+            break;
+        }
+        write_all(to, &buf[..n]).await?;
+        ctx.moved(up, n);
+        if n == buf.capacity() && !fell_back {
+            match Pipe::new() {
+                Ok(p) => {
+                    ctx.sh.c.spliced.fetch_add(1, Relaxed);
+                    pipe = Some(p);
+                    break;
+                }
+                Err(_) => {
+                    // Out of descriptors, say: the buffer goes on.
+                    ctx.sh.c.copy_fallback.fetch_add(1, Relaxed);
+                    fell_back = true;
+                }
+            }
+        }
+    }
+    if let Some(pipe) = pipe {
+        drop(buf);
+        splice_way(from, to, &pipe, up, ctx).await?;
+    }
+    // When the other way has ended too, both sockets are closed next, and
+    // the close sends this FIN: no shutdown(2) needed.
+    if !one_ended.swap(true, Relaxed) {
+        half_close(to);
+    }
+    Ok(())
+}
+
+/// The next bytes from `from` by `read` (at most `max`), 0 at its end.
+/// A TCP read that returns less than `max` has emptied the socket (as
+/// tokio's own `poll_read` assumes), so its readiness is cleared then and
+/// there (tokio keeps it if an event came in meanwhile): the next read
+/// waits for data instead of trying and failing first, a system call saved
+/// per burst. Not for splice(2), which stops short when the pipe is full.
+async fn read_some(from: &TcpStream, mut read: impl FnMut() -> io::Result<usize>, max: usize) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        let mut got = None;
+        let r = from.try_io(Interest::READABLE, || {
+            let n = read()?;
+            if n == 0 || n == max {
+                return Ok(n);
+            }
+            got = Some(n);
+            Err(io::ErrorKind::WouldBlock.into())
+        });
+        match (r, got) {
+            (_, Some(n)) | (Ok(n), None) => return Ok(n),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (Err(e), None) => return Err(e),
+        }
+    }
+}
+
+/// All of `b` to `to`.
+async fn write_all(to: &TcpStream, b: &[u8]) -> io::Result<()> {
+    let mut at = 0;
+    while at < b.len() {
+        to.writable().await?;
+        match to.try_write(&b[at..]) {
+            Ok(k) => at += k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One direction by splice, socket into the pipe and the pipe out to the
+/// other socket, until the reader's end of input.
 async fn splice_way(from: &TcpStream, to: &TcpStream, pipe: &Pipe, up: bool, ctx: &Ctx<'_>) -> io::Result<()> {
     let (rfd, wfd) = (from.as_raw_fd(), to.as_raw_fd());
     loop {
         from.readable().await?;
-        // The pipe is empty here, so EAGAIN can only mean the socket is.
+        // The pipe is empty here, so EAGAIN can only mean the socket is. A
+        // short splice does not: the pipe's slots may have run out first,
+        // so only EAGAIN clears the readiness here.
         let n = match from.try_io(Interest::READABLE, || splice(rfd, pipe.w, CHUNK)) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
@@ -715,34 +861,6 @@ async fn splice_way(from: &TcpStream, to: &TcpStream, pipe: &Pipe, up: bool, ctx
         }
         ctx.moved(up, n);
     }
-    half_close(to);
-    Ok(())
-}
-
-/// One direction through a buffer, when no pipe could be had.
-async fn copy_way(from: &TcpStream, to: &TcpStream, up: bool, ctx: &Ctx<'_>) -> io::Result<()> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        from.readable().await?;
-        let n = match from.try_read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        let mut at = 0;
-        while at < n {
-            to.writable().await?;
-            match to.try_write(&buf[at..n]) {
-                Ok(k) => at += k,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        ctx.moved(up, n);
-    }
-    half_close(to);
-    Ok(())
 }
 
 /// Pass a FIN on: no more bytes this way, the other way goes on.

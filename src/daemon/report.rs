@@ -149,6 +149,7 @@ impl StatsReport {
             active: 1,
             accepted: 3,
             relayed: 2,
+            spliced: 1,
             refused: ProxyStats::reasons().map(|n| (n.to_string(), u64::from(n == "no_site"))).collect(),
             sites: vec![SiteStats { site: "*.example".into(), connections: 2, active: 1, ..SiteStats::default() }],
             ..ProxyStats::default()
@@ -369,11 +370,12 @@ mapping log {}: {} records written, {} lost",
         let Some(p) = &self.proxy else { return };
         let listen: Vec<String> = p.listen.iter().map(|a| a.to_string()).collect();
         let _ = writeln!(o, "\nproxy on {}: {} open", listen.join(", "), p.active);
-        let rows: [(&str, u64, ProxyField); 4] = [
+        let rows: [(&str, u64, ProxyField); 5] = [
             ("accepted", p.accepted, |p| p.accepted),
             ("relayed", p.relayed, |p| p.relayed),
             ("closed idle", p.idle_closed, |p| p.idle_closed),
-            ("relayed by copy", p.copy_fallback, |p| p.copy_fallback),
+            ("ways spliced", p.spliced, |p| p.spliced),
+            ("ways without pipe", p.copy_fallback, |p| p.copy_fallback),
         ];
         for (label, v, f) in rows {
             let get = move |r: &StatsReport| r.proxy.as_ref().map_or(0, f);
@@ -564,7 +566,12 @@ mapping log {}: {} records written, {} lost",
                 ("accepted", "connections accepted", p.accepted),
                 ("relayed", "connections relayed to a backend", p.relayed),
                 ("idle_closed", "relayed connections closed for idle_timeout", p.idle_closed),
-                ("copy_fallback", "connections relayed through a buffer (no pipe for splice)", p.copy_fallback),
+                ("spliced", "directions that went on by splice (a full buffer)", p.spliced),
+                (
+                    "copy_fallback",
+                    "directions that found no pipe for splice (relayed through a buffer)",
+                    p.copy_fallback,
+                ),
             ] {
                 let name = format!("nat64d_proxy_{name}_total");
                 head(&mut o, &name, "counter", &format!("Proxy: {help}."));
