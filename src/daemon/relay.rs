@@ -8,7 +8,8 @@
 //! first bytes' one visitor-to-backend, 16 KiB the other way), so a short
 //! exchange costs one read and one write per burst and no pipe; the first
 //! read that fills the buffer switches that direction to `splice(2)`
-//! through a pipe of its own (no copy through user space). No allocation
+//! through a pipe of its own, 256 KiB if the kernel allows (no copy through
+//! user space). No allocation
 //! per read either way; when no pipe can be had the buffer goes on (counted).
 //!
 //! A visitor's FIN is passed on as a FIN (`shutdown(SHUT_WR)`) and the other
@@ -746,6 +747,9 @@ async fn relay(client: &TcpStream, backend: &TcpStream, mut up: Vec<u8>, ctx: &C
 /// What one `splice(2)` moves at most: a default pipe's capacity.
 const CHUNK: usize = 64 * 1024;
 
+/// The capacity a bulk direction's pipe asks for.
+const BULK_PIPE: usize = 256 * 1024;
+
 /// One direction until the reader's FIN, which is passed on as a FIN.
 /// Through `buf` while reads leave room in it; the first read that fills
 /// it switches to splice through a pipe (bulk), if a pipe can be had.
@@ -785,7 +789,8 @@ async fn way(
     }
     if let Some(pipe) = pipe {
         drop(buf);
-        splice_way(from, to, &pipe, up, ctx).await?;
+        let chunk = pipe.set_capacity(BULK_PIPE).unwrap_or(CHUNK);
+        splice_way(from, to, &pipe, chunk, up, ctx).await?;
     }
     // When the other way has ended too, both sockets are closed next, and
     // the close sends this FIN: no shutdown(2) needed.
@@ -837,14 +842,21 @@ async fn write_all(to: &TcpStream, b: &[u8]) -> io::Result<()> {
 
 /// One direction by splice, socket into the pipe and the pipe out to the
 /// other socket, until the reader's end of input.
-async fn splice_way(from: &TcpStream, to: &TcpStream, pipe: &Pipe, up: bool, ctx: &Ctx<'_>) -> io::Result<()> {
+async fn splice_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    chunk: usize,
+    up: bool,
+    ctx: &Ctx<'_>,
+) -> io::Result<()> {
     let (rfd, wfd) = (from.as_raw_fd(), to.as_raw_fd());
     loop {
         from.readable().await?;
         // The pipe is empty here, so EAGAIN can only mean the socket is. A
         // short splice does not: the pipe's slots may have run out first,
         // so only EAGAIN clears the readiness here.
-        let n = match from.try_io(Interest::READABLE, || splice(rfd, pipe.w, CHUNK)) {
+        let n = match from.try_io(Interest::READABLE, || splice(rfd, pipe.w, chunk)) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

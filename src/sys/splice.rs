@@ -20,6 +20,18 @@ impl Pipe {
         }
         Ok(Pipe { r: fds[0], w: fds[1] })
     }
+
+    /// Ask for `bytes` of capacity (rounded up to pages by the kernel, at
+    /// most `/proc/sys/fs/pipe-max-size` unprivileged); the capacity had.
+    pub fn set_capacity(&self, bytes: usize) -> io::Result<usize> {
+        // SAFETY: F_SETPIPE_SZ takes an int argument, no memory.
+        let r = unsafe { libc::fcntl(self.w, libc::F_SETPIPE_SZ, bytes as libc::c_int) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
 }
 
 impl Drop for Pipe {
