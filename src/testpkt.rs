@@ -780,6 +780,22 @@ pub fn run_sniff_fuzz_input(data: &[u8]) {
     if let Sniff::Http { head_len, line_len, .. } = all {
         assert!(line_len <= head_len && head_len <= data.len());
     }
+    // The name found is the one an independent, naive reading finds (a
+    // ClientHello in one record; an HTTP head split at its lines).
+    match all {
+        Sniff::Tls { name, .. } => {
+            if let Some(names) = naive_sni(data) {
+                let found = names.iter().any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()));
+                assert!(found, "sniffed {name:?}, a naive reading of the ClientHello finds {names:?}");
+            }
+        }
+        Sniff::Http { name, head_len, .. } => {
+            let hosts = naive_http_hosts(&data[..head_len]);
+            let found = hosts.iter().any(|h| h.eq_ignore_ascii_case(name.as_str().as_bytes()));
+            assert!(found, "sniffed {name:?}, a naive reading of the head finds {hosts:?}");
+        }
+        _ => {}
+    }
     let n = data.len();
     for cut in [n / 4, n / 2, n * 3 / 4, n.saturating_sub(1)] {
         let part = sniff(&data[..cut], &limits);
@@ -787,6 +803,69 @@ pub fn run_sniff_fuzz_input(data: &[u8]) {
             assert_eq!(part, all, "{cut} of {n} bytes decided otherwise than all of them");
         }
     }
+}
+
+/// The host names in the server_name extension of a ClientHello that sits
+/// whole in the first record (RFC 8446 4.1.2, RFC 6066 3), read field by
+/// field with no validation beyond the lengths; None for anything else.
+pub fn naive_sni(d: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let u16_at =
+        |b: &[u8], i: usize| -> Option<usize> { Some(usize::from(*b.get(i)?) << 8 | usize::from(*b.get(i + 1)?)) };
+    if *d.first()? != 22 {
+        return None;
+    }
+    let rec = d.get(5..5 + u16_at(d, 3)?)?;
+    if *rec.first()? != 1 {
+        return None;
+    }
+    let hs_len = usize::from(*rec.get(1)?) << 16 | u16_at(rec, 2)?;
+    let hs = rec.get(4..4 + hs_len)?;
+    let mut i = 2 + 32;
+    i += 1 + usize::from(*hs.get(i)?);
+    i += 2 + u16_at(hs, i)?;
+    i += 1 + usize::from(*hs.get(i)?);
+    let exts = hs.get(i + 2..i + 2 + u16_at(hs, i)?)?;
+    let (mut j, mut names) = (0, vec![]);
+    while j + 4 <= exts.len() {
+        let (ty, len) = (u16_at(exts, j)?, u16_at(exts, j + 2)?);
+        let body = exts.get(j + 4..j + 4 + len)?;
+        if ty == 0 {
+            let list = body.get(2..2 + u16_at(body, 0)?)?;
+            let mut k = 0;
+            while k + 3 <= list.len() {
+                let n = u16_at(list, k + 1)?;
+                if list[k] == 0 {
+                    names.push(list.get(k + 3..k + 3 + n)?.to_vec());
+                }
+                k += 3 + n;
+            }
+        }
+        j += 4 + len;
+    }
+    Some(names)
+}
+
+/// Every host an HTTP/1.x head could be for, read naively: the authority
+/// of an absolute-form target (RFC 9112 3.2.2) and each Host field's value
+/// (RFC 9112 3.2), without a port.
+pub fn naive_http_hosts(head: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(head);
+    let mut out = vec![];
+    let no_port = |h: &str| -> Vec<u8> { h.rsplit_once(':').map_or(h, |(a, _)| a).trim().as_bytes().to_vec() };
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    if let Some(target) = lines.next().and_then(|l| l.split(' ').nth(1)) {
+        if let Some((_, rest)) = target.split_once("://") {
+            out.push(no_port(rest.split(['/', '?']).next().unwrap_or("")));
+        }
+    }
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("host") {
+                out.push(no_port(v));
+            }
+        }
+    }
+    out
 }
 
 /// The control fuzz target (issue 18: hostile bytes on the control

@@ -546,6 +546,22 @@ mod tests {
         }
     }
 
+    // The sniff fuzz target's independent readings (testpkt) find what
+    // sniff finds on the builder's ClientHello (RFC 6066 3) and on an
+    // absolute-form request (RFC 9112 3.2.2: the target's authority wins).
+    #[test]
+    fn naive_readings_find_the_sniffed_names() {
+        let ch = client_hello(Some("Www.Example.COM"), &["h2"], 1);
+        assert_eq!(crate::testpkt::naive_sni(&ch), Some(vec![b"Www.Example.COM".to_vec()]));
+        assert_eq!(crate::testpkt::naive_sni(&client_hello(None, &[], 1)), Some(vec![]));
+        crate::testpkt::run_sniff_fuzz_input(&ch);
+        let head = b"GET http://a.example:8080/x HTTP/1.1\r\nHost: b.example\r\n\r\n";
+        let hosts = crate::testpkt::naive_http_hosts(head);
+        assert_eq!(hosts, vec![b"a.example".to_vec(), b"b.example".to_vec()]);
+        crate::testpkt::run_sniff_fuzz_input(head);
+        crate::testpkt::run_sniff_fuzz_input(b"GET / HTTP/1.1\r\nhOsT:  C.example:443 \r\n\r\n");
+    }
+
     // RFC 6066 3: the server_name extension's host_name names the site.
     #[test]
     fn rfc6066_3_server_name_from_client_hello() {
