@@ -62,6 +62,17 @@ def sh(*args, check=True, capture=False, timeout=None, ns=None):
     return r.stdout if capture else r.returncode
 
 
+def namespaces(names, links):
+    """Network namespaces with loopback up, and veth pairs between them:
+    links are (namespace, device, peer namespace, peer device).
+    Shared with proxy_bench.py."""
+    for n in names:
+        sh("ip", "netns", "add", n)
+        sh("ip", "-n", n, "link", "set", "lo", "up")
+    for ns, dev, peer_ns, peer in links:
+        sh("ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", peer, "netns", peer_ns)
+
+
 def bg(*args, ns=None, log=None):
     cmd = list(args)
     if ns:
@@ -87,11 +98,7 @@ class Lab:
 
     def up(self):
         self.down()
-        for n in (C, G, S):
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        sh("ip", "link", "add", "c0", "netns", C, "type", "veth", "peer", "name", "g0", "netns", G)
-        sh("ip", "link", "add", "s0", "netns", S, "type", "veth", "peer", "name", "g1", "netns", G)
+        namespaces((C, G, S), [(C, "c0", G, "g0"), (S, "s0", G, "g1")])
         # Client: IPv6 (and IPv4 for the kernel4 baseline).
         sh("ip", "-n", C, "addr", "add", "2001:db8:1::10/64", "dev", "c0", "nodad")
         sh("ip", "-n", C, "addr", "add", "198.51.100.10/26", "dev", "c0")

@@ -45,7 +45,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import med, need_root_and_tools, sh, stop, wait_for  # noqa: E402  (the translator benchmark's helpers)
+from bench import med, namespaces, need_root_and_tools, sh, stop, wait_for  # noqa: E402  (the translator benchmark's helpers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V, G, S = "pb-visitor", "pb-gw", "pb-site"
@@ -100,11 +100,7 @@ class Lab:
 
     def up(self):
         self.down()
-        for n in (V, G, S):
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        sh("ip", "link", "add", "v0", "netns", V, "type", "veth", "peer", "name", "g0", "netns", G)
-        sh("ip", "link", "add", "s0", "netns", S, "type", "veth", "peer", "name", "g1", "netns", G)
+        namespaces((V, G, S), [(V, "v0", G, "g0"), (S, "s0", G, "g1")])
         sh("ip", "-n", V, "addr", "add", "192.0.2.2/24", "dev", "v0")
         sh("ip", "-n", V, "link", "set", "v0", "up")
         sh("ip", "-n", V, "route", "add", "default", "via", GW4)
