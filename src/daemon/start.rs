@@ -201,7 +201,8 @@ fn start_relay(cfg: &Config) -> Result<Option<super::relay::Relay>, StartError> 
     if !cfg.proxy.enabled() {
         return Ok(None);
     }
-    // A relayed connection holds two sockets and two pipes.
+    // A relayed connection holds two sockets, and two pipes while it moves
+    // bulk both ways: the most it can take.
     let need = u64::from(cfg.proxy.max_connections) * 6 + 256;
     let files = crate::sys::raise_nofile_limit();
     if files < need {
