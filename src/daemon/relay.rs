@@ -733,9 +733,9 @@ impl Ctx<'_> {
 const COPY_BUF: usize = 16 * 1024;
 
 /// Both directions until both have ended (or one fails: then both close).
-/// `up` is the buffer the visitor's first bytes came in, now empty of them.
-async fn relay(client: &TcpStream, backend: &TcpStream, mut up: Vec<u8>, ctx: &Ctx<'_>) {
-    up.clear();
+/// `up` is the buffer the visitor's first bytes came in (already sent on;
+/// each read starts it afresh).
+async fn relay(client: &TcpStream, backend: &TcpStream, up: Vec<u8>, ctx: &Ctx<'_>) {
     let down = Vec::with_capacity(COPY_BUF);
     let one_ended = AtomicBool::new(false);
     let _ = tokio::try_join!(
@@ -772,7 +772,7 @@ async fn way(
         }
         write_all(to, &buf[..n]).await?;
         ctx.moved(up, n);
-        if n == buf.capacity() && !fell_back {
+        if n == cap && !fell_back {
             match Pipe::new() {
                 Ok(p) => {
                     ctx.sh.c.spliced.fetch_add(1, Relaxed);
