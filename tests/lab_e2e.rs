@@ -717,10 +717,13 @@ fn edges_real_clients_touch(lab: &Lab) {
     // destination host. 3000 datagrams that expire in the translator (hop
     // limit 2: the gateway's kernel leaves 1) get at most the burst (20)
     // plus 100 a second per worker back; the rest are counted as held back.
+    // The flood goes in bursts of 100 (a TUN queue holds 500), and on a busy
+    // machine some may still be dropped at the queue before nat64d reads
+    // them: what counts is that those that arrived are all accounted for.
     let before = lab.stats();
-    let sent = lab
-        .exec(0, &tool(&["udp-flood", SERVER6, "9", "--bind", "2001:db8:1::10", "--count", "3000", "--hops", "2"]))
-        .expect("flood of expiring packets");
+    let flood =
+        ["udp-flood", SERVER6, "9", "--bind", "2001:db8:1::10", "--count", "3000", "--hops", "2", "--burst", "100"];
+    let sent = lab.exec(0, &tool(&flood)).expect("flood of expiring packets");
     let secs: f64 = sent.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10.0);
     let grew = |a: &serde_json::Value, r: &str| a[r].as_u64().unwrap() - before[r].as_u64().unwrap();
     let expired = |a: &serde_json::Value| drops(a, "hop_limit_exceeded") - drops(&before, "hop_limit_exceeded");
@@ -728,7 +731,7 @@ fn edges_real_clients_touch(lab: &Lab) {
     assert!(
         eventually(3, || {
             let a = lab.stats();
-            expired(&a) >= 1000 && grew(&a, "icmp_errors_sent") + grew(&a, "icmp_errors_suppressed") == expired(&a)
+            expired(&a) >= 500 && grew(&a, "icmp_errors_sent") + grew(&a, "icmp_errors_suppressed") == expired(&a)
         }),
         "the flood reached the translator and every error was sent or held back: {}",
         lab.stats()
@@ -737,6 +740,7 @@ fn edges_real_clients_touch(lab: &Lab) {
     let errors = grew(&a, "icmp_errors_sent");
     let bound = 2 * (20 + (100.0 * (secs + 1.0)) as u64);
     assert!(errors <= bound, "{errors} errors for {} expiring packets in {secs} s, limit {bound}", expired(&a));
+    assert!(grew(&a, "icmp_errors_suppressed") > 0, "the limiter held some back: {a}");
     // Issue 18: what the kernel dropped at the TUN queue before nat64d read
     // it (a flood outruns the workers) shows beside nat64d's own counters.
     let tx = lab.exec(1, &["cat", "/sys/class/net/nat64/statistics/tx_dropped"]).unwrap();

@@ -100,13 +100,16 @@ def udp_probe(a):
 
 def udp_flood(a):
     """`count` datagrams from bind to dest:port with the given hop limit,
-    as fast as they go; print how many were sent and the seconds taken."""
+    as fast as they go, or in bursts of `burst` with `gap` seconds between
+    them; print how many were sent and the seconds taken."""
     s = socket.socket(family(a.dest), socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, a.hops)
     s.bind((a.bind, 0))
     t = time.monotonic()
-    for _ in range(a.count):
+    for i in range(a.count):
         s.sendto(b"z" * 32, (a.dest, a.port))
+        if a.burst and (i + 1) % a.burst == 0:
+            time.sleep(a.gap)
     print(a.count, round(time.monotonic() - t, 3))
 
 
@@ -344,7 +347,7 @@ def main():
         arg("--print-len", action="store_true"), timeout=3.0)
     cmd("udp-probe", udp_probe, *dest_port, timeout=3.0)
     cmd("udp-flood", udp_flood, *dest_port, arg("--bind", required=True), arg("--count", type=int, default=1000),
-        arg("--hops", type=int, default=64))
+        arg("--hops", type=int, default=64), arg("--burst", type=int, default=0), arg("--gap", type=float, default=0.002))
     cmd("udp-rounds", udp_rounds, *dest_port, *client, arg("--count", type=int, default=20),
         arg("--size", type=int, default=100), timeout=3.0)
     cmd("tcp-serve-data", tcp_serve_data, *bind_port, arg("--seed", type=int, required=True),
