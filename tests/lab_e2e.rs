@@ -1314,12 +1314,20 @@ print(len(held))
     let text = lab.ctl(&["stats"]).unwrap();
     assert!(text.contains("proxy on 192.0.2.1:80, 192.0.2.1:443"), "{text}");
 
-    // A reload adds a site; the relay keeps running.
+    // A reload adds a site; the relay keeps running, and a download open
+    // through it across the reload (64 MiB at 24 MB/s, about 2.8 s) ends whole.
     let conf = dir.join("nat64d.toml");
     let mut c = std::fs::read_to_string(&conf).unwrap();
     c += "[[proxy.site]]\nname = \"d.example\"\nbackend = \"[2001:db8:1::10]:80\"\n";
     std::fs::write(&conf, c).unwrap();
-    let r = lab.ctl(&["reload"]).unwrap();
+    let slow = ["-o", "/dev/null", "-w", "%{size_download}", "--limit-rate", "24M", "--max-time", "20"];
+    let (r, got) = std::thread::scope(|s| {
+        let download = s.spawn(|| curl(v, "http://a.example/big", &slow));
+        std::thread::sleep(Duration::from_millis(1000));
+        let r = lab.ctl(&["reload"]).unwrap();
+        (r, download.join().unwrap())
+    });
     assert!(r.contains("applied"), "{r}");
+    assert_eq!(got.as_deref(), Ok("67108864"), "a download open across the reload");
     assert_eq!(curl(v, "http://d.example/", &[]).unwrap(), "site a\n");
 }
