@@ -77,21 +77,41 @@ impl EventSel {
 pub const EVENT_CAP: usize = 8192;
 
 /// A bounded event queue: its room is taken once, when recording starts.
-#[derive(Debug, Clone, Default)]
-pub struct EventQueue {
-    buf: Vec<MapEvent>,
+/// The mapping log's queue holds [`MapEvent`]s; the sync driver's,
+/// [`super::sync::SyncEvent`]s.
+#[derive(Debug, Clone)]
+pub struct EventQueue<T = MapEvent> {
+    buf: Vec<T>,
     on: bool,
     /// Events that found the queue full.
     pub lost: u64,
 }
 
-impl EventQueue {
+impl<T> Default for EventQueue<T> {
+    fn default() -> Self {
+        EventQueue { buf: Vec::new(), on: false, lost: 0 }
+    }
+}
+
+impl<T: Copy> EventQueue<T> {
     pub fn new(on: bool) -> Self {
         EventQueue { buf: if on { Vec::with_capacity(EVENT_CAP) } else { Vec::new() }, on, lost: 0 }
     }
 
+    /// Start or stop recording; stopping empties the queue and gives back
+    /// its room, starting takes the room once (off the packet path).
+    pub fn set_on(&mut self, on: bool) {
+        self.buf = if on { Vec::with_capacity(EVENT_CAP) } else { Vec::new() };
+        self.on = on;
+        self.lost = 0;
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
     #[inline]
-    pub fn push(&mut self, e: MapEvent) {
+    pub fn push(&mut self, e: T) {
         if !self.on {
             return;
         }
@@ -105,7 +125,7 @@ impl EventQueue {
     /// Exchange the queued events for `spare` (emptied first): O(1), so a
     /// writer holding the table's lock for it never delays a packet. The
     /// queue keeps `spare`'s room, which must be as large as its own.
-    pub fn swap(&mut self, spare: &mut Vec<MapEvent>) {
+    pub fn swap(&mut self, spare: &mut Vec<T>) {
         spare.clear();
         if spare.capacity() >= self.buf.capacity() {
             std::mem::swap(&mut self.buf, spare);
@@ -115,7 +135,7 @@ impl EventQueue {
     }
 
     /// Move the queued events to `out` (in order), keeping the room.
-    pub fn drain_into(&mut self, out: &mut Vec<MapEvent>) {
+    pub fn drain_into(&mut self, out: &mut Vec<T>) {
         out.extend_from_slice(&self.buf);
         self.buf.clear();
     }

@@ -11,6 +11,7 @@ pub mod frag;
 pub mod pool4;
 mod shared;
 pub mod state;
+pub mod sync;
 mod table;
 pub mod tcp;
 
@@ -18,7 +19,9 @@ pub use blocks::{DetMap, PortMode, Ports};
 pub use events::{EventKind, EventSel, MapEvent};
 pub use pool4::{PoolAddr, PoolGroup, PortRange};
 pub use shared::{Nat, NatHandle};
-pub use table::{BibView, Census, NatCounters, NatError, NatMapper, NatTable, SessionView, TCP_INCOMING_SYN};
+pub use table::{
+    BibView, Census, NatCounters, NatError, NatMapper, NatTable, RestoreDrop, SessionView, TCP_INCOMING_SYN,
+};
 
 use crate::addr::Prefix6052;
 

@@ -103,7 +103,7 @@ pub struct Pool4 {
     /// Address → (group, slot): a constant-time look-up however large the pool.
     index: std::collections::HashMap<Ipv4Addr, (usize, usize)>,
     in_use: Vec<[u32; 3]>,
-    ports: Ports,
+    pub(super) ports: Ports,
     /// Per group: its deterministic mapping (deterministic mode only).
     det: Vec<Option<DetMap>>,
     /// Per group: the block numbers usable on its addresses (block modes).

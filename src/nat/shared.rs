@@ -41,6 +41,9 @@ pub struct Nat {
     /// Deterministic mode: the groups' mappings, in group order (an
     /// outbound flow's shard is its block's).
     det: Vec<DetMap>,
+    /// A standby: sessions follow the active's word, not their own
+    /// timers (no expiry sweep) until it takes over.
+    standby: AtomicBool,
 }
 
 impl Nat {
@@ -60,6 +63,7 @@ impl Nat {
             homes: RwLock::new(HashMap::new()),
             has_homes: AtomicBool::new(false),
             frags: Mutex::new(FragTable::new(FRAG_CAP * n)),
+            standby: AtomicBool::new(false),
         }
     }
 
@@ -162,6 +166,9 @@ impl Nat {
 
     /// Run the budgeted expiry sweep on every shard, one lock at a time.
     pub fn expire(&self, now: Millis, budget_per_shard: usize) -> usize {
+        if self.standby.load(Ordering::Relaxed) {
+            return 0;
+        }
         (0..self.shards.len()).map(|i| self.lock(i).expire(now, budget_per_shard)).sum()
     }
 
@@ -337,6 +344,68 @@ impl Nat {
     /// How ports are handed out.
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+
+    /// Start or stop recording state changes for a standby, every shard.
+    pub fn set_sync_events(&self, on: bool) {
+        for i in 0..self.shards.len() {
+            self.lock(i).set_sync_events(on);
+        }
+    }
+
+    /// Move every shard's recorded state changes to `out` (each shard's
+    /// lock held only for its own); returns the changes lost to full queues.
+    pub fn drain_sync(&self, out: &mut Vec<super::sync::SyncEvent>) -> u64 {
+        (0..self.shards.len()).map(|i| self.lock(i).drain_sync(out)).sum()
+    }
+
+    /// Every live session, for a standby's full snapshot: one shard locked at a time.
+    pub fn sync_snapshot(&self, now: Millis) -> Vec<super::sync::SessionSync> {
+        let mut out = Vec::with_capacity(self.session_count());
+        for i in 0..self.shards.len() {
+            self.lock(i).sync_snapshot_into(&mut out, now);
+        }
+        out
+    }
+
+    /// A standby: apply one record from the active. Ok(true) when it changed
+    /// the table; Err when it cannot be held here (counted by the driver as
+    /// a conflict: another pool4, another shard layout, a limit, a port
+    /// this gateway gave to a flow of its own).
+    pub fn apply_sync(&self, r: &super::sync::SyncRec, now: Millis) -> Result<bool, super::table::RestoreDrop> {
+        use super::sync::SyncRec;
+        match r {
+            SyncRec::Up(x) => {
+                let k = self.by_port(x.port4);
+                if !x.is_static && self.v6_home(x.proto, x.v6, x.port6) != k {
+                    return Err(super::table::RestoreDrop::Misplaced);
+                }
+                self.lock(k).sync_session(x, now).map(|()| true)
+            }
+            SyncRec::Gone(x) => Ok(self.lock(self.by_port(x.port4)).sync_gone(x, now)),
+            SyncRec::Begin { .. } => {
+                for i in 0..self.shards.len() {
+                    self.lock(i).sync_clear(now);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Be a standby (no expiry sweep; the active's records rule) or take over.
+    /// Taking over gives every session at least its state's full lifetime.
+    pub fn set_standby(&self, standby: bool, now: Millis) {
+        let was = self.standby.swap(standby, Ordering::AcqRel);
+        if was && !standby {
+            for i in 0..self.shards.len() {
+                self.lock(i).sync_take_over(now);
+            }
+        }
+    }
+
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
     }
 
     /// The whole state for a state file, at `now` (this NAT's clock), saved

@@ -7,9 +7,10 @@
 //! from a moving clock hand, so the caller spreads the sweep over time.
 
 use super::book::LimitBook;
-use super::events::{EventKind, MapEvent};
+use super::events::{EventKind, EventQueue, MapEvent};
 use super::frag::FragTable;
 use super::pool4::Pool4;
+use super::sync::{SessionSync, SyncEvent};
 use super::tcp::{self, Lifetime, Side, TcpState};
 use super::{Filtering, Millis, NatConfig, Proto, UDP_MIN};
 use crate::xlat::{DropReason, FlowMeta, Mapper, Rfc6052Mapper, Role, Tuple4, Tuple6};
@@ -205,6 +206,8 @@ pub struct NatTable {
     unreachable: Vec<Vec<u8>>,
     /// The time of the latest call that passed one (for events and hold times).
     clock: Millis,
+    /// State changes for a standby (on while one is being served).
+    sync: EventQueue<SyncEvent>,
     pub counters: NatCounters,
 }
 
@@ -241,6 +244,7 @@ impl NatTable {
             released: Vec::new(),
             unreachable: Vec::new(),
             clock: 0,
+            sync: EventQueue::default(),
             counters: NatCounters::default(),
         }
     }
@@ -315,7 +319,30 @@ impl NatTable {
         if self.cfg.events.sessions {
             self.session_event(EventKind::SessionCreated, bib, remote, rport);
         }
+        if self.sync.is_on() {
+            self.sync_event(s, true);
+        }
         s
+    }
+
+    /// Record a session's state for the standby (sync on).
+    #[cold]
+    fn sync_event(&mut self, s: u32, up: bool) {
+        let Some(x) = self.sessions.get(s) else { return };
+        let Some(b) = self.bibs.get(x.bib) else { return };
+        let rec = SessionSync {
+            proto: b.proto,
+            is_static: b.is_static,
+            v6: b.v6,
+            port6: b.port6,
+            v4: b.v4,
+            port4: b.port4,
+            remote: x.remote,
+            rport: x.rport,
+            state: x.state,
+            remaining: SessionSync::remaining_of(x.expires, self.clock),
+        };
+        self.sync.push(if up { SyncEvent::Up(rec) } else { SyncEvent::Gone(rec) });
     }
 
     /// Record a BIB or session event (per-session logging).
@@ -363,6 +390,9 @@ impl NatTable {
     }
 
     fn remove_session(&mut self, s: u32) {
+        if self.sync.is_on() {
+            self.sync_event(s, false);
+        }
         if self.cfg.events.sessions {
             if let Some(x) = self.sessions.get(s) {
                 let (bib, remote, rport) = (x.bib, x.remote, x.rport);
@@ -549,7 +579,16 @@ impl NatTable {
         let life = match self.sessions.get_mut(s) {
             Some(x) if proto == Proto::Tcp => {
                 let (next, life) = tcp::transition(x.state, side, flags);
+                let moved = next != x.state;
                 x.state = next;
+                if moved && self.sync.is_on() {
+                    // After the lifetime below, so the standby gets the new one.
+                    if let (Some(ms), Some(x)) = (self.lifetime(proto, life), self.sessions.get_mut(s)) {
+                        x.expires = now + ms;
+                    }
+                    self.sync_event(s, true);
+                    return;
+                }
                 life
             }
             _ => Lifetime::EstLife,
@@ -815,6 +854,132 @@ impl NatTable {
         }
         self.pool.settle_restored_blocks(now);
         idle.len()
+    }
+
+    /// Start or stop recording state changes for a standby.
+    pub fn set_sync_events(&mut self, on: bool) {
+        self.sync.set_on(on);
+    }
+
+    /// Move the state changes recorded since the last drain to `out`;
+    /// returns how many were lost to a full queue since the last call.
+    pub fn drain_sync(&mut self, out: &mut Vec<SyncEvent>) -> u64 {
+        self.sync.drain_into(out);
+        std::mem::take(&mut self.sync.lost)
+    }
+
+    /// Every live session with its BIB entry, for a standby's full snapshot.
+    pub fn sync_snapshot_into(&self, out: &mut Vec<SessionSync>, now: Millis) {
+        for x in self.sessions.slots.iter().flatten() {
+            if x.expires <= now {
+                continue;
+            }
+            let Some(b) = self.bibs.get(x.bib) else { continue };
+            out.push(SessionSync {
+                proto: b.proto,
+                is_static: b.is_static,
+                v6: b.v6,
+                port6: b.port6,
+                v4: b.v4,
+                port4: b.port4,
+                remote: x.remote,
+                rport: x.rport,
+                state: x.state,
+                remaining: SessionSync::remaining_of(x.expires, now),
+            });
+        }
+    }
+
+    /// A standby: hold session `r` as the active has it (its BIB entry on
+    /// the same pool4 transport address, its TCP state, its lifetime),
+    /// making or updating it; or why not.
+    pub(super) fn sync_session(&mut self, r: &SessionSync, now: Millis) -> Result<(), RestoreDrop> {
+        self.clock = self.clock.max(now);
+        let expires = now.saturating_add(r.remaining as Millis);
+        let bib = match self.bib6.get(&(r.proto, r.v6, r.port6)).copied() {
+            Some(i) => {
+                let b = self.bibs.get(i).ok_or(RestoreDrop::Misplaced)?;
+                if (b.v4, b.port4) != (r.v4, r.port4) {
+                    return Err(RestoreDrop::Misplaced);
+                }
+                i
+            }
+            None => {
+                if self.pool.ports.mode == super::blocks::PortMode::Blocks {
+                    // The subscriber's block comes with its first session.
+                    let sub = u128::from(self.pool.ports.subscriber_of(r.v6).addr);
+                    let block = self.pool.ports.block_of(r.port4);
+                    self.pool.restore_block(r.v4, r.proto, block, sub, None);
+                }
+                let rec = super::state::BibRec {
+                    proto: r.proto,
+                    is_static: r.is_static,
+                    v6: r.v6,
+                    port6: r.port6,
+                    v4: r.v4,
+                    port4: r.port4,
+                };
+                self.restore_bib(&rec)?
+            }
+        };
+        if let Some(&s) = self.sess.get(&(bib, r.remote, r.rport)) {
+            if let Some(x) = self.sessions.get_mut(s) {
+                x.state = r.state;
+                x.expires = expires;
+            }
+            return Ok(());
+        }
+        let rec = super::state::SessionRec { bib, remote: r.remote, rport: r.rport, state: r.state, remaining: 0 };
+        let res = self.restore_session(bib, &rec, expires);
+        if res.is_err() && self.bibs.get(bib).is_some_and(|b| !b.is_static && b.sessions == 0) {
+            self.remove_bib(bib);
+        }
+        res
+    }
+
+    /// A standby: session `r` ended on the active. False when it was not here.
+    pub(super) fn sync_gone(&mut self, r: &SessionSync, now: Millis) -> bool {
+        self.clock = self.clock.max(now);
+        let Some(&bib) = self.bib6.get(&(r.proto, r.v6, r.port6)) else { return false };
+        match self.sess.get(&(bib, r.remote, r.rport)) {
+            Some(&s) => {
+                self.remove_session(s);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A standby about to take a full snapshot: every session goes (static
+    /// BIB entries stay; they are configured). Returns how many went.
+    pub(super) fn sync_clear(&mut self, now: Millis) -> usize {
+        self.clock = self.clock.max(now);
+        let live: Vec<u32> =
+            (0..self.sessions.slots.len() as u32).filter(|&i| self.sessions.get(i).is_some()).collect();
+        for &i in &live {
+            self.remove_session(i);
+        }
+        live.len()
+    }
+
+    /// A standby taking over: every session gets at least its state's full
+    /// lifetime from `now` (the active refreshed them on traffic the
+    /// standby never saw; any it had ended, it said so).
+    pub(super) fn sync_take_over(&mut self, now: Millis) {
+        self.clock = self.clock.max(now);
+        let t = self.cfg.timeouts;
+        for i in 0..self.sessions.slots.len() as u32 {
+            let Some(bib) = self.sessions.get(i).map(|x| x.bib) else { continue };
+            let proto = self.bibs.get(bib).map_or(Proto::Udp, |b| b.proto);
+            let Some(x) = self.sessions.get_mut(i) else { continue };
+            let life = match proto {
+                Proto::Tcp if x.state == TcpState::Established => t.tcp_est,
+                Proto::Tcp => t.tcp_trans,
+                Proto::Udp => t.udp,
+                Proto::Icmp => t.icmp,
+            };
+            x.expires = x.expires.max(now + life);
+        }
     }
 
     /// Check every internal invariant; the first one broken, described.

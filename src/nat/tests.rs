@@ -1101,3 +1101,147 @@ fn restored_lifetimes_are_capped() {
     assert_eq!(r.sessions, 1);
     assert!(fresh.sessions()[0].expires <= 1000 + WEEK);
 }
+
+// ---------------------------------------------------------------- active/standby sync (issue 15)
+
+/// Everything the active recorded, as wire records through encode and decode.
+fn sync_records(active: &Nat) -> Vec<sync::SyncRec> {
+    let mut ev = Vec::new();
+    assert_eq!(active.drain_sync(&mut ev), 0, "nothing lost");
+    let recs: Vec<_> = ev
+        .iter()
+        .map(|e| match *e {
+            sync::SyncEvent::Up(s) => sync::SyncRec::Up(s),
+            sync::SyncEvent::Gone(s) => sync::SyncRec::Gone(s),
+        })
+        .collect();
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    sync::pack(recs, &mut buf, |b| {
+        let mut part = Vec::new();
+        sync::SyncRec::decode_all(b, &mut part).map(|()| out.extend(part))
+    })
+    .unwrap();
+    out
+}
+
+fn flows_of(nat: &Nat) -> Vec<(Proto, (Ipv6Addr, u16), (Ipv4Addr, u16), (Ipv4Addr, u16), Option<u8>)> {
+    let mut v: Vec<_> =
+        nat.sessions().iter().map(|s| (s.proto, s.v6, s.v4, s.remote, s.state.map(|t| t as u8))).collect();
+    v.sort();
+    v
+}
+
+// Issue 15 (sync): a standby fed the active's state changes holds every
+// flow on the same pool4 address and port, in the same TCP state, and
+// translates it when the traffic moves to it: a reply reaches the right
+// client, and a mid-connection ACK passes (RFC 6146 3.5.2.2: without the
+// ESTABLISHED session it would be dropped for want of state).
+#[test]
+fn a_standby_translates_synced_flows_with_the_same_mappings() {
+    let (active, standby) = (Nat::new(cfg(), 4), Nat::new(cfg(), 4));
+    active.set_sync_events(true);
+    standby.set_standby(true, 0);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let ua = nat_flow(&active, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    let ub = nat_flow(&active, &mut x, &mut out, &udp6(B, 5000, SERVER, 53), 0).unwrap();
+    assert_ne!(p16(&ua, 20), p16(&ub, 20), "two clients, two pool4 ports");
+    let t = nat_flow(&active, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, SYN), 0).unwrap();
+    let tport = p16(&t, 20);
+    nat_flow(&active, &mut x, &mut out, &tcp4(SERVER, 443, POOL, tport, SYN | ACK), 10).unwrap();
+    nat_flow(&active, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, ACK), 20).unwrap();
+    for r in sync_records(&active) {
+        standby.apply_sync(&r, 100).unwrap();
+    }
+    assert_eq!(flows_of(&standby), flows_of(&active));
+    assert!(flows_of(&standby).iter().any(|f| f.4 == Some(TcpState::Established as u8)));
+    standby.check_all().unwrap();
+
+    // The traffic moves: the standby takes over.
+    standby.set_standby(false, 200);
+    let back = nat_flow(&standby, &mut x, &mut out, &udp4(SERVER, 53, POOL, p16(&ub, 20)), 200).unwrap();
+    assert_eq!((a6(&back, 24), p16(&back, 42)), (B, 5000), "the reply reaches the client that held the port");
+    let again = nat_flow(&standby, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 200).unwrap();
+    assert_eq!((a4(&again, 12), p16(&again, 20)), (a4(&ua, 12), p16(&ua, 20)), "same pool4 address and port");
+    let ack = nat_flow(&standby, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, ACK), 200).unwrap();
+    assert_eq!(p16(&ack, 20), tport, "the ESTABLISHED connection goes on from the same port");
+    assert_eq!(standby.session_count(), 3, "nothing new made");
+}
+
+// Issue 15 (sync): sessions that end on the active end on the standby; a
+// standby runs no expiry of its own (the active's word rules), and taking
+// over gives each session its state's full lifetime again.
+#[test]
+fn a_standby_follows_ends_and_takes_over_with_fresh_lifetimes() {
+    let (active, standby) = (Nat::new(cfg(), 4), Nat::new(cfg(), 4));
+    active.set_sync_events(true);
+    standby.set_standby(true, 0);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    nat_flow(&active, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    nat_flow(&active, &mut x, &mut out, &udp6(B, 6000, SERVER, 53), 0).unwrap();
+    for r in sync_records(&active) {
+        standby.apply_sync(&r, 0).unwrap();
+    }
+    // A's flow lives on (traffic the standby never sees); B's is idle and expires.
+    nat_flow(&active, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 4 * MIN).unwrap();
+    assert_eq!(active.expire(6 * MIN, 1000), 1);
+    for r in sync_records(&active) {
+        standby.apply_sync(&r, 6 * MIN).unwrap();
+    }
+    assert_eq!(flows_of(&standby), flows_of(&active), "B's end reached the standby");
+    assert_eq!(standby.expire(60 * MIN, 1000), 0, "a standby's sessions do not time out on their own");
+    standby.set_standby(false, 60 * MIN);
+    assert_eq!(standby.expire(61 * MIN, 1000), 0, "taken over with a full UDP lifetime (RFC 6146 4: 5 min)");
+    assert_eq!(standby.expire(66 * MIN, 1000), 1);
+}
+
+// Issue 15 (sync): a full snapshot (after a connection or a resync)
+// replaces whatever the standby held, and the deltas recorded while it was
+// taken, applied after it, end in the active's state (records are whole
+// states, so replaying one already in the snapshot changes nothing).
+#[test]
+fn a_snapshot_replaces_the_standby_table_and_deltas_replay_safely() {
+    let (active, standby) = (Nat::new(cfg(), 4), Nat::new(cfg(), 4));
+    standby.set_standby(true, 0);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    // The standby holds a stale flow the active no longer has.
+    nat_flow(&standby, &mut x, &mut out, &udp6(C, 7000, SERVER, 53), 0).unwrap();
+    active.set_sync_events(true);
+    nat_flow(&active, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    nat_flow(&active, &mut x, &mut out, &udp6(B, 6000, SERVER, 53), 0).unwrap();
+    let snap = active.sync_snapshot(0);
+    nat_flow(&active, &mut x, &mut out, &tcp6(A, 40000, SERVER, 443, SYN), 5 * MIN).unwrap();
+    assert_eq!(active.expire(6 * MIN, 1000), 2, "both UDP flows end after the snapshot");
+    let n = snap.len() as u64;
+    standby.apply_sync(&sync::SyncRec::Begin { sessions: n }, 0).unwrap();
+    for s in snap {
+        standby.apply_sync(&sync::SyncRec::Up(s), 0).unwrap();
+    }
+    for r in sync_records(&active) {
+        standby.apply_sync(&r, 6 * MIN).unwrap();
+    }
+    assert_eq!(flows_of(&standby), flows_of(&active));
+    assert_eq!(standby.session_count(), 1);
+    standby.check_all().unwrap();
+}
+
+// Issue 15 (sync): the state-change queue is bounded; what does not fit is
+// counted (the driver then resynchronises), never grown into.
+#[test]
+fn sync_events_are_bounded_and_losses_counted() {
+    let nat = Nat::new(cfg(), 1);
+    nat.set_sync_events(true);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    for port in 0..(events::EVENT_CAP as u16 + 100) {
+        nat_flow(&nat, &mut x, &mut out, &udp6(A, 10000 + port, SERVER, 53), 0).unwrap();
+    }
+    let mut ev = Vec::new();
+    assert_eq!(nat.drain_sync(&mut ev), 100);
+    assert_eq!(ev.len(), events::EVENT_CAP);
+    nat.set_sync_events(false);
+    nat_flow(&nat, &mut x, &mut out, &udp6(B, 5000, SERVER, 53), 0).unwrap();
+    assert_eq!((nat.drain_sync(&mut ev), ev.len()), (0, events::EVENT_CAP), "off: nothing recorded");
+}
