@@ -109,6 +109,14 @@ pub enum Cmd {
     Reload,
     /// Write the NAT state file now ([state] file; a stop writes it too).
     Snapshot,
+    /// Active/standby sync ([sync]): the status, or a role change for
+    /// keepalived or a BGP health script: nat64ctl sync promote | demote
+    Sync {
+        #[command(subcommand)]
+        action: Option<SyncCmd>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the inbound relay's open connections ([proxy]): visitor, site,
     /// backend, age, idle time, bytes each way; oldest first.
     Proxy {
@@ -118,6 +126,17 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum SyncCmd {
+    /// Become the active gateway: take over the synced sessions (each gets
+    /// its full lifetime again) and serve the standby.
+    Promote,
+    /// Become the standby: follow the active's state from [sync] peer.
+    Demote,
+    /// Show the status (the default).
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

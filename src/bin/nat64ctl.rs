@@ -205,6 +205,27 @@ fn run(a: &Args) -> Result<(), String> {
             p(out, &s);
             Ok(())
         }
+        Cmd::Sync { action, json } => {
+            use nat64d::cli::SyncCmd;
+            use nat64d::daemon::control::SyncAction;
+            let action = match action {
+                Some(SyncCmd::Promote) => Some(SyncAction::Promote),
+                Some(SyncCmd::Demote) => Some(SyncAction::Demote),
+                Some(SyncCmd::Status) | None => None,
+            };
+            if action.is_some() {
+                let m: String = get(a, &Request::Sync { action })?;
+                p(out, &(m + "\n"));
+                return Ok(());
+            }
+            let r: nat64d::daemon::sync::SyncReport = get(a, &Request::Sync { action: None })?;
+            if *json {
+                p(out, &(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
+            } else {
+                p(out, &r.render());
+            }
+            Ok(())
+        }
         Cmd::Snapshot => {
             let m: String = get(a, &Request::Snapshot)?;
             p(out, &(m + "\n"));

@@ -231,6 +231,63 @@ pub struct StateSection {
     pub file: Option<PathBuf>,
 }
 
+/// `[sync]`: active/standby synchronisation of the NAT state (off unless
+/// `role` is set). The active serves its standby on `listen`; a standby
+/// fetches from `peer`. Both hold the same 32-byte key in `key_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// "off", "active" or "standby" at start; `nat64ctl sync promote` and
+    /// `demote` change it at run time.
+    pub role: SyncRole,
+    /// Where this gateway, while active, accepts its standby.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Where this gateway, while standby, fetches the active's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+    /// The pre-shared key: 64 hex digits (`openssl rand -hex 32`), the same on both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// State changes held for a slow standby before it is resynchronised.
+    pub queue: usize,
+    /// Sessions a second in a full snapshot (pacing, so it never starves the data path).
+    pub snapshot_rate: u64,
+}
+
+/// A gateway's part in a synchronised pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncRole {
+    #[default]
+    Off,
+    Active,
+    Standby,
+}
+
+impl SyncRole {
+    pub fn label(self) -> &'static str {
+        match self {
+            SyncRole::Off => "off",
+            SyncRole::Active => "active",
+            SyncRole::Standby => "standby",
+        }
+    }
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            role: SyncRole::Off,
+            listen: None,
+            peer: None,
+            key_file: None,
+            queue: 262_144,
+            snapshot_rate: 200_000,
+        }
+    }
+}
+
 /// `[mapping_log]`: the record of who held which pool4 address and ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -465,6 +522,7 @@ pub struct Config {
     pub log: LogSection,
     pub mapping_log: MappingLogSection,
     pub state: StateSection,
+    pub sync: SyncSection,
     pub dns64: Dns64Section,
     pub proxy: ProxySection,
 }
@@ -484,6 +542,7 @@ impl Default for Config {
             log: LogSection::default(),
             mapping_log: MappingLogSection::default(),
             state: StateSection::default(),
+            sync: SyncSection::default(),
             dns64: Dns64Section::default(),
             proxy: ProxySection::default(),
         }
@@ -783,6 +842,24 @@ impl Config {
         }
         if self.tun.queues > 256 {
             return err("tun.queues", format!("{} queues; the kernel allows at most 256", self.tun.queues));
+        }
+        let y = &self.sync;
+        if y.role != SyncRole::Off {
+            if y.key_file.is_none() {
+                return err("sync.key_file", "sync needs a pre-shared key: a file with 64 hex digits".into());
+            }
+            if y.role == SyncRole::Active && y.listen.is_none() {
+                return err("sync.listen", "an active gateway needs an address to serve its standby on".into());
+            }
+            if y.role == SyncRole::Standby && y.peer.is_none() {
+                return err("sync.peer", "a standby needs the active's sync address".into());
+            }
+        }
+        if !(1024..=16 << 20).contains(&y.queue) {
+            return err("sync.queue", format!("{} is not in 1024..=16777216", y.queue));
+        }
+        if !(1000..=100_000_000).contains(&y.snapshot_rate) {
+            return err("sync.snapshot_rate", format!("{} is not in 1000..=100000000", y.snapshot_rate));
         }
         if !(1..=1024).contains(&self.nat.shards) {
             return err("nat.shards", format!("{} is not in 1..=1024", self.nat.shards));

@@ -69,11 +69,26 @@ pub enum Request {
     Reload,
     /// Write the state file now ([state] file).
     Snapshot,
+    /// Active/standby sync: the status, or a role change.
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<SyncAction>,
+    },
     /// The inbound relay's open connections, oldest first.
     Proxy {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
+}
+
+/// A sync role change (`nat64ctl sync promote` / `demote`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncAction {
+    /// Become the active gateway: take over the synced sessions and serve a standby.
+    Promote,
+    /// Become the standby: follow the active's state.
+    Demote,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod relay;
 pub mod report;
 mod start;
 mod statefile;
+pub mod sync;
 
 pub use start::{run, StartError, EXIT_CONFIG, EXIT_OK, EXIT_SYSTEM};
 
@@ -91,6 +92,8 @@ pub struct State {
     device: Option<device::Device>,
     /// The inbound relay, when `[proxy] listen` names addresses.
     relay: Option<relay::Relay>,
+    /// Active/standby sync, when `[sync] role` is set.
+    sync: Option<std::sync::Arc<sync::Sync>>,
 }
 
 impl State {
@@ -119,6 +122,7 @@ impl State {
         );
         r.dns64 = self.dns64.as_ref().map(|d| d.stats());
         r.proxy = self.relay.as_ref().map(|p| p.stats());
+        r.sync = self.sync.as_ref().map(|s| s.report());
         let (held, subs) = self.nat.block_census();
         r.ports = report::PortsReport {
             mode: self.nat.ports().mode,
@@ -411,6 +415,20 @@ impl State {
                     None => Response::err("the inbound relay is off ([proxy] listen is empty)"),
                 }
             }
+            Request::Sync { action } => {
+                let Some(s) = &self.sync else {
+                    return Response::err("sync is off ([sync] role is not set)");
+                };
+                let role = match action {
+                    None => return json(serde_json::to_value(s.report())),
+                    Some(control::SyncAction::Promote) => crate::config::SyncRole::Active,
+                    Some(control::SyncAction::Demote) => crate::config::SyncRole::Standby,
+                };
+                match s.set_role(&self.nat, role, self.now()) {
+                    Ok(m) => Response::ok(serde_json::Value::String(m)),
+                    Err(e) => Response::err(e),
+                }
+            }
             Request::Reload => match self.reload() {
                 Ok(m) => Response::ok(serde_json::Value::String(m)),
                 Err(e) => Response::err(e),
@@ -473,6 +491,7 @@ mod tests {
             maplog: None,
             device: None,
             relay: None,
+            sync: None,
         }
     }
 

@@ -92,6 +92,9 @@ pub struct StatsReport {
     /// The inbound relay, when it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyStats>,
+    /// Active/standby sync, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<super::sync::SyncReport>,
 }
 
 /// Port allocation in the report.
@@ -360,6 +363,9 @@ mapping log {}: {} records written, {} lost",
                 m.file, m.records, m.lost
             );
         }
+        if let Some(y) = &self.sync {
+            let _ = writeln!(o, "\n{}", y.render().trim_end());
+        }
         self.render_dns64(&mut o, &rate);
         self.render_proxy(&mut o, &rate);
         o
@@ -558,6 +564,57 @@ mapping log {}: {} records written, {} lost",
             }
             head(&mut o, "nat64d_dns64_cache_entries", "gauge", "DNS64: answers in the cache.");
             let _ = writeln!(o, "nat64d_dns64_cache_entries {}", d.cache_entries);
+        }
+        if let Some(y) = &self.sync {
+            head(&mut o, "nat64d_sync_role", "gauge", "Sync: this gateway's role (1 for the role it has).");
+            for r in ["active", "standby"] {
+                let _ = writeln!(o, "nat64d_sync_role{{role=\"{r}\"}} {}", (y.role == r) as u8);
+            }
+            let fields: [(&str, &str, &str, u64); 10] = [
+                ("nat64d_sync_connected", "gauge", "Sync: 1 while the peer is connected.", y.connected as u64),
+                (
+                    "nat64d_sync_records_total",
+                    "counter",
+                    "Sync: records sent (active) or applied (standby).",
+                    y.records,
+                ),
+                ("nat64d_sync_conflicts_total", "counter", "Sync: records the standby could not hold.", y.conflicts),
+                (
+                    "nat64d_sync_lost_total",
+                    "counter",
+                    "Sync: changes lost to full queues (each starts a resync).",
+                    y.lost,
+                ),
+                ("nat64d_sync_snapshots_total", "counter", "Sync: full snapshots sent or received.", y.snapshots),
+                ("nat64d_sync_resyncs_total", "counter", "Sync: snapshots started after a loss.", y.resyncs),
+                ("nat64d_sync_queue", "gauge", "Sync: changes waiting to be sent.", y.queue),
+                (
+                    "nat64d_sync_lag_milliseconds",
+                    "gauge",
+                    "Sync: heartbeat to acknowledgement (active), or clock gap (standby).",
+                    y.lag_ms,
+                ),
+                (
+                    "nat64d_sync_handshake_failures_total",
+                    "counter",
+                    "Sync: peers that failed the handshake (wrong key).",
+                    y.handshake_failures,
+                ),
+                ("nat64d_sync_disconnects_total", "counter", "Sync: connections to the peer ended.", y.disconnects),
+            ];
+            for (name, kind, help, v) in fields {
+                head(&mut o, name, kind, help);
+                let _ = writeln!(o, "{name} {v}");
+            }
+            if let Some(ms) = y.last_contact_ms {
+                head(
+                    &mut o,
+                    "nat64d_sync_last_contact_seconds",
+                    "gauge",
+                    "Sync: seconds since the peer was last heard from.",
+                );
+                let _ = writeln!(o, "nat64d_sync_last_contact_seconds {:.3}", ms as f64 / 1000.0);
+            }
         }
         if let Some(p) = &self.proxy {
             head(&mut o, "nat64d_proxy_connections", "gauge", "Proxy: connections open now.");

@@ -6,7 +6,7 @@
 //! listeners, supervise them, and summarise at the stop. Each step fails with a [`StartError`] that knows
 //! its exit status.
 
-use super::{device, listeners, maplog, statefile, Notifier, State};
+use super::{device, listeners, maplog, statefile, sync, Notifier, State};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::dataplane::tun::Tun;
 use crate::dataplane::worker::{self, WorkerSlot, WorkerStats};
@@ -59,6 +59,8 @@ pub enum StartError {
     Proxy(String),
     #[error("{0} ([mapping_log])")]
     MapLog(String),
+    #[error("{0} ([sync])")]
+    Sync(String),
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),
     #[error("cannot start {what}: {source}")]
@@ -287,6 +289,25 @@ fn spawn_listeners(state: &Arc<State>, control: UnixListener, metrics: Option<Tc
     Ok(())
 }
 
+fn fmt_opt(a: Option<std::net::SocketAddr>) -> String {
+    a.map_or("-".into(), |a| a.to_string())
+}
+
+/// The sync side, when `[sync] role` is set: the key read, the listening
+/// socket bound (before the device is touched), a standby's NAT told so.
+fn start_sync(cfg: &Config, nat: &Nat) -> Result<(Option<Arc<sync::Sync>>, Option<TcpListener>), StartError> {
+    if cfg.sync.role == crate::config::SyncRole::Off {
+        return Ok((None, None));
+    }
+    let y = sync::Sync::new(&cfg.sync).map_err(StartError::Sync)?;
+    let l = match cfg.sync.listen {
+        Some(a) => Some(TcpListener::bind(a).map_err(|e| StartError::Sync(format!("cannot listen on {a}: {e}")))?),
+        None => None,
+    };
+    nat.set_standby(cfg.sync.role == crate::config::SyncRole::Standby, 0);
+    Ok((Some(Arc::new(y)), l))
+}
+
 fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) -> Result<u8, StartError> {
     // Every check before the device is touched: the control socket (another
     // nat64d answering there) first, then the device itself (another
@@ -302,6 +323,13 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         None
     };
     let (control, metrics) = bind_management(&cfg)?;
+    let (sync, sync_listener) = match start_sync(&cfg, &nat) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = std::fs::remove_file(&cfg.control.socket);
+            return Err(e);
+        }
+    };
     let opened = device_free(&cfg).and_then(|()| open_dataplane(&cfg));
     let dp = match opened {
         Ok(dp) => dp,
@@ -339,11 +367,26 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         maplog: log_sinks.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
         device: dp.device,
         relay,
+        sync,
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
     let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
     spawn_listeners(&state, control, metrics)?;
+    if let Some(y) = &state.sync {
+        info!(
+            "sync: {} (listen {}, peer {})",
+            y.role().label(),
+            fmt_opt(state.config().sync.listen),
+            fmt_opt(state.config().sync.peer)
+        );
+        if let Some(l) = sync_listener {
+            let (y, st) = (Arc::clone(y), Arc::clone(&state));
+            spawn("nat64d-sync-srv".into(), "the sync server thread", move || sync::serve(y, st, l))?;
+        }
+        let (y, st) = (Arc::clone(y), Arc::clone(&state));
+        spawn("nat64d-sync".into(), "the sync fetch thread", move || sync::fetch(y, st))?;
+    }
     // With a state file the blocks outlive the process: no release at the stop.
     let close_at_stop = state.config().state.file.is_none();
     let log_thread = match (log_sinks, &state.maplog) {
@@ -361,6 +404,9 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
 
     let mut failed = supervise(&state, signals, &workers);
     state.notify.stopping();
+    if let Some(y) = &state.sync {
+        y.stop();
+    }
     stop.store(true, Ordering::Relaxed);
     let finals = join_workers(&state, workers, &mut failed);
     // The table is still now: save it for the next start.

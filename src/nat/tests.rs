@@ -1124,7 +1124,10 @@ fn sync_records(active: &Nat) -> Vec<sync::SyncRec> {
     out
 }
 
-fn flows_of(nat: &Nat) -> Vec<(Proto, (Ipv6Addr, u16), (Ipv4Addr, u16), (Ipv4Addr, u16), Option<u8>)> {
+/// A session as both gateways must agree on it: protocol, both sides, remote, TCP state.
+type Flow = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16), (Ipv4Addr, u16), Option<u8>);
+
+fn flows_of(nat: &Nat) -> Vec<Flow> {
     let mut v: Vec<_> =
         nat.sessions().iter().map(|s| (s.proto, s.v6, s.v4, s.remote, s.state.map(|t| t as u8))).collect();
     v.sort();
