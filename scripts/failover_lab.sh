@@ -15,7 +15,8 @@
 #   scripts/failover_lab.sh demo          bring it up, show who is active and the sync status, tear down
 #   scripts/failover_lab.sh up            bring it up and leave it running
 #   scripts/failover_lab.sh down          remove it
-#   scripts/failover_lab.sh start I       start gateway I's nat64d and keepalived
+#   scripts/failover_lab.sh start I [badkey]  (re)start gateway I's nat64d (with a key of its own:
+#                                         badkey), and its keepalived if not running
 #   scripts/failover_lab.sh kill I [SIG]  send SIG (default KILL) to gateway I's nat64d
 #   scripts/failover_lab.sh master        the gateway holding the VRRP address now (1, 2 or none)
 #   scripts/failover_lab.sh wait-master I [SECONDS]
@@ -50,11 +51,17 @@ down() {
   rm -rf "$RUN"
 }
 
-gw_start() { # I
-  local i=$1 g; g=$(gw "$1")
+gw_start() { # I [badkey]
+  local i=$1 g key=$RUN/sync.key; g=$(gw "$1")
   local ctl="$NAT64CTL --socket $RUN/gw$i.sock"
+  if [ "${2:-}" = badkey ]; then
+    # A gateway that does not hold the pair's key (the test of a stranger).
+    key=$RUN/bad.key
+    python3 -c 'import secrets; print(secrets.token_hex(32))' >"$key"
+    chmod 600 "$key"
+  fi
   # deploy/failover's files with the lab's paths.
-  sed -e "s|/var/lib/nat64d/|$RUN/gw$i.|" -e "s|/etc/nat64d/sync.key|$RUN/sync.key|" \
+  sed -e "s|/var/lib/nat64d/|$RUN/gw$i.|" -e "s|/etc/nat64d/sync.key|$key|" \
     "deploy/failover/gateway$i.toml" >"$RUN/gw$i.toml"
   sed -e "s|/usr/bin/nat64ctl|$ctl|" "deploy/failover/keepalived-gw$i.conf" >"$RUN/gw$i.keepalived.conf"
   stop_pid "$RUN/gw$i.nat64d.pid"
@@ -162,9 +169,9 @@ case "${1:-}" in
   demo) demo ;;
   up) up ;;
   down) down ;;
-  start) gw_start "$2" ;;
+  start) gw_start "$2" "${3:-}" ;;
   kill) kill "-${3:-KILL}" "$(cat "$RUN/gw$2.nat64d.pid")" ;;
   master) master ;;
   wait-master) wait_master "$2" "${3:-10}" ;;
-  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -32,12 +32,18 @@ def data(seed, size):
     return random.Random(seed).randbytes(size)
 
 
-def read_all(c):
-    h, n = hashlib.sha256(), 0
+def read_all(c, gaps=False):
+    """Read to the end: length and hash (and, with gaps, the longest wait
+    between two receipts in milliseconds: a failover's stall)."""
+    h, n, last, gap = hashlib.sha256(), 0, None, 0.0
     while True:
         b = c.recv(65536)
+        t = time.monotonic()
+        if last is not None:
+            gap = max(gap, t - last)
+        last = t
         if not b:
-            return n, h.hexdigest()
+            return (n, h.hexdigest(), round(gap * 1000)) if gaps else (n, h.hexdigest())
         h.update(b)
         n += len(b)
 
@@ -135,10 +141,11 @@ def tcp_serve_data(a):
 
 
 def tcp_sink(a):
-    """Accept one connection and read it to the end; print length and hash."""
+    """Accept one connection and read it to the end; print length and hash
+    (with --gaps, then the longest pause between receipts in ms)."""
     c, _ = listener(a.bind, a.port, 1, a.timeout).accept()
     c.settimeout(a.timeout)
-    print(*read_all(c))
+    print(*read_all(c, a.gaps))
 
 
 def tcp_recv(a):
@@ -352,7 +359,7 @@ def main():
         arg("--size", type=int, default=100), timeout=3.0)
     cmd("tcp-serve-data", tcp_serve_data, *bind_port, arg("--seed", type=int, required=True),
         arg("--size", type=int, required=True))
-    cmd("tcp-sink", tcp_sink, *bind_port)
+    cmd("tcp-sink", tcp_sink, *bind_port, arg("--gaps", action="store_true"))
     cmd("tcp-recv", tcp_recv, *dest_port)
     cmd("tcp-upload", tcp_upload, *dest_port, arg("--seed", type=int, required=True),
         arg("--size", type=int, required=True), arg("--chunks", type=int, default=1),

@@ -374,12 +374,12 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
     spawn_listeners(&state, control, metrics)?;
     if let Some(y) = &state.sync {
-        info!(
-            "sync: {} (listen {}, peer {})",
-            y.role().label(),
-            fmt_opt(state.config().sync.listen),
-            fmt_opt(state.config().sync.peer)
-        );
+        // One guard: a second `config()` in the same statement would deadlock.
+        let (listen, peer) = {
+            let c = state.config();
+            (c.sync.listen, c.sync.peer)
+        };
+        info!("sync: {} (listen {}, peer {})", y.role().label(), fmt_opt(listen), fmt_opt(peer));
         if let Some(l) = sync_listener {
             let (y, st) = (Arc::clone(y), Arc::clone(&state));
             spawn("nat64d-sync-srv".into(), "the sync server thread", move || sync::serve(y, st, l))?;
