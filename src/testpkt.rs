@@ -981,3 +981,34 @@ pub fn run_state_fuzz_input(data: &[u8]) {
         nat.check_all().unwrap_or_else(|e| panic!("after restoring {r:?}: {e}"));
     }
 }
+
+/// Fuzz driver for the sync wire (issue 15, `fuzz/fuzz_targets/sync.rs`):
+/// a message body from the peer. An accepted message encodes back to
+/// itself; its records applied to a standby (both port modes), then a
+/// take-over, leave the tables consistent and within their limits.
+pub fn run_sync_fuzz_input(data: &[u8]) {
+    use crate::nat::sync::SyncRec;
+    use crate::nat::{Limits, Nat, NatConfig, PortMode, Ports};
+    let mut recs = Vec::new();
+    if SyncRec::decode_all(data, &mut recs).is_err() {
+        return;
+    }
+    let mut again = Vec::with_capacity(data.len());
+    recs.iter().for_each(|r| r.encode(&mut again));
+    assert_eq!(again, data, "an accepted sync message does not encode back to itself");
+    let Ok(prefix) = "2001:db8:64::/96".parse::<crate::Prefix6052>() else { return };
+    for mode in [PortMode::Session, PortMode::Blocks] {
+        let mut cfg = NatConfig::new(prefix, &[Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)]);
+        cfg.limits = Limits { max_sessions: 64, sessions_per_host: 16, sessions_per_net64: 32, bibs_per_host: 16 };
+        cfg.ports = Ports { mode, block_size: 64, max_blocks: 2, subscriber: 64, hold: 10_000 };
+        let nat = Nat::new(cfg, 4);
+        nat.set_standby(true, 0);
+        for (i, r) in recs.iter().enumerate() {
+            let _ = nat.apply_sync(r, i as u64 * 100);
+            nat.check_all().unwrap_or_else(|e| panic!("after record {i} {r:?}: {e}"));
+        }
+        assert!(nat.session_count() <= 64, "more sessions than the limit");
+        nat.set_standby(false, recs.len() as u64 * 100);
+        nat.check_all().unwrap_or_else(|e| panic!("after the take-over: {e}"));
+    }
+}

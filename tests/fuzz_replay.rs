@@ -8,8 +8,8 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nat64d::testpkt::{
     echo, icmp, run_config_fuzz_input, run_control_fuzz_input, run_dns64_fuzz_input, run_fuzz_input,
-    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, run_sniff_fuzz_input, run_state_fuzz_input, tcp,
-    udp, V4, V6,
+    run_maplog_fuzz_input, run_nat_fuzz_input, run_offload_fuzz_input, run_sniff_fuzz_input, run_state_fuzz_input,
+    run_sync_fuzz_input, tcp, udp, V4, V6,
 };
 use nat64d::OUT_BUF_LEN;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -145,6 +145,9 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // The state file (issue 15): one written by a NAT with a UDP flow, a TCP
     // connection, a static entry's session and a port block.
     v.push(("state", "small_table", state_seed()));
+    // The sync wire (issue 15): a snapshot of a UDP flow and a TCP
+    // connection, a state change, an end, a heartbeat.
+    v.push(("sync", "snapshot_and_deltas", sync_seed()));
     // The mapping log reader and the IPFIX encoder (issue 14).
     v.push((
         "maplog",
@@ -205,6 +208,37 @@ fn state_seed() -> Vec<u8> {
     .encode()
 }
 
+fn sync_seed() -> Vec<u8> {
+    use nat64d::nat::sync::{SessionSync, SyncRec};
+    use nat64d::nat::{tcp::TcpState, Proto};
+    let udp = SessionSync {
+        proto: Proto::Udp,
+        is_static: false,
+        v6: "2001:db8:1::10".parse().unwrap(),
+        port6: 4444,
+        v4: "203.0.113.1".parse().unwrap(),
+        port4: 4444,
+        remote: "198.51.100.2".parse().unwrap(),
+        rport: 5353,
+        state: TcpState::Closed,
+        remaining: 300_000,
+    };
+    let tcp = SessionSync { proto: Proto::Tcp, port6: 41000, port4: 41000, rport: 80, state: TcpState::V6Init, ..udp };
+    let mut o = vec![];
+    for r in [
+        SyncRec::Begin { sessions: 2 },
+        SyncRec::Up(udp),
+        SyncRec::Up(tcp),
+        SyncRec::End { sessions: 2 },
+        SyncRec::Up(SessionSync { state: TcpState::Established, remaining: 7_440_000, ..tcp }),
+        SyncRec::Gone(udp),
+        SyncRec::Beat { seq: 1, wall_ms: 1_796_000_000_000 },
+    ] {
+        r.encode(&mut o);
+    }
+    o
+}
+
 /// Runs one input the way its fuzz target does.
 fn run_target(target: &str, data: &[u8]) {
     let mut out = vec![0u8; OUT_BUF_LEN];
@@ -223,6 +257,8 @@ fn run_target(target: &str, data: &[u8]) {
         run_state_fuzz_input(data);
     } else if target == "sniff" {
         run_sniff_fuzz_input(data);
+    } else if target == "sync" {
+        run_sync_fuzz_input(data);
     } else if target == "dns64" {
         run_dns64_fuzz_input(data);
     } else {
@@ -259,6 +295,7 @@ fn saved_corpus_and_artifacts_keep_the_invariants() {
             "maplog",
             "state",
             "sniff",
+            "sync",
         ] {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else {
                 continue;
