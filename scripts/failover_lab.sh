@@ -61,7 +61,7 @@ gw_start() { # I [badkey]
     chmod 600 "$key"
   fi
   # deploy/failover's files with the lab's paths.
-  sed -e "s|/var/lib/nat64d/|$RUN/gw$i.|" -e "s|/etc/nat64d/sync.key|$key|" \
+  sed -e "s|/var/lib/nat64d/|$RUN/gw$i.|" -e "s|/run/credentials/nat64d.service/sync.key|$key|" \
     "deploy/failover/gateway$i.toml" >"$RUN/gw$i.toml"
   sed -e "s|/usr/bin/nat64ctl|$ctl|" "deploy/failover/keepalived-gw$i.conf" >"$RUN/gw$i.keepalived.conf"
   stop_pid "$RUN/gw$i.nat64d.pid"

@@ -216,7 +216,7 @@ fn lab_active_standby_failover() {
     let t = caught_up(&lab, 1, 2);
     let (s1, s2) = (lab.sync(1), lab.sync(2));
     eprintln!(
-        "load: {cps:.0} new TCP sessions/s for 5 s; active lag max {lag} ms, queue max {queue}; \
+        "load: {cps:.0} new TCP connections/s for 5 s; active lag max {lag} ms, queue max {queue}; \
          CPU active {cpu1:.2} s, standby {cpu2:.2} s; {} sessions, standby level {t:?} after the load",
         lab.sessions(1)
     );
@@ -271,7 +271,7 @@ fn lab_active_standby_failover() {
     std::thread::sleep(Duration::from_secs(50).saturating_sub(killed.elapsed()));
     let (cps2, _, _) = load(&lab, 2, 5);
     std::thread::sleep(Duration::from_secs(60).saturating_sub(killed.elapsed()));
-    eprintln!("gateway 1 down {:?}; gateway 2 made {cps2:.0} sessions/s meanwhile", killed.elapsed());
+    eprintln!("gateway 1 down {:?}; gateway 2 made {cps2:.0} connections/s meanwhile", killed.elapsed());
     let back = Instant::now();
     lab.script(&["start", "1"]).expect("gateway 1 restarted");
     caught_up(&lab, 2, 1);

@@ -48,6 +48,12 @@ pub fn read_key(p: &Path) -> Result<[u8; 32], String> {
     if !meta.is_file() || meta.len() > 1024 {
         return Err(format!("sync key {}: not a small regular file", p.display()));
     }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        // Like ssh with a private key: a secret others can read is refused.
+        return Err(format!("sync key {}: mode {mode:04o} lets others read it; chmod 600 it", p.display()));
+    }
     let text = std::fs::read_to_string(p).map_err(|e| format!("sync key {}: {e}", p.display()))?;
     let hex = text.trim();
     let bad = || format!("sync key {}: not 64 hex digits (make one with `openssl rand -hex 32`)", p.display());
@@ -621,5 +627,34 @@ fn fetch_one(sync: &Sync, nat: &Nat, link: &mut Link, now: &dyn Fn() -> u64) -> 
                 return End::Io(e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_key;
+    use std::os::unix::fs::PermissionsExt;
+
+    // Issue 15: the pre-shared key is 64 hex digits in a file only its owner
+    // reads; anything else is refused at start with the file named.
+    #[test]
+    fn the_key_file_is_checked() {
+        let dir = std::env::temp_dir().join(format!("nat64d-synckey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("sync.key");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(&format!("{}\n", "0f".repeat(32)), 0o600);
+        assert_eq!(read_key(&p).unwrap(), [0x0f; 32]);
+        write(&"0f".repeat(32), 0o644);
+        let e = read_key(&p).unwrap_err();
+        assert!(e.contains("sync.key") && e.contains("0644"), "{e}");
+        write(&"0f".repeat(31), 0o600);
+        assert!(read_key(&p).unwrap_err().contains("64 hex digits"));
+        write(&"zz".repeat(32), 0o400);
+        assert!(read_key(&p).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -83,19 +83,21 @@ pub const EVENT_CAP: usize = 8192;
 pub struct EventQueue<T = MapEvent> {
     buf: Vec<T>,
     on: bool,
+    /// Recording paused, room kept (a standby applying the active's records).
+    muted: bool,
     /// Events that found the queue full.
     pub lost: u64,
 }
 
 impl<T> Default for EventQueue<T> {
     fn default() -> Self {
-        EventQueue { buf: Vec::new(), on: false, lost: 0 }
+        EventQueue { buf: Vec::new(), on: false, muted: false, lost: 0 }
     }
 }
 
 impl<T: Copy> EventQueue<T> {
     pub fn new(on: bool) -> Self {
-        EventQueue { buf: if on { Vec::with_capacity(EVENT_CAP) } else { Vec::new() }, on, lost: 0 }
+        EventQueue { buf: if on { Vec::with_capacity(EVENT_CAP) } else { Vec::new() }, on, muted: false, lost: 0 }
     }
 
     /// Start or stop recording; stopping empties the queue and gives back
@@ -110,9 +112,14 @@ impl<T: Copy> EventQueue<T> {
         self.on
     }
 
+    /// Pause (or resume) recording without giving back the room.
+    pub fn mute(&mut self, muted: bool) {
+        self.muted = muted;
+    }
+
     #[inline]
     pub fn push(&mut self, e: T) {
-        if !self.on {
+        if !self.on || self.muted {
             return;
         }
         if self.buf.len() < self.buf.capacity() {

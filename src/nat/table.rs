@@ -894,6 +894,20 @@ impl NatTable {
     /// the same pool4 transport address, its TCP state, its lifetime),
     /// making or updating it; or why not.
     pub(super) fn sync_session(&mut self, r: &SessionSync, now: Millis) -> Result<(), RestoreDrop> {
+        self.quietly(|t| t.sync_session_inner(r, now))
+    }
+
+    /// The mapping log is the active's: what a standby applies from it
+    /// (creates, ends, blocks) it does not log again. After a promotion it
+    /// logs what it does itself.
+    fn quietly<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.pool.events.mute(true);
+        let r = f(self);
+        self.pool.events.mute(false);
+        r
+    }
+
+    fn sync_session_inner(&mut self, r: &SessionSync, now: Millis) -> Result<(), RestoreDrop> {
         self.clock = self.clock.max(now);
         let expires = now.saturating_add(r.remaining as Millis);
         let bib = match self.bib6.get(&(r.proto, r.v6, r.port6)).copied() {
@@ -943,7 +957,7 @@ impl NatTable {
         let Some(&bib) = self.bib6.get(&(r.proto, r.v6, r.port6)) else { return false };
         match self.sess.get(&(bib, r.remote, r.rport)) {
             Some(&s) => {
-                self.remove_session(s);
+                self.quietly(|t| t.remove_session(s));
                 true
             }
             None => false,
@@ -956,9 +970,7 @@ impl NatTable {
         self.clock = self.clock.max(now);
         let live: Vec<u32> =
             (0..self.sessions.slots.len() as u32).filter(|&i| self.sessions.get(i).is_some()).collect();
-        for &i in &live {
-            self.remove_session(i);
-        }
+        self.quietly(|t| live.iter().for_each(|&i| t.remove_session(i)));
         live.len()
     }
 

@@ -1248,3 +1248,39 @@ fn sync_events_are_bounded_and_losses_counted() {
     nat_flow(&nat, &mut x, &mut out, &udp6(B, 5000, SERVER, 53), 0).unwrap();
     assert_eq!((nat.drain_sync(&mut ev), ev.len()), (0, events::EVENT_CAP), "off: nothing recorded");
 }
+
+// Issue 15 (sync) with issue 14's mapping log: the log of a synced flow is
+// the active's. A standby applying creates, ends and a snapshot's clear
+// records none of them (its log would otherwise show ends of sessions it
+// never saw begin); once promoted, it logs its own new flows.
+#[test]
+fn a_standby_does_not_log_what_the_active_logged() {
+    let mut c = cfg();
+    c.events = EventSel { blocks: true, sessions: true, destination: false };
+    let (active, standby) = (Nat::new(c.clone(), 4), Nat::new(c, 4));
+    active.set_sync_events(true);
+    standby.set_standby(true, 0);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let logged = |n: &Nat| {
+        let mut v = 0;
+        n.drain_events(&mut Vec::new(), |e| v += e.len());
+        v
+    };
+    nat_flow(&active, &mut x, &mut out, &udp6(A, 5000, SERVER, 53), 0).unwrap();
+    nat_flow(&active, &mut x, &mut out, &udp6(B, 6000, SERVER, 53), 0).unwrap();
+    assert!(logged(&active) >= 4, "the active logs two BIB entries and two sessions");
+    for r in sync_records(&active) {
+        standby.apply_sync(&r, 0).unwrap();
+    }
+    assert_eq!(flows_of(&standby), flows_of(&active));
+    assert_eq!(active.expire(6 * MIN, 1000), 2);
+    standby.apply_sync(&sync::SyncRec::Begin { sessions: 0 }, 6 * MIN).unwrap();
+    for r in sync_records(&active) {
+        let _ = standby.apply_sync(&r, 6 * MIN);
+    }
+    assert_eq!(logged(&standby), 0, "nothing of the active's flows in the standby's log");
+    standby.set_standby(false, 7 * MIN);
+    nat_flow(&standby, &mut x, &mut out, &udp6(A, 5001, SERVER, 53), 7 * MIN).unwrap();
+    assert!(logged(&standby) >= 2, "promoted, it logs its own flow");
+}
