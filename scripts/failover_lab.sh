@@ -10,6 +10,10 @@
 # The router sends pool6 (2001:db8:64::/96) and pool4 (203.0.113.0/28) to
 # the VRRP next hop; keepalived gives it to one gateway and tells that
 # nat64d `sync promote`; the other follows its state (`[sync]`).
+# FO_MODE=bgp runs deploy/failover/bgp instead: no VRRP; each gateway's
+# BIRD announces pool6 and pool4 to the router's BIRD (the standby's with
+# a longer AS path) and nat64-bgp-role.sh drives the roles; "master" is
+# then the gateway the router's pool6 route goes through.
 #
 # Usage (as root):
 #   scripts/failover_lab.sh demo          bring it up, show who is active and the sync status, tear down
@@ -20,7 +24,7 @@
 #   scripts/failover_lab.sh kill I [SIG]  send SIG (default KILL) to gateway I's nat64d
 #   scripts/failover_lab.sh master        the gateway holding the VRRP address now (1, 2 or none)
 #   scripts/failover_lab.sh wait-master I [SECONDS]
-# Environment: FO_LAB (name prefix, default fo), NAT64D and NAT64CTL
+# Environment: FO_LAB (name prefix, default fo), FO_MODE (vrrp or bgp), NAT64D and NAT64CTL
 # (binaries, default target/release/...; `up` builds them when they are the
 # default). The run directory /run/nat64d-$FO_LAB holds logs, PID files,
 # sockets and the generated configurations:
@@ -29,6 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 P=${FO_LAB:-fo}
+MODE=${FO_MODE:-vrrp}
 RUN=/run/nat64d-$P
 C=$P-client R=$P-router S=$P-server
 NAT64D=$(realpath -m "${NAT64D:-target/release/nat64d}")
@@ -77,14 +82,44 @@ gw_start() { # I [badkey]
     cat "$RUN/gw$i.nat64d.log" >&2
     return 1
   fi
-  if [ ! -e "$RUN/gw$i.keepalived.pid" ] || ! kill -0 "$(cat "$RUN/gw$i.keepalived.pid")" 2>/dev/null; then
+  if [ "$MODE" = bgp ]; then
+    gw_bgp "$i"
+  elif [ ! -e "$RUN/gw$i.keepalived.pid" ] || ! kill -0 "$(cat "$RUN/gw$i.keepalived.pid")" 2>/dev/null; then
     ip netns exec "$g" keepalived --dont-fork --log-console --vrrp --use-file "$RUN/gw$i.keepalived.conf" \
       --pid "$RUN/gw$i.kpid" --vrrp_pid "$RUN/gw$i.kvrrp" >>"$RUN/gw$i.keepalived.log" 2>&1 &
     echo $! >"$RUN/gw$i.keepalived.pid"
   fi
 }
 
+alive() { [ -e "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+gw_bgp() { # I: gateway I's BIRD and role script, unless running
+  local i=$1 g; g=$(gw "$1")
+  sed -e "s|^router id .*|router id 192.0.2.1$i;|" -e "s|/etc/bird/nat64d-role.conf|$RUN/gw$i.role.conf|" \
+    -e "s|^log syslog all;|log stderr all;|" deploy/failover/bgp/gateway.bird.conf >"$RUN/gw$i.bird.conf"
+  [ -e "$RUN/gw$i.role.conf" ] || echo "define STANDBY = 1;" >"$RUN/gw$i.role.conf"
+  if ! alive "$RUN/gw$i.bird.pid"; then
+    ip netns exec "$g" bird -f -c "$RUN/gw$i.bird.conf" -s "$RUN/gw$i.bird.ctl" >>"$RUN/gw$i.bird.log" 2>&1 &
+    echo $! >"$RUN/gw$i.bird.pid"
+  fi
+  if ! alive "$RUN/gw$i.role.pid"; then
+    # Gateway 1 is the one preferred at a cold start (see the script).
+    ip netns exec "$g" env NAT64CTL="$NAT64CTL" NAT64D_SOCKET="$RUN/gw$i.sock" FAILOVER=$((i == 1 ? 2 : 5)) \
+      BIRDC="birdc -s $RUN/gw$i.bird.ctl" ROLE_FILE="$RUN/gw$i.role.conf" \
+      sh deploy/failover/bgp/nat64-bgp-role.sh >>"$RUN/gw$i.role.log" 2>&1 &
+    echo $! >"$RUN/gw$i.role.pid"
+  fi
+}
+
 master() {
+  if [ "$MODE" = bgp ]; then
+    case "$(ip -n "$R" -6 route show 2001:db8:64::/96 2>/dev/null)" in
+      *"via 2001:db8:10::11 "*) echo 1 ;;
+      *"via 2001:db8:10::12 "*) echo 2 ;;
+      *) echo none ;;
+    esac
+    return 0
+  fi
   for i in 1 2; do
     if ip -n "$(gw "$i")" addr show uplink 2>/dev/null | grep -q '192.0.2.100/'; then echo "$i"; return 0; fi
   done
@@ -99,7 +134,11 @@ wait_master() { # I SECONDS
 
 up() {
   [ "$(id -u)" = 0 ] || { echo "failover_lab.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
-  command -v keepalived >/dev/null || { echo "failover_lab.sh: needs keepalived (apt-get install keepalived)" >&2; exit 1; }
+  if [ "$MODE" = bgp ]; then
+    command -v bird >/dev/null || { echo "failover_lab.sh: FO_MODE=bgp needs BIRD 2 (apt-get install bird2)" >&2; exit 1; }
+  else
+    command -v keepalived >/dev/null || { echo "failover_lab.sh: needs keepalived (apt-get install keepalived)" >&2; exit 1; }
+  fi
   if [ "$NAT64D" = "$(realpath -m target/release/nat64d)" ]; then cargo build --release --bin nat64d --bin nat64ctl; fi
   down
   mkdir -p "$RUN"
@@ -136,10 +175,15 @@ up() {
     ip -n "$g" -6 route add default via 2001:db8:10::1
     ip -n "$g" route add default via 192.0.2.1
   done
-  ip -n $R -6 route add 2001:db8:64::/96 via 2001:db8:10::100
-  ip -n $R route add 203.0.113.0/28 via 192.0.2.100
+  if [ "$MODE" = bgp ]; then
+    ip netns exec $R bird -f -c deploy/failover/bgp/router.bird.conf -s "$RUN/router.bird.ctl" >>"$RUN/router.bird.log" 2>&1 &
+    echo $! >"$RUN/router.bird.pid"
+  else
+    ip -n $R -6 route add 2001:db8:64::/96 via 2001:db8:10::100
+    ip -n $R route add 203.0.113.0/28 via 192.0.2.100
+  fi
   gw_start 1
-  wait_master 1 10
+  wait_master 1 15
   gw_start 2
   # Gateway 2 follows gateway 1 once its snapshot has arrived.
   for _ in $(seq 50); do
@@ -152,7 +196,7 @@ up() {
 
 demo() {
   up
-  echo "== VRRP master: gateway $(master)"
+  echo "== carrying the traffic ($MODE): gateway $(master)"
   ip netns exec $S python3 tests/lab_tools.py udp-echo 198.51.100.2 5353 --count 1 --timeout 5 &
   sleep 0.3
   ip netns exec $C python3 tests/lab_tools.py udp-ask 2001:db8:64::c633:6402 5353 --payload hello
@@ -173,5 +217,5 @@ case "${1:-}" in
   kill) kill "-${3:-KILL}" "$(cat "$RUN/gw$2.nat64d.pid")" ;;
   master) master ;;
   wait-master) wait_master "$2" "${3:-10}" ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -34,12 +34,19 @@ fn run(cmd: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String, String>
 
 struct FoLab {
     prefix: String,
+    /// "vrrp" (keepalived) or "bgp" (BIRD and deploy/failover/bgp's role script).
+    mode: &'static str,
 }
+
+/// One lab at a time: the two tests would otherwise share the 2 cores and
+/// each other's timing.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl FoLab {
     fn env(&self) -> Vec<(&str, &str)> {
         vec![
             ("FO_LAB", self.prefix.as_str()),
+            ("FO_MODE", self.mode),
             ("NAT64D", env!("CARGO_BIN_EXE_nat64d")),
             ("NAT64CTL", env!("CARGO_BIN_EXE_nat64ctl")),
         ]
@@ -128,7 +135,7 @@ impl Drop for FoLab {
     }
 }
 
-fn possible() -> bool {
+fn possible(peer: &str, check: &str) -> bool {
     let root = run("id", &["-u"], &[]).is_ok_and(|o| o.trim() == "0");
     if !root {
         assert!(
@@ -138,12 +145,12 @@ fn possible() -> bool {
         eprintln!("lab_failover: SKIPPED: needs root (network namespaces, TUN devices)");
         return false;
     }
-    if run("sh", &["-c", "command -v keepalived || test -x /usr/sbin/keepalived"], &[]).is_err() {
+    if run("sh", &["-c", check], &[]).is_err() {
         assert!(
             std::env::var_os("NAT64D_REQUIRE_PEERS").is_none(),
-            "NAT64D_REQUIRE_PEERS is set but keepalived is missing"
+            "NAT64D_REQUIRE_PEERS is set but {peer} is missing"
         );
-        eprintln!("lab_failover: SKIPPED: needs keepalived (apt-get install keepalived)");
+        eprintln!("lab_failover: SKIPPED: needs {peer}");
         return false;
     }
     true
@@ -192,10 +199,11 @@ fn caught_up(lab: &FoLab, active: u32, standby: u32) -> Duration {
 
 #[test]
 fn lab_active_standby_failover() {
-    if !possible() {
+    if !possible("keepalived", "command -v keepalived || test -x /usr/sbin/keepalived") {
         return;
     }
-    let lab = FoLab { prefix: format!("f{}", std::process::id() % 100_000) };
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = FoLab { prefix: format!("f{}", std::process::id() % 100_000), mode: "vrrp" };
     lab.script(&["up"]).expect("scripts/failover_lab.sh up");
     assert_eq!(lab.master(), "1", "keepalived made gateway 1 master");
     assert_eq!(lab.sync(1)["role"], "active", "notify_master promoted gateway 1's nat64d");
@@ -291,4 +299,68 @@ fn lab_active_standby_failover() {
     assert_eq!((&s1["snapshots"], &s1["records"]), (&0.into(), &0.into()), "and received nothing: {s1}");
     let _ = server.kill();
     let _ = server.wait();
+}
+
+// The BGP recipe (deploy/failover/bgp): both gateways announce pool6 and
+// pool4 to the router's BIRD, the standby with a longer AS path; the role
+// script promotes the standby once its sync link has been down for its
+// FAILOVER seconds. kill -9 of the active during a TCP upload and a UDP
+// flow: the router falls back to the standby's routes as the kernel
+// removes the dead nat64d's, the flows go on (synced state, before the
+// promotion even), the standby is promoted; the killed gateway comes back
+// as standby, announced with the longer path, and catches up.
+#[test]
+fn lab_active_standby_by_bgp() {
+    if !possible("BIRD 2 (apt-get install bird2)", "command -v bird || test -x /usr/sbin/bird") {
+        return;
+    }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = FoLab { prefix: format!("b{}", std::process::id() % 100_000), mode: "bgp" };
+    lab.script(&["up"]).expect("FO_MODE=bgp scripts/failover_lab.sh up");
+    assert_eq!(lab.master(), "1", "the router's pool6 route goes through gateway 1");
+    assert_eq!(lab.sync(1)["role"], "active", "gateway 1's role script promoted it at the cold start");
+    assert_eq!(lab.sync(2)["role"], "standby", "gateway 2 follows it");
+
+    let echo =
+        lab.spawn_tool("server", &["udp-echo", "198.51.100.2", "5353", "--count", "2", "--report", "--timeout", "60"]);
+    let sink = lab.spawn_tool("server", &["tcp-sink", "198.51.100.2", "7000", "--gaps", "--timeout", "40"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let ask = |p: &str| {
+        lab.tool("client", &["udp-ask", SERVER6, "5353", "--bind", "2001:db8:1::10", "--bport", "4444", "--payload", p])
+    };
+    assert_eq!(ask("before").expect("udp-ask").trim(), "before");
+    let up = lab.spawn_tool(
+        "client",
+        &["tcp-upload", SERVER6, "7000", "--seed", "16", "--size", "2000000", "--chunks", "100"]
+            .iter()
+            .copied()
+            .chain(["--pause", "0.1", "--timeout", "40"])
+            .collect::<Vec<_>>(),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let killed = Instant::now();
+    lab.script(&["kill", "1", "KILL"]).unwrap();
+    let moved = lab.wait_for("the router's route goes through gateway 2", 10, || lab.master() == "2");
+    lab.wait_for("gateway 2's role script promoted it", 15, || lab.sync(2)["role"] == "active");
+    eprintln!(
+        "bgp: kill -9 of the active: route moved in {moved:?}, gateway 2 active {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(ask("after").expect("udp-ask after the failover").trim(), "after");
+    let sent = up.join().unwrap().expect("the upload across the failover");
+    let got = sink.join().unwrap().expect("the sink across the failover");
+    let (got, gap) = got.trim().rsplit_once(' ').expect("length hash gap");
+    assert_eq!(sent.trim(), got, "the transfer arrived whole, across the failover");
+    let stall = Duration::from_millis(gap.parse().expect("gap in ms"));
+    eprintln!("bgp: the transfer's longest stall: {stall:?}");
+    assert!(stall < STALL_GOAL, "stall {stall:?}, goal {STALL_GOAL:?}");
+    let peers: Vec<String> = echo.join().unwrap().expect("udp-echo").lines().map(str::to_string).collect();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert_eq!(peers[0], peers[1], "the UDP flow kept its pool4 address and port across the failover");
+
+    lab.script(&["start", "1"]).expect("gateway 1 restarted");
+    caught_up(&lab, 2, 1);
+    assert_eq!(lab.sync(1)["role"], "standby", "the gateway that came back is standby");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.master(), "2", "announced with the longer path, it draws no traffic");
 }

@@ -6,16 +6,21 @@
 #    role and reconfigures BIRD when it changed, so only the active
 #    announces pool6 and pool4 without a prepended AS path;
 #  - promotes this gateway's nat64d when it is standby and its link to the
-#    active has been down for FAILOVER seconds (default 2): the active's
-#    nat64d died (its routes are withdrawn already, the router sends the
-#    traffic here), or its box or link did.
+#    active has been down for FAILOVER seconds: the active's nat64d died
+#    (its routes are withdrawn already and the router sends the traffic
+#    here, where the synced flows go on even before the promotion), or its
+#    box or link did. Give the two gateways different FAILOVER values
+#    (2 on the one you prefer, 5 on the other): after a cold start of both,
+#    neither following anyone, the first to promote is the one the other
+#    then follows.
 # It never demotes: a gateway that comes back starts as standby (its
 # config's role) and follows the active. If the sync link alone breaks
 # while both boxes run, both end up active; carry sync over the link the
 # traffic takes so that one failure takes both, and demote one by hand
 # (`nat64ctl sync demote`) once the link is back.
 set -u
-NAT64CTL=${NAT64CTL:-/usr/bin/nat64ctl}
+NAT64CTL=${NAT64CTL:-/usr/bin/nat64ctl}   # the control socket: NAT64D_SOCKET, else nat64ctl's default
+BIRDC=${BIRDC:-birdc}                      # may carry options: "birdc -s /run/bird/bird.ctl"
 FAILOVER=${FAILOVER:-2}
 ROLE_FILE=${ROLE_FILE:-/etc/bird/nat64d-role.conf}
 lost=0
@@ -40,7 +45,8 @@ while :; do
   line="define STANDBY = $want;"
   if [ "$(cat "$ROLE_FILE" 2>/dev/null)" != "$line" ]; then
     echo "$line" >"$ROLE_FILE.tmp" && mv "$ROLE_FILE.tmp" "$ROLE_FILE"
-    birdc configure >/dev/null 2>&1 || logger -t nat64-bgp-role "birdc configure failed"
+    # shellcheck disable=SC2086 # BIRDC is a command line
+    $BIRDC configure >/dev/null 2>&1 || logger -t nat64-bgp-role "birdc configure failed"
   fi
   sleep 1
 done
