@@ -131,6 +131,12 @@ impl FoLab {
 
 impl Drop for FoLab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What CI keeps of a failure: the tails of the lab's logs.
+            let _ = run("sh", &["-c", &format!("tail -n 25 {}/*.log", self.run_dir())], &[])
+                .map(|t| eprintln!("{t}"))
+                .map_err(|e| eprintln!("{e}"));
+        }
         let _ = self.script(&["down"]);
     }
 }
@@ -205,7 +211,7 @@ fn lab_active_standby_failover() {
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let lab = FoLab { prefix: format!("f{}", std::process::id() % 100_000), mode: "vrrp" };
     lab.script(&["up"]).expect("scripts/failover_lab.sh up");
-    assert_eq!(lab.master(), "1", "keepalived made gateway 1 master");
+    lab.wait_for("keepalived keeps gateway 1 master once gateway 2 is up", 5, || lab.master() == "1");
     assert_eq!(lab.sync(1)["role"], "active", "notify_master promoted gateway 1's nat64d");
     assert_eq!(lab.sync(2)["role"], "standby");
     let ns = lab.ns("server");
@@ -231,6 +237,20 @@ fn lab_active_standby_failover() {
     assert_eq!(s1["lost"], 0, "the active lost no changes: {s1}");
     assert_eq!(s1["resyncs"], 0, "no resync under load: {s1}");
     assert_eq!(s2["conflicts"], 0, "the standby applied every change: {s2}");
+
+    // A standby that stops (SIGSTOP: alive, reading nothing) under load:
+    // the active's memory stays bounded (its queue never past `[sync]
+    // queue`), it drops the silent link, and when the standby runs again
+    // it gets a fresh snapshot and is level again.
+    let snaps = lab.sync(1)["snapshots"].as_u64().unwrap_or(0);
+    lab.script(&["kill", "2", "STOP"]).unwrap();
+    let (_, _, queue) = load(&lab, 1, 5);
+    lab.script(&["kill", "2", "CONT"]).unwrap();
+    let t = caught_up(&lab, 1, 2);
+    let s1 = lab.sync(1);
+    eprintln!("standby stopped 5 s under load: active queue max {queue}, level again {t:?} after it ran again; {s1}");
+    assert!(queue <= 262_144, "the active's queue stayed within [sync] queue: {queue}");
+    assert!(s1["snapshots"].as_u64().unwrap_or(0) > snaps, "the standby that came back got a fresh snapshot: {s1}");
 
     // A UDP flow and a 30 s TCP upload through gateway 1.
     let echo =

@@ -157,6 +157,16 @@ impl StatsReport {
             sites: vec![SiteStats { site: "*.example".into(), connections: 2, active: 1, ..SiteStats::default() }],
             ..ProxyStats::default()
         });
+        r.sync = Some(super::sync::SyncReport {
+            role: "active".into(),
+            listen: Some("[2001:db8:10::11]:6464".into()),
+            connected: true,
+            connected_to: Some("[2001:db8:10::12]:40000".into()),
+            records: 7,
+            snapshots: 1,
+            last_contact_ms: Some(200),
+            ..super::sync::SyncReport::default()
+        });
         r
     }
 
@@ -570,7 +580,7 @@ mapping log {}: {} records written, {} lost",
             for r in ["active", "standby"] {
                 let _ = writeln!(o, "nat64d_sync_role{{role=\"{r}\"}} {}", (y.role == r) as u8);
             }
-            let fields: [(&str, &str, &str, u64); 10] = [
+            let fields: [(&str, &str, &str, u64); 9] = [
                 ("nat64d_sync_connected", "gauge", "Sync: 1 while the peer is connected.", y.connected as u64),
                 (
                     "nat64d_sync_records_total",
@@ -589,12 +599,6 @@ mapping log {}: {} records written, {} lost",
                 ("nat64d_sync_resyncs_total", "counter", "Sync: snapshots started after a loss.", y.resyncs),
                 ("nat64d_sync_queue", "gauge", "Sync: changes waiting to be sent.", y.queue),
                 (
-                    "nat64d_sync_lag_milliseconds",
-                    "gauge",
-                    "Sync: heartbeat to acknowledgement (active), or clock gap (standby).",
-                    y.lag_ms,
-                ),
-                (
                     "nat64d_sync_handshake_failures_total",
                     "counter",
                     "Sync: peers that failed the handshake (wrong key).",
@@ -606,6 +610,13 @@ mapping log {}: {} records written, {} lost",
                 head(&mut o, name, kind, help);
                 let _ = writeln!(o, "{name} {v}");
             }
+            head(
+                &mut o,
+                "nat64d_sync_lag_seconds",
+                "gauge",
+                "Sync: heartbeat to acknowledgement (active), or clock gap (standby).",
+            );
+            let _ = writeln!(o, "nat64d_sync_lag_seconds {:.3}", y.lag_ms as f64 / 1000.0);
             if let Some(ms) = y.last_contact_ms {
                 head(
                     &mut o,

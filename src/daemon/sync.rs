@@ -101,6 +101,7 @@ pub struct Sync {
     pub stats: SyncStats,
     cfg: SyncSection,
     key: [u8; 32],
+    params: snow::params::NoiseParams,
     peer_now: Mutex<Option<SocketAddr>>,
     stop: AtomicBool,
 }
@@ -181,11 +182,13 @@ impl Sync {
             Some(p) => read_key(p)?,
             None => return Err("[sync] key_file is not set".into()),
         };
+        let params = PATTERN.parse().map_err(|e| format!("sync: Noise pattern {PATTERN}: {e}"))?;
         Ok(Sync {
             role: AtomicU8::new(role_byte(cfg.role)),
             stats: SyncStats::default(),
             cfg: cfg.clone(),
             key,
+            params,
             peer_now: Mutex::new(None),
             stop: AtomicBool::new(false),
         })
@@ -252,10 +255,7 @@ impl Sync {
     }
 
     fn builder(&self) -> snow::Builder<'_> {
-        // The pattern is a constant this module names; it always parses.
-        let params: snow::params::NoiseParams =
-            PATTERN.parse().unwrap_or_else(|_| unreachable!("a valid Noise pattern"));
-        snow::Builder::new(params).prologue(PROLOGUE).psk(0, &self.key)
+        snow::Builder::new(self.params.clone()).prologue(PROLOGUE).psk(0, &self.key)
     }
 }
 
