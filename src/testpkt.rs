@@ -952,7 +952,7 @@ pub fn run_maplog_fuzz_input(data: &[u8]) {
 /// limits, whatever the records claim.
 pub fn run_state_fuzz_input(data: &[u8]) {
     use crate::nat::state::State;
-    use crate::nat::{Limits, Nat, NatConfig, PortMode, Ports};
+    use crate::nat::PortMode;
     // Half the inputs are bodies whose checksum the driver supplies, so the
     // records behind the checksum get fuzzed too, not only the check.
     let sealed;
@@ -965,12 +965,8 @@ pub fn run_state_fuzz_input(data: &[u8]) {
     };
     let Ok(st) = State::decode(data) else { return };
     assert_eq!(st.encode(), data, "an accepted state file does not encode back to itself");
-    let Ok(prefix) = "2001:db8:64::/96".parse::<crate::Prefix6052>() else { return };
     for mode in [PortMode::Session, PortMode::Blocks] {
-        let mut cfg = NatConfig::new(prefix, &[Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)]);
-        cfg.limits = Limits { max_sessions: 64, sessions_per_host: 16, sessions_per_net64: 32, bibs_per_host: 16 };
-        cfg.ports = Ports { mode, block_size: 64, max_blocks: 2, subscriber: 64, hold: 10_000 };
-        let nat = Nat::new(cfg, 4);
+        let Some(nat) = small_fuzz_nat(mode) else { return };
         let _ = nat.add_static(
             crate::nat::Proto::Tcp,
             (Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x80), 80),
@@ -982,13 +978,24 @@ pub fn run_state_fuzz_input(data: &[u8]) {
     }
 }
 
+/// The state and sync fuzz drivers' NAT: two pool4 addresses, 4 shards,
+/// limits small enough for a fuzz input to reach them.
+fn small_fuzz_nat(mode: crate::nat::PortMode) -> Option<crate::nat::Nat> {
+    use crate::nat::{Limits, Nat, NatConfig, Ports};
+    let prefix = "2001:db8:64::/96".parse::<crate::Prefix6052>().ok()?;
+    let mut cfg = NatConfig::new(prefix, &[Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)]);
+    cfg.limits = Limits { max_sessions: 64, sessions_per_host: 16, sessions_per_net64: 32, bibs_per_host: 16 };
+    cfg.ports = Ports { mode, block_size: 64, max_blocks: 2, subscriber: 64, hold: 10_000 };
+    Some(Nat::new(cfg, 4))
+}
+
 /// Fuzz driver for the sync wire (issue 15, `fuzz/fuzz_targets/sync.rs`):
 /// a message body from the peer. An accepted message encodes back to
 /// itself; its records applied to a standby (both port modes), then a
 /// take-over, leave the tables consistent and within their limits.
 pub fn run_sync_fuzz_input(data: &[u8]) {
     use crate::nat::sync::SyncRec;
-    use crate::nat::{Limits, Nat, NatConfig, PortMode, Ports};
+    use crate::nat::PortMode;
     let mut recs = Vec::new();
     if SyncRec::decode_all(data, &mut recs).is_err() {
         return;
@@ -996,12 +1003,8 @@ pub fn run_sync_fuzz_input(data: &[u8]) {
     let mut again = Vec::with_capacity(data.len());
     recs.iter().for_each(|r| r.encode(&mut again));
     assert_eq!(again, data, "an accepted sync message does not encode back to itself");
-    let Ok(prefix) = "2001:db8:64::/96".parse::<crate::Prefix6052>() else { return };
     for mode in [PortMode::Session, PortMode::Blocks] {
-        let mut cfg = NatConfig::new(prefix, &[Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)]);
-        cfg.limits = Limits { max_sessions: 64, sessions_per_host: 16, sessions_per_net64: 32, bibs_per_host: 16 };
-        cfg.ports = Ports { mode, block_size: 64, max_blocks: 2, subscriber: 64, hold: 10_000 };
-        let nat = Nat::new(cfg, 4);
+        let Some(nat) = small_fuzz_nat(mode) else { return };
         nat.set_standby(true, 0);
         for (i, r) in recs.iter().enumerate() {
             let _ = nat.apply_sync(r, i as u64 * 100);

@@ -203,6 +203,56 @@ fn caught_up(lab: &FoLab, active: u32, standby: u32) -> Duration {
     })
 }
 
+/// A UDP flow and a paced TCP upload (`chunks` of 20 kB, 0.1 s apart)
+/// through gateway 1, then kill -9 of its nat64d `kill_after` seconds in.
+/// Asserts: the traffic moves to gateway 2 and it is active within
+/// `promote_secs`; the UDP flow goes on from the same pool4 address and
+/// port as the IPv4 server sees it; the upload arrives whole, its longest
+/// stall under the goal. Returns when the kill was.
+fn kill_active_mid_transfer(lab: &FoLab, chunks: u32, kill_after: u64, promote_secs: u64) -> Instant {
+    let m = lab.mode;
+    let secs = (u64::from(chunks) / 10 + 30).to_string();
+    let echo =
+        lab.spawn_tool("server", &["udp-echo", "198.51.100.2", "5353", "--count", "2", "--report", "--timeout", &secs]);
+    let sink = lab.spawn_tool("server", &["tcp-sink", "198.51.100.2", "7000", "--gaps", "--timeout", &secs]);
+    std::thread::sleep(Duration::from_millis(300));
+    let ask = |p: &str| {
+        lab.tool("client", &["udp-ask", SERVER6, "5353", "--bind", "2001:db8:1::10", "--bport", "4444", "--payload", p])
+    };
+    assert_eq!(ask("before").expect("udp-ask").trim(), "before");
+    let (size, n) = ((chunks * 20_000).to_string(), chunks.to_string());
+    let up = lab.spawn_tool(
+        "client",
+        &["tcp-upload", SERVER6, "7000", "--seed", "15", "--size", &size, "--chunks", &n]
+            .iter()
+            .copied()
+            .chain(["--pause", "0.1", "--timeout", &secs])
+            .collect::<Vec<_>>(),
+    );
+    std::thread::sleep(Duration::from_secs(kill_after));
+    let killed = Instant::now();
+    lab.script(&["kill", "1", "KILL"]).unwrap();
+    let moved = lab.wait_for("the traffic goes through gateway 2", 10, || lab.master() == "2");
+    lab.wait_for("gateway 2's nat64d is active", promote_secs, || lab.sync(2)["role"] == "active");
+    eprintln!(
+        "{m}: kill -9 of the active: traffic moved in {moved:?}, gateway 2 active {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(ask("after").expect("udp-ask after the failover").trim(), "after", "the UDP flow goes on");
+    let sent = up.join().unwrap().expect("the upload across the failover");
+    let got = sink.join().unwrap().expect("the sink across the failover");
+    let (got, gap) = got.trim().rsplit_once(' ').expect("length hash gap");
+    assert_eq!(sent.trim(), got, "the transfer arrived whole, across the failover");
+    let stall = Duration::from_millis(gap.parse().expect("gap in ms"));
+    eprintln!("{m}: the transfer's longest stall: {stall:?} (goal {STALL_GOAL:?})");
+    assert!(stall < STALL_GOAL, "stall {stall:?}, goal {STALL_GOAL:?}");
+    // The IPv4 server saw the same address and port before and after.
+    let peers: Vec<String> = echo.join().unwrap().expect("udp-echo").lines().map(str::to_string).collect();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert_eq!(peers[0], peers[1], "the UDP flow kept its pool4 address and port across the failover");
+    killed
+}
+
 #[test]
 fn lab_active_standby_failover() {
     if !possible("keepalived", "command -v keepalived || test -x /usr/sbin/keepalived") {
@@ -252,47 +302,11 @@ fn lab_active_standby_failover() {
     assert!(queue <= 262_144, "the active's queue stayed within [sync] queue: {queue}");
     assert!(s1["snapshots"].as_u64().unwrap_or(0) > snaps, "the standby that came back got a fresh snapshot: {s1}");
 
-    // A UDP flow and a 30 s TCP upload through gateway 1.
-    let echo =
-        lab.spawn_tool("server", &["udp-echo", "198.51.100.2", "5353", "--count", "2", "--report", "--timeout", "90"]);
-    let sink = lab.spawn_tool("server", &["tcp-sink", "198.51.100.2", "7000", "--gaps", "--timeout", "60"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let ask = |p: &str| {
-        lab.tool("client", &["udp-ask", SERVER6, "5353", "--bind", "2001:db8:1::10", "--bport", "4444", "--payload", p])
-    };
-    assert_eq!(ask("before").expect("udp-ask").trim(), "before");
-    let up = lab.spawn_tool(
-        "client",
-        &["tcp-upload", SERVER6, "7000", "--seed", "15", "--size", "6000000", "--chunks", "300"]
-            .iter()
-            .copied()
-            .chain(["--pause", "0.1", "--timeout", "60"])
-            .collect::<Vec<_>>(),
-    );
-    std::thread::sleep(Duration::from_secs(10));
-
-    // kill -9 of the active's nat64d, mid-transfer: keepalived's track script
-    // fails, gateway 1 gives up the next hop, gateway 2 takes it and is
-    // promoted; it carries the flows on from the state it was sent.
-    let killed = Instant::now();
-    lab.script(&["kill", "1", "KILL"]).unwrap();
-    let moved = lab.wait_for("gateway 2 holds the VRRP address", 10, || lab.master() == "2");
-    lab.wait_for("gateway 2's nat64d is active", 10, || lab.sync(2)["role"] == "active");
-    let promoted = killed.elapsed();
-    eprintln!("kill -9 of the active: VRRP moved in {moved:?}, gateway 2 active {promoted:?} after the kill");
-    assert_eq!(ask("after").expect("udp-ask after the failover").trim(), "after", "the UDP flow goes on");
-    let sent = up.join().unwrap().expect("the upload across the failover");
-    let got = sink.join().unwrap().expect("the sink across the failover");
-    let (sent, got) = (sent.trim(), got.trim());
-    let (got, gap) = got.rsplit_once(' ').expect("length hash gap");
-    assert_eq!(sent, got, "the 30 s transfer arrived whole, across the failover");
-    let stall = Duration::from_millis(gap.parse().expect("gap in ms"));
-    eprintln!("the transfer's longest stall: {stall:?} (goal {STALL_GOAL:?})");
-    assert!(stall < STALL_GOAL, "stall {stall:?}, goal {STALL_GOAL:?}");
-    // The IPv4 server saw the same address and port before and after.
-    let peers: Vec<String> = echo.join().unwrap().expect("udp-echo").lines().map(str::to_string).collect();
-    assert_eq!(peers.len(), 2, "{peers:?}");
-    assert_eq!(peers[0], peers[1], "the UDP flow kept its pool4 address and port across the failover");
+    // A UDP flow and a 30 s TCP upload through gateway 1; kill -9 of the
+    // active's nat64d 10 s in: keepalived's track script fails, gateway 1
+    // gives up the next hop, gateway 2 takes it and is promoted; it carries
+    // the flows on from the state it was sent.
+    let killed = kill_active_mid_transfer(&lab, 300, 10, 10);
 
     // Gateway 1 down for a minute while gateway 2 serves (and makes new
     // sessions); back, it stays standby (nopreempt) and catches up.
@@ -341,42 +355,9 @@ fn lab_active_standby_by_bgp() {
     assert_eq!(lab.sync(1)["role"], "active", "gateway 1's role script promoted it at the cold start");
     assert_eq!(lab.sync(2)["role"], "standby", "gateway 2 follows it");
 
-    let echo =
-        lab.spawn_tool("server", &["udp-echo", "198.51.100.2", "5353", "--count", "2", "--report", "--timeout", "60"]);
-    let sink = lab.spawn_tool("server", &["tcp-sink", "198.51.100.2", "7000", "--gaps", "--timeout", "40"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let ask = |p: &str| {
-        lab.tool("client", &["udp-ask", SERVER6, "5353", "--bind", "2001:db8:1::10", "--bport", "4444", "--payload", p])
-    };
-    assert_eq!(ask("before").expect("udp-ask").trim(), "before");
-    let up = lab.spawn_tool(
-        "client",
-        &["tcp-upload", SERVER6, "7000", "--seed", "16", "--size", "2000000", "--chunks", "100"]
-            .iter()
-            .copied()
-            .chain(["--pause", "0.1", "--timeout", "40"])
-            .collect::<Vec<_>>(),
-    );
-    std::thread::sleep(Duration::from_secs(4));
-    let killed = Instant::now();
-    lab.script(&["kill", "1", "KILL"]).unwrap();
-    let moved = lab.wait_for("the router's route goes through gateway 2", 10, || lab.master() == "2");
-    lab.wait_for("gateway 2's role script promoted it", 15, || lab.sync(2)["role"] == "active");
-    eprintln!(
-        "bgp: kill -9 of the active: route moved in {moved:?}, gateway 2 active {:?} after the kill",
-        killed.elapsed()
-    );
-    assert_eq!(ask("after").expect("udp-ask after the failover").trim(), "after");
-    let sent = up.join().unwrap().expect("the upload across the failover");
-    let got = sink.join().unwrap().expect("the sink across the failover");
-    let (got, gap) = got.trim().rsplit_once(' ').expect("length hash gap");
-    assert_eq!(sent.trim(), got, "the transfer arrived whole, across the failover");
-    let stall = Duration::from_millis(gap.parse().expect("gap in ms"));
-    eprintln!("bgp: the transfer's longest stall: {stall:?}");
-    assert!(stall < STALL_GOAL, "stall {stall:?}, goal {STALL_GOAL:?}");
-    let peers: Vec<String> = echo.join().unwrap().expect("udp-echo").lines().map(str::to_string).collect();
-    assert_eq!(peers.len(), 2, "{peers:?}");
-    assert_eq!(peers[0], peers[1], "the UDP flow kept its pool4 address and port across the failover");
+    // A 10 s upload and a UDP flow; kill -9 of the active 4 s in. Gateway
+    // 2's FAILOVER is 5 s: promoted within 15.
+    kill_active_mid_transfer(&lab, 100, 4, 15);
 
     lab.script(&["start", "1"]).expect("gateway 1 restarted");
     caught_up(&lab, 2, 1);

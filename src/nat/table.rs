@@ -62,6 +62,22 @@ struct Session {
     expires: Millis,
 }
 
+/// Session `x` of BIB entry `b` as a standby gets it, its lifetime left at `now`.
+fn sync_of(b: &Bib, x: &Session, now: Millis) -> SessionSync {
+    SessionSync {
+        proto: b.proto,
+        is_static: b.is_static,
+        v6: b.v6,
+        port6: b.port6,
+        v4: b.v4,
+        port4: b.port4,
+        remote: x.remote,
+        rport: x.rport,
+        state: x.state,
+        remaining: SessionSync::remaining_of(x.expires, now),
+    }
+}
+
 /// A vector of optional slots with a free list: stable u32 handles.
 #[derive(Debug, Clone)]
 struct Slab<T> {
@@ -330,18 +346,7 @@ impl NatTable {
     fn sync_event(&mut self, s: u32, up: bool) {
         let Some(x) = self.sessions.get(s) else { return };
         let Some(b) = self.bibs.get(x.bib) else { return };
-        let rec = SessionSync {
-            proto: b.proto,
-            is_static: b.is_static,
-            v6: b.v6,
-            port6: b.port6,
-            v4: b.v4,
-            port4: b.port4,
-            remote: x.remote,
-            rport: x.rport,
-            state: x.state,
-            remaining: SessionSync::remaining_of(x.expires, self.clock),
-        };
+        let rec = sync_of(b, x, self.clock);
         self.sync.push(if up { SyncEvent::Up(rec) } else { SyncEvent::Gone(rec) });
     }
 
@@ -875,18 +880,7 @@ impl NatTable {
                 continue;
             }
             let Some(b) = self.bibs.get(x.bib) else { continue };
-            out.push(SessionSync {
-                proto: b.proto,
-                is_static: b.is_static,
-                v6: b.v6,
-                port6: b.port6,
-                v4: b.v4,
-                port4: b.port4,
-                remote: x.remote,
-                rport: x.rport,
-                state: x.state,
-                remaining: SessionSync::remaining_of(x.expires, now),
-            });
+            out.push(sync_of(b, x, now));
         }
     }
 
