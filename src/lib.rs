@@ -10,7 +10,8 @@
 //!   calls ([`sys`]) and the daemon itself ([`daemon`]).
 //!
 //! The core never imports a driver. `unsafe` is allowed only in the syscall
-//! layers: `dataplane/tun.rs`, `dataplane/uring.rs` and `sys.rs`.
+//! layers: `dataplane/tun.rs`, `dataplane/uring.rs` and `sys/` (bpf(2) and
+//! AF_XDP among them).
 //!
 //! With the `testkit` feature (for the fuzz crate, benches and integration
 //! tests), [`testpkt`] adds packet builders and fuzz drivers; a normal build

@@ -2,6 +2,7 @@
 //! reads packets, runs them through the translator and the NAT, and writes
 //! the results back.
 
+pub mod hops;
 pub mod tun;
 pub mod uring;
 pub mod vnet;

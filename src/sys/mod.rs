@@ -1,7 +1,8 @@
 //! The few system calls std does not wrap, beside the TUN layer: the
 //! monotonic clock and the open-files limit here, the recvmmsg(2) /
 //! sendmmsg(2) batches the DNS64 server uses in [`mmsg`], the relay's
-//! splice(2) in [`splice`].
+//! splice(2) in [`splice`], and the AF_XDP dataplane's bpf(2) program and
+//! map handling in [`bpf`] and its sockets and rings in [`xsk`].
 
 #![allow(unsafe_code)]
 
@@ -35,8 +36,12 @@ pub fn raise_nofile_limit() -> u64 {
     r.rlim_cur
 }
 
+pub mod bpf;
 mod mmsg;
 pub mod splice;
+#[cfg(test)]
+mod xdp_tests;
+pub mod xsk;
 pub use mmsg::{RecvBatch, SendBatch};
 
 #[cfg(test)]
