@@ -17,6 +17,16 @@ pub struct Overrides {
     /// IPv4 addresses to translate to (pool4): ADDRESS or NETWORK/LEN (/16 to /32); repeat for more.
     #[arg(long, value_name = "NETWORK")]
     pub pool4: Vec<PoolNet>,
+    /// How packets reach nat64d: tun (a TUN device the kernel routes into) or
+    /// xdp (AF_XDP sockets on the interfaces, see --xdp-ipv6) [default: tun].
+    #[arg(long, value_name = "MODE")]
+    pub dataplane: Option<crate::config::DataplaneMode>,
+    /// With --dataplane xdp: the interface IPv6 clients reach the gateway on.
+    #[arg(long, value_name = "IFACE")]
+    pub xdp_ipv6: Option<String>,
+    /// With --dataplane xdp: the interface towards IPv4 [default: the --xdp-ipv6 one].
+    #[arg(long, value_name = "IFACE")]
+    pub xdp_ipv4: Option<String>,
     /// TUN device to create or attach to [default: nat64].
     #[arg(long, value_name = "NAME")]
     pub tun: Option<String>,
@@ -85,6 +95,9 @@ impl Overrides {
             cfg.pool4 = self.pool4.iter().map(|&n| n.into()).collect();
         }
         cfg.allow_non_global |= self.allow_non_global;
+        set(&mut cfg.dataplane, &self.dataplane);
+        set(&mut cfg.xdp.ipv6_interface, &self.xdp_ipv6);
+        set(&mut cfg.xdp.ipv4_interface, &self.xdp_ipv4);
         set(&mut cfg.tun.name, &self.tun);
         set(&mut cfg.tun.mtu, &self.mtu);
         cfg.tun.setup &= !self.no_setup;

@@ -164,6 +164,99 @@ impl Default for TunSection {
     }
 }
 
+/// How packets reach nat64d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataplaneMode {
+    /// A TUN device the kernel routes pool6 and pool4 into (the default).
+    #[default]
+    Tun,
+    /// AF_XDP sockets on the interfaces themselves (`[xdp]`).
+    Xdp,
+}
+
+impl DataplaneMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            DataplaneMode::Tun => "tun",
+            DataplaneMode::Xdp => "xdp",
+        }
+    }
+}
+
+impl std::str::FromStr for DataplaneMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tun" => Ok(DataplaneMode::Tun),
+            "xdp" => Ok(DataplaneMode::Xdp),
+            _ => Err(format!("'{s}' is not a dataplane: tun or xdp")),
+        }
+    }
+}
+
+/// Where the XDP program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpAttach {
+    /// Native where the driver has it, generic otherwise (said at start).
+    #[default]
+    Auto,
+    /// In the driver; refuse to start where it cannot be.
+    Native,
+    /// In the kernel's generic (skb) path: works on any interface, slower.
+    Generic,
+}
+
+/// The AF_XDP dataplane (`dataplane = "xdp"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpSection {
+    /// The interface IPv6 clients reach the gateway on.
+    pub ipv6_interface: String,
+    /// The interface towards the IPv4 side; empty: the same as ipv6_interface.
+    pub ipv4_interface: String,
+    pub attach: XdpAttach,
+    /// Queues (one worker each) from queue 0 on; 0: every receive queue the
+    /// interfaces have (the smaller count of the two).
+    pub queues: usize,
+    /// UMEM frames (4 KiB each) per worker: what the rings hold in flight.
+    pub frames: usize,
+    /// Copy mode even where the driver offers zero copy.
+    pub copy: bool,
+}
+
+impl Default for XdpSection {
+    fn default() -> Self {
+        XdpSection {
+            ipv6_interface: String::new(),
+            ipv4_interface: String::new(),
+            attach: XdpAttach::Auto,
+            queues: 0,
+            frames: 8192,
+            copy: false,
+        }
+    }
+}
+
+impl XdpSection {
+    /// The interfaces, IPv6 side first; one when they are the same.
+    pub fn interfaces(&self) -> Vec<&str> {
+        let v4 = if self.ipv4_interface.is_empty() { &self.ipv6_interface } else { &self.ipv4_interface };
+        if *v4 == self.ipv6_interface {
+            vec![self.ipv6_interface.as_str()]
+        } else {
+            vec![self.ipv6_interface.as_str(), v4.as_str()]
+        }
+    }
+}
+
+fn interface_name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 /// The translator's settings (RFC 7915's configuration functions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -513,7 +606,10 @@ pub struct Config {
     pub pool4: Vec<PoolEntry>,
     /// Allow non-global IPv4 addresses under 64:ff9b::/96 (labs only; RFC 6052 3.1).
     pub allow_non_global: bool,
+    /// How packets reach nat64d: "tun" (the default) or "xdp".
+    pub dataplane: DataplaneMode,
     pub tun: TunSection,
+    pub xdp: XdpSection,
     pub translator: TranslatorSection,
     pub nat: NatSection,
     pub static_bib: Vec<StaticBib>,
@@ -533,7 +629,9 @@ impl Default for Config {
             pool6: Prefix6052::WKP,
             pool4: vec![],
             allow_non_global: false,
+            dataplane: DataplaneMode::Tun,
             tun: TunSection::default(),
+            xdp: XdpSection::default(),
             translator: TranslatorSection::default(),
             nat: NatSection::default(),
             static_bib: vec![],
@@ -825,10 +923,7 @@ impl Config {
         if total > 1 << 16 {
             return err("pool4", format!("{total} addresses; at most 65536 are supported"));
         }
-        if self.tun.name.is_empty()
-            || self.tun.name.len() > 15
-            || !self.tun.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if !interface_name_ok(&self.tun.name) {
             return err("tun.name", format!("'{}' is not an interface name (1-15 of [A-Za-z0-9._-])", self.tun.name));
         }
         if self.tun.mtu < 1280 {
@@ -842,6 +937,23 @@ impl Config {
         }
         if self.tun.queues > 256 {
             return err("tun.queues", format!("{} queues; the kernel allows at most 256", self.tun.queues));
+        }
+        let x = &self.xdp;
+        if self.dataplane == DataplaneMode::Xdp && !self.dns64.only {
+            if x.ipv6_interface.is_empty() {
+                return err("xdp.ipv6_interface", "the xdp dataplane needs the interface IPv6 clients reach".into());
+            }
+            for (k, n) in [("xdp.ipv6_interface", &x.ipv6_interface), ("xdp.ipv4_interface", &x.ipv4_interface)] {
+                if !n.is_empty() && !interface_name_ok(n) {
+                    return err(k, format!("'{n}' is not an interface name (1-15 of [A-Za-z0-9._-])"));
+                }
+            }
+        }
+        if x.queues > 256 {
+            return err("xdp.queues", format!("{} queues; at most 256", x.queues));
+        }
+        if !(1024..=262_144).contains(&x.frames) {
+            return err("xdp.frames", format!("{} frames per worker; 1024 to 262144", x.frames));
         }
         let y = &self.sync;
         if y.role != SyncRole::Off {

@@ -439,3 +439,29 @@ fn proxy_section() {
     assert!(e.to_string().contains("port 0"), "{e}");
     assert!(c.proxy.enabled());
 }
+
+// Issue 20: the xdp dataplane needs the interface IPv6 clients reach; a bad
+// mode, attach mode, name or frame count names its key and line; a pool4
+// change, which the XDP program holds, needs a restart in that mode only.
+#[test]
+fn xdp_section() {
+    let e = parse_err("pool4 = [\"203.0.113.1\"]\ndataplane = \"xdp\"\n");
+    assert_eq!(e.key.as_deref(), Some("xdp.ipv6_interface"));
+    let e = parse_err("dataplane = \"xdp\"\n[xdp]\nipv6_interface = \"eth 0\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("xdp.ipv6_interface")));
+    let e = parse_err("dataplane = \"dpdk\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("dataplane")));
+    let e = parse_err("[xdp]\nattach = \"offload\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("xdp.attach")));
+    let e = parse_err("[xdp]\nframes = 100\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("xdp.frames")));
+    let xdp = "dataplane = \"xdp\"\n[xdp]\nipv6_interface = \"eth0\"\nipv4_interface = \"eth1\"\n";
+    let a = Config::parse(&format!("pool4 = [\"203.0.113.1\"]\n{xdp}"), "t").unwrap();
+    assert_eq!(a.xdp.interfaces(), vec!["eth0", "eth1"]);
+    let b = Config::parse(&format!("pool4 = [\"203.0.113.2\"]\n{xdp}"), "t").unwrap();
+    assert!(a.restart_only_changes(&b).iter().any(|k| k.starts_with("pool4")), "{:?}", a.restart_only_changes(&b));
+    let (mut a, mut b) = (a, b);
+    a.dataplane = crate::config::DataplaneMode::Tun;
+    b.dataplane = crate::config::DataplaneMode::Tun;
+    assert!(a.restart_only_changes(&b).is_empty(), "TUN mode reloads pool4");
+}

@@ -17,6 +17,7 @@ pub mod report;
 mod start;
 mod statefile;
 pub mod sync;
+mod xdpstart;
 
 pub use start::{run, StartError, EXIT_CONFIG, EXIT_OK, EXIT_SYSTEM};
 
@@ -85,6 +86,9 @@ pub struct State {
     epoch: Instant,
     notify: Notifier,
     tun: String,
+    /// How packets reach the workers, for the report ("tun", or the AF_XDP
+    /// interfaces, attach mode and copy mode).
+    dataplane: String,
     dns64: Option<Dns64Server>,
     /// The mapping log's counters and signals, when it is on.
     maplog: Option<std::sync::Arc<maplog::MapLogStats>>,
@@ -139,9 +143,10 @@ impl State {
             });
         }
         r.pool4_entries = entries;
-        if !self.slots.is_empty() {
+        if !self.slots.is_empty() && self.dataplane == "tun" {
             r.tun_queue_drops = device::queue_drops(&self.tun).unwrap_or(0);
         }
+        r.dataplane = self.dataplane.clone();
         r
     }
 
@@ -487,6 +492,7 @@ mod tests {
             epoch: Instant::now(),
             notify: Notifier::default(),
             tun: "nat64".into(),
+            dataplane: "tun".into(),
             dns64: None,
             maplog: None,
             device: None,

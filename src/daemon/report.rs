@@ -5,6 +5,7 @@
 
 pub use super::relay::{ProxyStats, SiteStats};
 use crate::dataplane::worker::{IoStats, OffloadStats, WorkerStats};
+use crate::dataplane::xdp::XdpStats;
 #[cfg(test)]
 use crate::dns64::server::Dns64Counters;
 use crate::dns64::server::Dns64Stats;
@@ -72,6 +73,13 @@ pub struct StatsReport {
     /// TUN I/O: workers batching through io_uring, and their batches.
     #[serde(default)]
     pub io: IoStats,
+    /// How packets reach the workers: "tun", or the AF_XDP interfaces with
+    /// the XDP attach mode (native, generic) and copy or zero copy.
+    #[serde(default)]
+    pub dataplane: String,
+    /// The AF_XDP dataplane's counters (all zero on TUN).
+    #[serde(default)]
+    pub xdp: XdpStats,
     /// Number of pool4 addresses configured.
     pub pool4_addresses: usize,
     /// The configured pool4 entries, with their port ranges and client
@@ -194,6 +202,7 @@ impl StatsReport {
             pool4_addresses,
             offload: total.offload,
             io: total.io,
+            xdp: total.xdp,
             nat: NatReport { counters: *nat, held_syns: census.held_syns },
             ..StatsReport::default()
         };
@@ -246,7 +255,26 @@ impl StatsReport {
         }
         let _ = write!(o, "nat64d up {}, {} worker(s)", human_duration(self.uptime_secs), self.workers);
         let io = &self.io;
-        if io.io_uring_workers == 0 {
+        let x = &self.xdp;
+        if x.xdp_workers > 0 {
+            let _ = writeln!(o, ", {}", self.dataplane);
+            let _ = writeln!(
+                o,
+                "  AF_XDP: {} frames in, {} out, {} to the kernel ({} refused), {} hairpinned; dropped: {} TX ring full, {} no free frame, {} not IP; kernel: {} dropped, {} RX ring full, {} fill ring empty, {} bad TX",
+                x.rx_frames,
+                x.tx_frames,
+                x.to_kernel,
+                x.to_kernel_errors,
+                x.hairpinned,
+                x.tx_ring_full,
+                x.no_free_frame,
+                x.not_ip,
+                x.kernel_rx_dropped,
+                x.kernel_rx_ring_full,
+                x.kernel_fill_empty,
+                x.kernel_tx_invalid
+            );
+        } else if io.io_uring_workers == 0 {
             let _ = writeln!(o, ", a read and a write per packet");
         } else {
             let mean = if io.batches == 0 { 0.0 } else { io.batched_packets as f64 / io.batches as f64 };
@@ -574,6 +602,23 @@ mapping log {}: {} records written, {} lost",
             }
             head(&mut o, "nat64d_dns64_cache_entries", "gauge", "DNS64: answers in the cache.");
             let _ = writeln!(o, "nat64d_dns64_cache_entries {}", d.cache_entries);
+        }
+        if self.xdp.xdp_workers > 0 {
+            head(
+                &mut o,
+                "nat64d_dataplane_info",
+                "gauge",
+                "How packets reach the workers (AF_XDP: attach and copy mode).",
+            );
+            let _ = writeln!(o, "nat64d_dataplane_info{{dataplane=\"{}\"}} 1", self.dataplane.replace('"', "'"));
+            for (name, help, v) in self.xdp.fields() {
+                let (name, kind) = match name {
+                    "xdp_workers" => ("nat64d_xdp_workers".to_string(), "gauge"),
+                    n => (format!("nat64d_xdp_{n}_total"), "counter"),
+                };
+                head(&mut o, &name, kind, &format!("AF_XDP: {}", help.trim_end_matches('.')));
+                let _ = writeln!(o, "{name} {v}");
+            }
         }
         if let Some(y) = &self.sync {
             head(&mut o, "nat64d_sync_role", "gauge", "Sync: this gateway's role (1 for the role it has).");

@@ -7,7 +7,7 @@
 //! its exit status.
 
 use super::{device, listeners, maplog, statefile, sync, Notifier, State};
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, DataplaneMode, Overrides};
 use crate::dataplane::tun::Tun;
 use crate::dataplane::worker::{self, WorkerSlot, WorkerStats};
 use crate::dns64::server::Dns64Server;
@@ -43,6 +43,8 @@ pub enum StartError {
     OpenTun { name: String, queues: usize, source: io::Error },
     #[error("{0}")]
     Device(String),
+    #[error("{0}")]
+    Xdp(String),
     #[error(
         "TUN device '{0}' is in use: another process (another nat64d?) has queues attached; nothing was changed (stop it, or set tun.name to another device)"
     )]
@@ -106,9 +108,10 @@ fn load(path: Option<&std::path::Path>, ov: &Overrides) -> Result<Config, StartE
     Ok(cfg)
 }
 
-/// The opened TUN queues and how they move packets.
+/// The opened TUN queues (or AF_XDP sockets) and how they move packets.
 struct Dataplane {
     tuns: Vec<Tun>,
+    xdp: Option<super::xdpstart::XdpPlane>,
     /// The device's name as the kernel gave it ("-" with DNS64 alone).
     name: String,
     /// What the offloads do, for the start line.
@@ -121,9 +124,22 @@ struct Dataplane {
 /// Step 5: open the TUN queues (offloads when the kernel takes them), probe
 /// io_uring, and set up the device's link and routes.
 fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
-    let mut dp =
-        Dataplane { tuns: vec![], name: "-".into(), offload: "off".into(), io: worker::Io::Plain, device: None };
+    let mut dp = Dataplane {
+        tuns: vec![],
+        xdp: None,
+        name: "-".into(),
+        offload: "off".into(),
+        io: worker::Io::Plain,
+        device: None,
+    };
     if cfg.dns64.only {
+        return Ok(dp);
+    }
+    if cfg.dataplane == DataplaneMode::Xdp {
+        let x = super::xdpstart::open(cfg).map_err(StartError::Xdp)?;
+        dp.name = x.interfaces.join("+");
+        dp.offload = "none (AF_XDP)".into();
+        dp.xdp = Some(x);
         return Ok(dp);
     }
     let queues = match cfg.tun.queues {
@@ -167,7 +183,7 @@ fn open_dataplane(cfg: &Config) -> Result<Dataplane, StartError> {
 /// a device that does not exist, or exists with no queue (persistent, made
 /// by the operator), is free.
 fn device_free(cfg: &Config) -> Result<(), StartError> {
-    if cfg.dns64.only {
+    if cfg.dns64.only || cfg.dataplane == DataplaneMode::Xdp {
         return Ok(());
     }
     let carrier = std::fs::read_to_string(format!("/sys/class/net/{}/carrier", cfg.tun.name));
@@ -277,6 +293,26 @@ fn spawn_workers(
     Ok(workers)
 }
 
+/// Step 7, AF_XDP: one worker per queue (the first one sweeps).
+fn spawn_xdp_workers(
+    state: &Arc<State>,
+    queues: Vec<crate::dataplane::xdp::Queue>,
+    xcfg: &XlatConfig,
+    stop: &Arc<AtomicBool>,
+    hops: &Arc<crate::dataplane::hops::Shared>,
+    pool4: Vec<crate::addr::Net4>,
+) -> Result<Vec<Worker>, StartError> {
+    let mut workers = Vec::with_capacity(queues.len());
+    for (i, q) in queues.into_iter().enumerate() {
+        let (st, stop, xcfg, hops, pool4) =
+            (Arc::clone(state), Arc::clone(stop), xcfg.clone(), Arc::clone(hops), pool4.clone());
+        workers.push(spawn(format!("nat64d-w{i}"), &format!("worker {i}"), move || {
+            crate::dataplane::xdp::run(q, &st.nat, xcfg, &stop, &st.slots[i], i == 0, st.epoch, &hops, pool4)
+        })?);
+    }
+    Ok(workers)
+}
+
 /// Step 8: the control socket's and the metrics endpoint's threads.
 fn spawn_listeners(state: &Arc<State>, control: UnixListener, metrics: Option<TcpListener>) -> Result<(), StartError> {
     let st = Arc::clone(state);
@@ -352,17 +388,24 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
             return Err(e);
         }
     };
-    let xcfg = cfg.xlat_config();
+    let mut xcfg = cfg.xlat_config();
+    if let Some(x) = &dp.xdp {
+        // The interfaces' own MTUs are the next-hop MTUs (RFC 7915 4, 5).
+        (xcfg.ipv6_mtu, xcfg.ipv4_mtu) = x.mtus;
+    }
+    let workers_n = dp.xdp.as_ref().map_or(dp.tuns.len(), |x| x.queues.len());
+    let dataplane = dp.xdp.as_ref().map_or("tun".to_string(), |x| x.describe());
     let socket_path = cfg.control.socket.clone();
     let state = Arc::new(State {
         nat,
         cfg: Mutex::new(cfg),
         path,
         ov,
-        slots: (0..dp.tuns.len()).map(|_| WorkerSlot::default()).collect(),
+        slots: (0..workers_n).map(|_| WorkerSlot::default()).collect(),
         epoch: Instant::now(),
         notify,
         tun: dp.name.clone(),
+        dataplane,
         dns64,
         maplog: log_sinks.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
         device: dp.device,
@@ -371,7 +414,20 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?;
+    let (mut xdp_keep, mut hops_thread) = (vec![], None);
+    let workers = match dp.xdp {
+        Some(x) => {
+            let (stop2, hops) = (Arc::clone(&stop), Arc::clone(&x.hops));
+            hops_thread = Some(spawn("nat64d-hops".into(), "the next-hop thread", move || {
+                crate::dataplane::hops::mirror(hops, stop2)
+            })?);
+            let pool4: Vec<crate::addr::Net4> = state.config().pool4.iter().map(|e| e.net.0).collect();
+            let w = spawn_xdp_workers(&state, x.queues, &xcfg, &stop, &x.hops, pool4)?;
+            xdp_keep = x.keep;
+            w
+        }
+        None => spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?,
+    };
     spawn_listeners(&state, control, metrics)?;
     if let Some(y) = &state.sync {
         // One guard: a second `config()` in the same statement would deadlock.
@@ -409,6 +465,11 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     }
     stop.store(true, Ordering::Relaxed);
     let finals = join_workers(&state, workers, &mut failed);
+    // The programs detach with their links, after the workers are gone.
+    drop(xdp_keep);
+    if let Some(t) = hops_thread {
+        let _ = t.join();
+    }
     // The table is still now: save it for the next start.
     if let Some(p) = state.config().state.file.clone() {
         match statefile::save(&state.nat, state.now(), &p) {
@@ -445,6 +506,17 @@ fn summarise_start(state: &State, offload: &str, io: worker::Io, socket: &std::p
         return;
     }
     let c = state.config();
+    if state.dataplane != "tun" {
+        info!(
+            "translating {} <-> {} pool4 address(es) with {} worker(s), {}; control socket {}",
+            c.pool6,
+            c.pool4_size(),
+            state.slots.len(),
+            state.dataplane,
+            socket.display()
+        );
+        return;
+    }
     info!(
         "translating {} <-> {} pool4 address(es) on {} with {} worker(s), offloads {offload}, {}; control socket {}",
         c.pool6,

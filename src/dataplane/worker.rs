@@ -48,6 +48,8 @@ pub struct WorkerStats {
     pub offload: OffloadStats,
     /// How the worker reads and writes its queue.
     pub io: IoStats,
+    /// The AF_XDP dataplane's counters (zero on TUN).
+    pub xdp: super::xdp::XdpStats,
 }
 
 crate::counters::counters! {
@@ -66,6 +68,7 @@ impl WorkerStats {
         self.tun_write_errors += o.tun_write_errors;
         self.offload.merge(&o.offload);
         self.io.merge(&o.io);
+        self.xdp.merge(&o.xdp);
     }
 }
 
@@ -94,10 +97,11 @@ pub enum Io {
     Batched,
 }
 
-/// What both loops share: counters, the translator, publication and the sweep.
-struct Core<'a> {
-    ws: WorkerStats,
-    x: Translator,
+/// What every worker loop shares, TUN or AF_XDP: counters, the
+/// translator, publication, the expiry sweep and the held SYNs.
+pub(super) struct Core<'a> {
+    pub(super) ws: WorkerStats,
+    pub(super) x: Translator,
     nat: &'a Nat,
     slot: &'a WorkerSlot,
     sweeper: bool,
@@ -106,21 +110,47 @@ struct Core<'a> {
     last_publish: u64,
 }
 
-impl Core<'_> {
-    /// Once per read (or batch): publish counters, run the sweep when due.
-    /// Returns the NAT clock.
-    fn tick(&mut self, tun: &Tun, out: &mut [u8]) -> io::Result<u64> {
+/// Where a worker writes the packets it makes itself (released held SYNs,
+/// their ICMP errors).
+pub(super) type Sink<'a> = dyn FnMut(&[u8]) -> io::Result<usize> + 'a;
+
+impl<'a> Core<'a> {
+    pub(super) fn new(cfg: XlatConfig, nat: &'a Nat, slot: &'a WorkerSlot, sweeper: bool, epoch: Instant) -> Self {
+        Core {
+            ws: WorkerStats::default(),
+            x: Translator::new(cfg),
+            nat,
+            slot,
+            sweeper,
+            epoch,
+            last_sweep: 0,
+            last_publish: 0,
+        }
+    }
+
+    /// The NAT clock, which the translator is told.
+    pub(super) fn now(&mut self) -> u64 {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.x.set_time(now);
-        if now >= self.last_publish + PUBLISH_MS {
+        now
+    }
+
+    /// Whether [`Self::tick`] at `now` publishes the counters.
+    pub(super) fn due(&self, now: u64) -> bool {
+        now >= self.last_publish + PUBLISH_MS
+    }
+
+    /// Once per read (or batch): publish counters, run the sweep when due.
+    pub(super) fn tick(&mut self, now: u64, out: &mut [u8], sink: &mut Sink) -> io::Result<()> {
+        if self.due(now) {
             self.publish(now);
         }
         if self.sweeper && now >= self.last_sweep + 1000 {
             self.last_sweep = now;
             self.nat.expire(now, SWEEP_BUDGET);
-            drain_held_syns(tun, self.nat, &mut self.x, out, now, &mut self.ws.tun_write_errors)?;
+            drain_held_syns(self.nat, &mut self.x, out, now, &mut self.ws.tun_write_errors, sink)?;
         }
-        Ok(now)
+        Ok(())
     }
 
     fn publish(&mut self, now: u64) {
@@ -131,12 +161,17 @@ impl Core<'_> {
     }
 
     /// Going idle: publish what changed, so readers see counters that match
-    /// the traffic as soon as it pauses; then wait for a packet.
-    fn idle(&mut self, tun: &Tun, now: u64) -> io::Result<()> {
+    /// the traffic as soon as it pauses.
+    pub(super) fn quiet(&mut self, now: u64) {
         if self.x.stats != self.ws.xlat {
             self.publish(now);
         }
-        tun.wait_readable(POLL_MS).map(|_| ())
+    }
+
+    /// The last publication, at the end of the loop.
+    pub(super) fn finish(&mut self) {
+        self.ws.xlat = self.x.stats.clone();
+        *self.slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = self.ws.clone();
     }
 }
 
@@ -155,16 +190,7 @@ pub fn run(
     epoch: Instant,
     io: Io,
 ) -> io::Result<WorkerStats> {
-    let mut c = Core {
-        ws: WorkerStats::default(),
-        x: Translator::new(cfg),
-        nat,
-        slot,
-        sweeper,
-        epoch,
-        last_sweep: 0,
-        last_publish: 0,
-    };
+    let mut c = Core::new(cfg, nat, slot, sweeper, epoch);
     let result = match io {
         Io::Batched => match batched(tun, &mut c, stop) {
             Err(Fallback(e)) => {
@@ -175,8 +201,7 @@ pub fn run(
         },
         Io::Plain => plain_loop(tun, &mut c, stop),
     };
-    c.ws.xlat = c.x.stats.clone();
-    *slot.stats.lock().unwrap_or_else(|e| e.into_inner()) = c.ws.clone();
+    c.finish();
     result.map(|()| c.ws)
 }
 
@@ -198,13 +223,15 @@ fn plain_loop(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> io::Result<()> {
     let mut scratch = if vnet { vec![0u8; HEADROOM + 65536] } else { Vec::new() };
     let rd = read_at(tun);
     while !stop.load(Ordering::Relaxed) {
-        let now = c.tick(tun, &mut out)?;
+        let now = c.now();
+        c.tick(now, &mut out, &mut |p: &[u8]| tun_send(tun, p))?;
         // One read per packet while packets wait; a poll (up to POLL_MS, so
         // the sweep and the stop flag are seen) only when the queue is empty.
         let n = match tun.recv(&mut buf[rd..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.idle(tun, now)?;
+                c.quiet(now);
+                tun.wait_readable(POLL_MS)?;
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -237,7 +264,8 @@ fn batched(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> Result<io::Result<()>,
     let mut first = true;
     let r = (|| {
         while !stop.load(Ordering::Relaxed) {
-            let now = c.tick(tun, &mut out)?;
+            let now = c.now();
+            c.tick(now, &mut out, &mut |p: &[u8]| tun_send(tun, p))?;
             // An error from the first call (below: a fallback) says the ring
             // does not work on this device.
             let got = ring.cycle(&mut slots)?;
@@ -247,7 +275,8 @@ fn batched(tun: &Tun, c: &mut Core, stop: &AtomicBool) -> Result<io::Result<()>,
             }
             c.ws.tun_write_errors += std::mem::take(&mut ring.write_errors);
             if got == 0 {
-                c.idle(tun, now)?;
+                c.quiet(now);
+                tun.wait_readable(POLL_MS)?;
                 continue;
             }
             c.ws.io.batches += 1;
@@ -366,29 +395,34 @@ fn plain(v: Verdict, from: &[u8], out: &[u8], send: &mut VnetSink) -> io::Result
 /// RFC 6146 3.5.2.2: deliver held IPv4 SYNs an IPv6 SYN has matched, and
 /// answer those whose TCP_INCOMING_SYN ran out with ICMPv4 3/3.
 fn drain_held_syns(
-    tun: &Tun,
     nat: &Nat,
     x: &mut Translator,
     out: &mut [u8],
     now: u64,
     write_errors: &mut u64,
+    sink: &mut Sink,
 ) -> io::Result<()> {
     while let Some(syn) = nat.take_released_syn() {
         let v = x.translate(&syn, out, &mut nat.at(now));
-        send(tun, v, &[], out, write_errors)?;
+        v.packets(&[], out).try_for_each(|p| counted(sink(p), write_errors))?;
     }
     while let Some(syn) = nat.take_unanswered_syn() {
         let v = x.icmp4_error_for(&syn, 3, 3, DropReason::V4SynHeld, out);
-        send(tun, v, &[], out, write_errors)?;
+        v.packets(&[], out).try_for_each(|p| counted(sink(p), write_errors))?;
     }
     Ok(())
 }
 
+fn tun_send(tun: &Tun, p: &[u8]) -> io::Result<usize> {
+    if tun.has_vnet_hdr() {
+        tun.send_vnet(&[0; VNET_HDR_LEN], p)
+    } else {
+        tun.send(p)
+    }
+}
+
 fn send(tun: &Tun, v: Verdict, buf: &[u8], out: &[u8], write_errors: &mut u64) -> io::Result<()> {
-    v.packets(buf, out).try_for_each(|p| {
-        let r = if tun.has_vnet_hdr() { tun.send_vnet(&[0; VNET_HDR_LEN], p) } else { tun.send(p) };
-        counted(r, write_errors)
-    })
+    v.packets(buf, out).try_for_each(|p| counted(tun_send(tun, p), write_errors))
 }
 
 /// A write's result: a full device queue or a vanished route loses the

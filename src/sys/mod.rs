@@ -37,6 +37,14 @@ pub fn raise_nofile_limit() -> u64 {
 }
 
 pub mod bpf;
+/// The index of interface `name` in this thread's network namespace.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated string, live for the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
 mod mmsg;
 pub mod splice;
 #[cfg(test)]

@@ -115,7 +115,7 @@ fn socket_on_veth_receives_picked_frames() {
         let mut s = Socket::open(&umem, Bind { ifindex, queue: 0, shared_with: None, copy: false }).expect("socket");
         bpf::xsk_map_set(&map, 0, s.raw_fd()).expect("map");
         let mut free: Vec<u64> = (0..64).map(|i| (i * xsk::FRAME) as u64).collect();
-        assert!(s.fill(&mut free) > 0);
+        assert!(s.fill(&mut free, 64) > 0);
         let _ = Command::new("ping").args(["-6", "-c", "2", "-i", "0.2", "-W", "1", "64:ff9b::c000:201"]).output();
         let mut got = vec![];
         for _ in 0..10 {
@@ -123,7 +123,7 @@ fn socket_on_veth_receives_picked_frames() {
             if !got.is_empty() {
                 break;
             }
-            xsk::wait(&[&s], 100).expect("poll");
+            xsk::wait(&[s.raw_fd()], 100).expect("poll");
         }
         assert!(!got.is_empty(), "no frame on the socket ({} attach, zero copy {})", mode.label(), s.zero_copy);
         let (addr, len) = got[0];

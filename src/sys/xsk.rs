@@ -269,8 +269,13 @@ impl Socket {
         let comp = Ring::map(raw, &o.cr, RING, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
         let mut s = Socket { fd, rx, tx, fill, comp, zero_copy: false };
         let shared = b.shared_with.map_or(0, |f| f as u32);
-        let flags = libc::XDP_USE_NEED_WAKEUP | if b.shared_with.is_some() { libc::XDP_SHARED_UMEM } else { 0 };
-        let modes: &[u16] = if b.copy { &[libc::XDP_COPY] } else { &[libc::XDP_ZEROCOPY, libc::XDP_COPY] };
+        // A socket sharing another's UMEM takes no mode flags (the kernel
+        // refuses them): it inherits copy or zero copy and need-wakeup.
+        let (flags, modes): (u16, &[u16]) = match (b.shared_with, b.copy) {
+            (Some(_), _) => (libc::XDP_SHARED_UMEM, &[0]),
+            (None, true) => (libc::XDP_USE_NEED_WAKEUP, &[libc::XDP_COPY]),
+            (None, false) => (libc::XDP_USE_NEED_WAKEUP, &[libc::XDP_ZEROCOPY, libc::XDP_COPY]),
+        };
         let mut last = io::Error::from_raw_os_error(libc::EINVAL);
         for &m in modes {
             let addr = libc::sockaddr_xdp {
@@ -301,10 +306,10 @@ impl Socket {
         self.fd.as_raw_fd()
     }
 
-    /// Hand frames to the kernel to receive into, as many as the fill ring
-    /// takes; returns how many it took from `free`.
-    pub fn fill(&mut self, free: &mut Vec<u64>) -> usize {
-        let n = (self.fill.free() as usize).min(free.len());
+    /// Hand frames to the kernel to receive into: as many as the fill ring
+    /// takes, at most `max`, from the end of `free`; returns how many.
+    pub fn fill(&mut self, free: &mut Vec<u64>, max: usize) -> usize {
+        let n = (self.fill.free() as usize).min(free.len()).min(max);
         for _ in 0..n {
             let Some(a) = free.pop() else { break };
             // SAFETY: the slot is one the ring's free count gave us.
@@ -407,11 +412,12 @@ impl Socket {
     }
 }
 
-/// Wait up to `ms` for any of the sockets to have frames (one poll(2)).
-pub fn wait(sockets: &[&Socket], ms: i32) -> io::Result<()> {
+/// Wait up to `ms` for any of the sockets (at most two: the rest are not
+/// watched) to have frames (one poll(2)).
+pub fn wait(sockets: &[RawFd], ms: i32) -> io::Result<()> {
     let mut fds: [libc::pollfd; 2] = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 2];
-    for (p, s) in fds.iter_mut().zip(sockets) {
-        *p = libc::pollfd { fd: s.raw_fd(), events: libc::POLLIN, revents: 0 };
+    for (p, &fd) in fds.iter_mut().zip(sockets) {
+        *p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     }
     // SAFETY: `fds` holds 2 pollfds; unused ones have fd -1 (ignored).
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
@@ -422,4 +428,80 @@ pub fn wait(sockets: &[&Socket], ms: i32) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raw IP sockets (header included) for the packets the AF_XDP dataplane
+/// hands to the kernel: it routes them and resolves their next hop. One
+/// sendto(2) per packet: the slow path, taken only while a neighbour is
+/// unresolved or for destinations that are not on an Ethernet route.
+pub struct RawIp {
+    v4: OwnedFd,
+    v6: OwnedFd,
+}
+
+impl RawIp {
+    /// Needs CAP_NET_RAW.
+    pub fn open() -> io::Result<RawIp> {
+        let open = |family| {
+            // SAFETY: socket(2) returns a new descriptor or -1.
+            let fd = unsafe { libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("raw IP socket: {e} (needs CAP_NET_RAW)")));
+            }
+            // SAFETY: a new descriptor we own.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        Ok(RawIp { v4: open(libc::AF_INET)?, v6: open(libc::AF_INET6)? })
+    }
+
+    /// Send one IP packet, header and all (IPPROTO_RAW implies the header is ours).
+    pub fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        let rc = match pkt.first().map(|b| b >> 4) {
+            Some(4) if pkt.len() >= 20 => {
+                let mut sa: libc::sockaddr_in = unsafe_zeroed();
+                sa.sin_family = libc::AF_INET as libc::sa_family_t;
+                sa.sin_addr.s_addr = u32::from_ne_bytes([pkt[16], pkt[17], pkt[18], pkt[19]]);
+                // SAFETY: `pkt` and `sa` are live for the call, with the sizes passed.
+                unsafe {
+                    libc::sendto(
+                        self.v4.as_raw_fd(),
+                        pkt.as_ptr().cast(),
+                        pkt.len(),
+                        libc::MSG_DONTWAIT,
+                        (&sa as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                }
+            }
+            Some(6) if pkt.len() >= 40 => {
+                let mut sa: libc::sockaddr_in6 = unsafe_zeroed();
+                sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sa.sin6_addr.s6_addr.copy_from_slice(&pkt[24..40]);
+                // SAFETY: as above.
+                unsafe {
+                    libc::sendto(
+                        self.v6.as_raw_fd(),
+                        pkt.as_ptr().cast(),
+                        pkt.len(),
+                        libc::MSG_DONTWAIT,
+                        (&sa as *const libc::sockaddr_in6).cast(),
+                        std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    )
+                }
+            }
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An all-zero socket address (valid for the plain C structs used here).
+fn unsafe_zeroed<T: Copy>() -> T {
+    // SAFETY: only called for sockaddr_in / sockaddr_in6, for which all-zero is valid.
+    unsafe { std::mem::zeroed() }
 }

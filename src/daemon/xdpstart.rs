@@ -1,0 +1,158 @@
+//! Opening the AF_XDP dataplane: the interfaces and their queues, a UMEM
+//! and sockets per queue, the steering program per interface (its own
+//! XSKMAP), attached last (through BPF links: gone when the process is),
+//! and the first snapshot of the next hops. Every refusal names the
+//! interface, the step and the capability it needs.
+
+use crate::config::{Config, XdpAttach};
+use crate::dataplane::hops::Shared;
+use crate::dataplane::xdp::Queue;
+use crate::sys::bpf::{self, AttachMode, Match, XDP_PASS};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// The opened dataplane: the workers' queues and what keeps the programs attached.
+pub struct XdpPlane {
+    pub queues: Vec<Queue>,
+    /// The BPF links, maps and programs: dropped at the stop, which detaches.
+    pub keep: Vec<OwnedFd>,
+    /// "native"/"generic", and zero copy or copy.
+    pub attach: AttachMode,
+    pub zero_copy: bool,
+    /// The interfaces as named, IPv6 side first.
+    pub interfaces: Vec<String>,
+    /// (IPv6 side, IPv4 side) MTUs: the translator's next-hop MTUs.
+    pub mtus: (u16, u16),
+    pub hops: Arc<Shared>,
+}
+
+impl XdpPlane {
+    pub fn describe(&self) -> String {
+        format!(
+            "AF_XDP on {}, {} XDP, {}",
+            self.interfaces.join(" (IPv6) and ") + if self.interfaces.len() > 1 { " (IPv4)" } else { "" },
+            self.attach.label(),
+            if self.zero_copy { "zero copy" } else { "copy mode" }
+        )
+    }
+}
+
+fn sysfs(name: &str, what: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/{what}")).ok().map(|s| s.trim().to_string())
+}
+
+/// Receive queues of `name` (its rx-N entries).
+fn rx_queues(name: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The largest MTU a UMEM frame holds with the headroom and room to grow.
+const MAX_MTU: u16 = 3500;
+
+pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
+    let x = &cfg.xdp;
+    let names: Vec<String> = x.interfaces().into_iter().map(String::from).collect();
+    let mut ifindexes = vec![];
+    let mut mtus = vec![];
+    for n in &names {
+        let i = crate::sys::ifindex(n).ok_or_else(|| format!("xdp: no interface '{n}' ([xdp] interfaces)"))?;
+        let mtu: u16 = sysfs(n, "mtu").and_then(|m| m.parse().ok()).unwrap_or(1500);
+        if !(1280..=MAX_MTU).contains(&mtu) {
+            return Err(format!(
+                "xdp: {n} has MTU {mtu}; the xdp dataplane needs 1280 to {MAX_MTU} (one 4 KiB UMEM frame per packet)"
+            ));
+        }
+        ifindexes.push(i);
+        mtus.push(mtu);
+    }
+    let counts: Vec<usize> = names.iter().map(|n| rx_queues(n)).collect();
+    let have = counts.iter().copied().min().unwrap_or(1);
+    if counts.iter().any(|&c| c != have) {
+        tracing::warn!(
+            "xdp: the interfaces have {} receive queues; serving queues 0 to {} on each (frames on the others go to the kernel untranslated)",
+            counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" and "),
+            have - 1
+        );
+    }
+    let queues = if x.queues == 0 { have } else { x.queues.min(have) };
+    if x.queues > have {
+        tracing::warn!("xdp: {} queues asked for, the interfaces have {have}: {have} worker(s)", x.queues);
+    }
+    let mut qs = Vec::with_capacity(queues);
+    for q in 0..queues {
+        qs.push(Queue::open(&ifindexes, q as u32, x.frames, x.copy).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    " (needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK)"
+                }
+                Some(libc::EBUSY) => " (another AF_XDP socket, another nat64d?, holds that queue)",
+                _ => "",
+            };
+            format!("xdp: cannot open an AF_XDP socket on queue {q} of {}: {e}{hint}", names.join("/"))
+        })?);
+    }
+    let zero_copy = qs.iter().all(|q| q.zero_copy());
+    let p6 = cfg.pool6;
+    let pool6 = Match { addr: p6.addr().octets(), len: p6.prefix_len() };
+    let pool4: Vec<Match<4>> =
+        cfg.pool4.iter().map(|e| Match { addr: e.net.0.addr.octets(), len: e.net.0.len }).collect();
+    let mut keep = vec![];
+    let mut attach = AttachMode::Native;
+    for (n, &ifindex) in names.iter().zip(&ifindexes) {
+        let map = bpf::xsk_map(queues as u32)
+            .map_err(|e| format!("xdp: cannot make an XSKMAP for {n}: {e} (needs CAP_BPF)"))?;
+        // Each interface's map holds its own sockets, by queue.
+        let port = qs[0].ports.iter().position(|p| p.ifindex == ifindex).unwrap_or(0);
+        for q in &qs {
+            bpf::xsk_map_set(&map, q.queue, q.ports[port].socket.raw_fd())
+                .map_err(|e| format!("xdp: cannot put queue {}'s socket in {n}'s map: {e}", q.queue))?;
+        }
+        let prog = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), pool6, &pool4, XDP_PASS))
+            .map_err(|e| format!("xdp: {n}: {e}"))?;
+        let tries: &[AttachMode] = match x.attach {
+            XdpAttach::Auto => &[AttachMode::Native, AttachMode::Generic],
+            XdpAttach::Native => &[AttachMode::Native],
+            XdpAttach::Generic => &[AttachMode::Generic],
+        };
+        let mut err = None;
+        let mut link = None;
+        for &m in tries {
+            match bpf::attach_xdp(&prog, ifindex, m) {
+                Ok(l) => {
+                    if m == AttachMode::Generic {
+                        attach = AttachMode::Generic;
+                    }
+                    link = Some(l);
+                    break;
+                }
+                Err(e) => err = Some((m, e)),
+            }
+        }
+        let Some(link) = link else {
+            let (m, e) = err.map_or((AttachMode::Native, std::io::Error::other("no mode")), |x| x);
+            let hint = match e.raw_os_error() {
+                Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                    " (an XDP program is already attached: another nat64d? see `ip link show`)"
+                }
+                Some(libc::EPERM) => " (needs CAP_NET_ADMIN and CAP_BPF)",
+                Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) if m == AttachMode::Native => {
+                    " (the driver has no native XDP: set xdp.attach = \"generic\" or \"auto\")"
+                }
+                _ => "",
+            };
+            return Err(format!("xdp: cannot attach the program to {n} ({} mode): {e}{hint}", m.label()));
+        };
+        keep.extend([link, prog, map]);
+    }
+    let hops = crate::dataplane::hops::first()?;
+    let (links, routes, neigh) = hops.get().sizes();
+    tracing::info!(
+        "next hops: {links} Ethernet link(s), {routes} route(s), {neigh} neighbour(s) mirrored from the kernel"
+    );
+    let mtu6 = mtus[0];
+    let mtu4 = *mtus.last().unwrap_or(&mtu6);
+    Ok(XdpPlane { queues: qs, keep, attach, zero_copy, interfaces: names, mtus: (mtu6, mtu4), hops: Arc::new(hops) })
+}

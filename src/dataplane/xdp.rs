@@ -1,0 +1,371 @@
+//! The AF_XDP dataplane: frames straight from the interfaces' receive
+//! queues, translated in place in their UMEM frame, framed for the next hop
+//! and sent from the same frame; no trip through a TUN device and no second
+//! pass through the kernel's IP stack.
+//!
+//! Per queue one worker owns a UMEM and one AF_XDP socket per interface
+//! (the IPv6 side and the IPv4 side; one socket when they are the same
+//! interface). The XDP program ([`crate::sys::bpf::steering_program`])
+//! sends it only frames to pool6 and pool4; the kernel keeps the rest.
+//!
+//! Where a translated packet goes comes from [`super::hops`]: an Ethernet
+//! frame out of the route's interface to the neighbour's MAC, or, when the
+//! neighbour is not resolved (or the route is not an Ethernet one), the
+//! packet goes to the kernel through a raw socket and the kernel resolves
+//! it. ICMP errors the translator makes go back out of the interface and to
+//! the MAC the offending frame came from. IPv6 to a pool4 address embedded
+//! in pool6 (hairpinning, RFC 6146 3.8) is translated twice, in the frame.
+//!
+//! The worker loop shares [`super::worker`]'s core (counters, publication,
+//! the expiry sweep, held SYNs): only the packet I/O differs.
+
+use super::hops::{Hop, Hops, Shared};
+use super::worker::{Core, WorkerSlot, WorkerStats, POLL_MS};
+use crate::addr::Net4;
+use crate::nat::Nat;
+use crate::sys::xsk::{self, RawIp, Socket, Umem, FRAME};
+use crate::xlat::{Family, Mapper, Verdict, XlatConfig, OUT_BUF_LEN};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Frames a received frame's data starts after (the kernel's XDP headroom);
+/// copies are written at the same place, so 4to6 in place has room to grow.
+pub const HEADROOM: usize = 256;
+/// Frames received per socket per round.
+const BATCH: usize = 64;
+/// Frames never given to the fill rings: kept for copies (fragments, ICMP
+/// errors, held SYNs) so they do not wait for a completion.
+const RESERVE: usize = 256;
+const ETH: usize = 14;
+
+crate::counters::counters! {
+    /// The AF_XDP dataplane (all zero on TUN).
+    pub struct XdpStats {
+        xdp_workers: "Workers on AF_XDP sockets (one per queue).",
+        rx_frames: "Frames received from the AF_XDP sockets.",
+        tx_frames: "Frames queued for sending on the AF_XDP sockets.",
+        to_kernel: "Translated packets handed to the kernel (raw socket): next hop not resolved yet, a local destination, no Ethernet route.",
+        to_kernel_errors: "Packets the kernel refused from the raw socket (lost).",
+        hairpinned: "Packets translated twice (IPv6 to a pool4 address under pool6, RFC 6146 3.8).",
+        tx_ring_full: "Frames dropped because a TX ring was full.",
+        no_free_frame: "Copies dropped because no UMEM frame was free.",
+        not_ip: "Frames too short for Ethernet and IP (dropped).",
+        kernel_rx_dropped: "Frames the kernel dropped for the sockets (XDP_STATISTICS rx_dropped).",
+        kernel_rx_ring_full: "Frames the kernel dropped because an RX ring was full.",
+        kernel_fill_empty: "Times the kernel found a fill ring empty.",
+        kernel_tx_invalid: "TX descriptors the kernel refused.",
+    }
+}
+
+/// One interface's socket in a worker.
+pub struct Port {
+    pub ifindex: u32,
+    pub socket: Socket,
+    pending: bool,
+}
+
+/// What one worker runs on: its queue's UMEM and sockets.
+pub struct Queue {
+    pub queue: u32,
+    pub umem: Umem,
+    pub ports: Vec<Port>,
+}
+
+impl Queue {
+    /// The UMEM and a socket on each interface's queue `queue` (the second
+    /// sharing the first's UMEM).
+    pub fn open(ifindexes: &[u32], queue: u32, frames: usize, copy: bool) -> io::Result<Queue> {
+        let umem = Umem::new(frames)?;
+        let mut ports: Vec<Port> = Vec::with_capacity(ifindexes.len());
+        for &ifindex in ifindexes {
+            let shared_with = ports.first().map(|p| p.socket.raw_fd());
+            let mut socket = Socket::open(&umem, xsk::Bind { ifindex, queue, shared_with, copy })?;
+            if let Some(first) = ports.first() {
+                // A shared socket runs in its UMEM owner's mode.
+                socket.zero_copy = first.socket.zero_copy;
+            }
+            ports.push(Port { ifindex, socket, pending: false });
+        }
+        Ok(Queue { queue, umem, ports })
+    }
+
+    pub fn zero_copy(&self) -> bool {
+        self.ports.iter().all(|p| p.socket.zero_copy)
+    }
+}
+
+/// Everything but the UMEM, so a frame can be borrowed from it while
+/// packets are sent.
+struct Out {
+    ports: Vec<Port>,
+    free: Vec<u64>,
+    hops: Arc<Hops>,
+    generation: u64,
+    raw: RawIp,
+    st: XdpStats,
+    pool4: Vec<Net4>,
+}
+
+fn dst_of(p: &[u8]) -> Option<IpAddr> {
+    match p.first()? >> 4 {
+        4 => <[u8; 4]>::try_from(p.get(16..20)?).ok().map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+        6 => <[u8; 16]>::try_from(p.get(24..40)?).ok().map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+        _ => None,
+    }
+}
+
+fn ethertype(p: &[u8]) -> [u8; 2] {
+    if p.first().is_some_and(|b| b >> 4 == 6) {
+        [0x86, 0xdd]
+    } else {
+        [0x08, 0x00]
+    }
+}
+
+impl Out {
+    fn port(&self, ifindex: u32) -> Option<usize> {
+        self.ports.iter().position(|p| p.ifindex == ifindex)
+    }
+
+    /// The packet at `frame[start..start + len]` (frame `base` of the UMEM,
+    /// with at least ETH bytes before `start`): framed and queued on the
+    /// socket of `back` (the port and the MAC pair it came with: an ICMP
+    /// error goes back the way it came) or of its next hop, or handed to the
+    /// kernel. The frame is the TX ring's from here, or free again.
+    fn send_frame(&mut self, frame: &mut [u8], base: u64, start: usize, len: usize, back: Option<(usize, [u8; 12])>) {
+        let Some(pkt) = frame.get(start..start + len) else {
+            self.free.push(base);
+            return;
+        };
+        let (port, macs) = match back {
+            Some((port, m)) => {
+                // The reply's destination MAC is the frame's source.
+                let mut swapped = [0u8; 12];
+                swapped[..6].copy_from_slice(&m[6..]);
+                swapped[6..].copy_from_slice(&m[..6]);
+                (Some(port), swapped)
+            }
+            None => match dst_of(pkt).map(|d| self.hops.lookup(d)) {
+                Some(Hop::Frame { ifindex, src, dst }) => {
+                    let mut m = [0u8; 12];
+                    m[..6].copy_from_slice(&dst);
+                    m[6..].copy_from_slice(&src);
+                    (self.port(ifindex), m)
+                }
+                _ => (None, [0; 12]),
+            },
+        };
+        let Some(pi) = port.filter(|_| start >= ETH) else {
+            // No frame to make: the kernel routes it (and resolves the neighbour).
+            self.st.to_kernel += 1;
+            if self.raw.send(pkt).is_err() {
+                self.st.to_kernel_errors += 1;
+            }
+            self.free.push(base);
+            return;
+        };
+        let et = ethertype(pkt);
+        let h = &mut frame[start - ETH..start];
+        h[..12].copy_from_slice(&macs);
+        h[12..].copy_from_slice(&et);
+        let p = &mut self.ports[pi];
+        if p.socket.tx_room() == 0 {
+            self.st.tx_ring_full += 1;
+            self.free.push(base);
+            return;
+        }
+        p.socket.send(base + (start - ETH) as u64, (len + ETH) as u32);
+        p.pending = true;
+        self.st.tx_frames += 1;
+    }
+
+    /// A packet not in a UMEM frame (`out`: fragments, ICMP errors, held
+    /// SYNs): copied into a free frame, then as [`Self::send_frame`].
+    fn send_copy(&mut self, umem: &mut Umem, pkt: &[u8], back: Option<(usize, [u8; 12])>) {
+        if pkt.len() + HEADROOM > FRAME {
+            self.st.no_free_frame += 1;
+            return;
+        }
+        let Some(base) = self.free.pop() else {
+            self.st.no_free_frame += 1;
+            return;
+        };
+        let Some((frame, _)) = umem.frame(base) else { return };
+        frame[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
+        self.send_frame(frame, base, HEADROOM, pkt.len(), back);
+    }
+
+    fn is_pool4(&self, p: &[u8]) -> bool {
+        match dst_of(p) {
+            Some(IpAddr::V4(a)) => self.pool4.iter().any(|n| n.contains(a)),
+            _ => false,
+        }
+    }
+
+    /// Publish what was queued on each socket: one kick per socket per round.
+    fn kick(&mut self) -> io::Result<()> {
+        for p in &mut self.ports {
+            if std::mem::take(&mut p.pending) {
+                p.socket.kick()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reclaim(&mut self) {
+        for p in &mut self.ports {
+            p.socket.complete(&mut self.free);
+        }
+        let spare = self.free.len().saturating_sub(RESERVE);
+        if spare == 0 {
+            return;
+        }
+        // Share what is spare between the fill rings.
+        let per = spare.div_ceil(self.ports.len());
+        for p in &mut self.ports {
+            let max = per.min(self.free.len().saturating_sub(RESERVE));
+            p.socket.fill(&mut self.free, max);
+        }
+    }
+
+    fn kernel_counters(&mut self) {
+        let (mut d, mut f, mut e, mut t) = (0, 0, 0, 0);
+        for p in &self.ports {
+            if let Some(s) = p.socket.statistics() {
+                d += s.rx_dropped;
+                f += s.rx_ring_full;
+                e += s.rx_fill_ring_empty_descs;
+                t += s.tx_invalid_descs;
+            }
+        }
+        (self.st.kernel_rx_dropped, self.st.kernel_rx_ring_full) = (d, f);
+        (self.st.kernel_fill_empty, self.st.kernel_tx_invalid) = (e, t);
+    }
+}
+
+/// Run the queue until `stop`; returns the worker's final counters.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    q: Queue,
+    nat: &Nat,
+    cfg: XlatConfig,
+    stop: &AtomicBool,
+    slot: &WorkerSlot,
+    sweeper: bool,
+    epoch: Instant,
+    hops: &Shared,
+    pool4: Vec<Net4>,
+) -> io::Result<WorkerStats> {
+    let mut c = Core::new(cfg, nat, slot, sweeper, epoch);
+    let Queue { mut umem, ports, .. } = q;
+    let frames = umem.frames();
+    let mut o = Out {
+        ports,
+        // The free list never grows past the UMEM: no allocation in the loop.
+        free: Vec::with_capacity(frames),
+        hops: hops.get(),
+        generation: hops.generation(),
+        raw: RawIp::open()?,
+        st: XdpStats { xdp_workers: 1, ..XdpStats::default() },
+        pool4,
+    };
+    o.free.extend((0..frames as u64).rev().map(|i| i * FRAME as u64));
+    o.reclaim();
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut rx: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
+    let mut fds = [-1; 2];
+    for (f, p) in fds.iter_mut().zip(&o.ports) {
+        *f = p.socket.raw_fd();
+    }
+    let result = (|| {
+        while !stop.load(Ordering::Relaxed) {
+            if hops.generation() != o.generation {
+                o.generation = hops.generation();
+                o.hops = hops.get();
+            }
+            let now = c.now();
+            if c.due(now) {
+                o.kernel_counters();
+            }
+            c.ws.xdp = o.st;
+            {
+                let (umem, o) = (&mut umem, &mut o);
+                c.tick(now, &mut out, &mut |p: &[u8]| {
+                    o.send_copy(umem, p, None);
+                    Ok(p.len())
+                })?;
+            }
+            o.reclaim();
+            let mut got = 0;
+            let map = &mut nat.at(now);
+            for pi in 0..o.ports.len() {
+                rx.clear();
+                got += o.ports[pi].socket.receive(&mut rx, BATCH);
+                for &(addr, len) in &rx {
+                    frame(&mut c, &mut umem, &mut o, &mut out, map, pi, addr, len as usize);
+                }
+            }
+            o.st.rx_frames += got as u64;
+            o.kick()?;
+            if got == 0 {
+                c.ws.xdp = o.st;
+                c.quiet(now);
+                xsk::wait(&fds[..o.ports.len().min(2)], POLL_MS)?;
+            }
+        }
+        Ok(())
+    })();
+    o.kernel_counters();
+    c.ws.xdp = o.st;
+    c.finish();
+    result.map(|()| c.ws)
+}
+
+/// One received frame: translate in place, send on (or back), or drop.
+#[allow(clippy::too_many_arguments)]
+fn frame<M: Mapper>(
+    c: &mut Core,
+    umem: &mut Umem,
+    o: &mut Out,
+    out: &mut [u8],
+    map: &mut M,
+    pi: usize,
+    addr: u64,
+    len: usize,
+) {
+    let base = addr / FRAME as u64 * FRAME as u64;
+    let Some((f, off)) = umem.frame(addr) else { return };
+    if len < ETH + 20 || off + len > FRAME || off < ETH + 40 {
+        o.st.not_ip += 1;
+        o.free.push(base);
+        return;
+    }
+    let mut macs = [0u8; 12];
+    macs.copy_from_slice(&f[off..off + 12]);
+    let mut v = c.x.translate_in_place(f, off + ETH, len - ETH, out, map);
+    if let Verdict::Forward(fo) = v {
+        if fo.in_place && fo.family == Family::V4 && o.is_pool4(&f[fo.start..fo.start + fo.len]) {
+            o.st.hairpinned += 1;
+            v = c.x.translate_in_place(f, fo.start, fo.len, out, map);
+        }
+    }
+    match v {
+        Verdict::Forward(fo) if fo.in_place => o.send_frame(f, base, fo.start, fo.len, None),
+        Verdict::Forward(fo) => {
+            o.free.push(base);
+            for p in fo.packets(out) {
+                o.send_copy(umem, p, None);
+            }
+        }
+        Verdict::Reply { out: fo, .. } => {
+            o.free.push(base);
+            for p in fo.packets(out) {
+                o.send_copy(umem, p, Some((pi, macs)));
+            }
+        }
+        Verdict::Drop(_) => o.free.push(base),
+    }
+}
