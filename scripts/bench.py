@@ -11,6 +11,10 @@ Modes (--modes, comma-separated):
   nat64d-plain  nat64d without io_uring: one read(2) and one write(2) per packet
   nat64d-log    nat64d with the per-session mapping log to a file (issue 14)
   nat64d-blocks nat64d with 512-port blocks and their mapping log to a file
+  nat64d-xdp    nat64d on the AF_XDP dataplane (issue 20): sockets on g0 and g1,
+                no TUN; the client's and server's veths send complete checksums
+                (ethtool tx off: veth hands a peer partial ones), which also
+                turns their TSO off for this mode
   tayga         TAYGA (Debian) with nftables masquerade behind it: the classic
                 stateful NAT64; same network-specific prefix 2001:db8:64::/96
   kernel6       plain IPv6 forwarding, no translation (the path's limit)
@@ -186,9 +190,16 @@ class Gateway:
                 args += ["--queues", "1"]
             if m == "nat64d-plain":
                 args += ["--no-io-uring"]
+            if m == "nat64d-xdp":
+                args += ["--dataplane", "xdp", "--xdp-ipv6", "g0", "--xdp-ipv4", "g1"]
+                xdp_checksums(True)
             sh("ip", "-n", S, "route", "replace", "203.0.113.0/24", "via", "192.0.2.1")
-            self.proc = bg(*args, ns=G, log=os.path.join(self.work, f"{m}.log"))
-            wait_for(lambda: "UP" in sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False))
+            log = os.path.join(self.work, f"{m}.log")
+            self.proc = bg(*args, ns=G, log=log)
+            if m == "nat64d-xdp":
+                wait_for(lambda: "translating" in open(log).read())
+            else:
+                wait_for(lambda: "UP" in sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False))
         elif m == "tayga":
             conf = os.path.join(self.work, "tayga.conf")
             with open(conf, "w") as f:
@@ -217,6 +228,8 @@ class Gateway:
         if self.mode == "tayga":
             subprocess.run(["ip", "netns", "exec", G, "nft", "delete", "table", "ip", "nb"], capture_output=True)
             subprocess.run(["ip", "-n", G, "link", "del", "nat64t"], capture_output=True)
+        if self.mode == "nat64d-xdp":
+            xdp_checksums(False)
         if self.mode.startswith("nat64d"):
             subprocess.run(["ip", "-n", S, "route", "del", "203.0.113.0/24"], capture_output=True)
             wait_for(lambda: sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False) == "", secs=5)
@@ -229,6 +242,14 @@ class Gateway:
             return cpu_ticks(self.proc.pid)
         except OSError:
             return None
+
+
+def xdp_checksums(complete):
+    """veth hands its peer the local stack's partial checksums, which an
+    AF_XDP socket cannot see are partial: for the XDP mode the client and
+    server send complete ones (a real NIC's frames always carry them)."""
+    for ns, dev in ((C, "c0"), (S, "s0")):
+        sh("ethtool", "-K", dev, "tx", "off" if complete else "on", ns=ns, capture=True)
 
 
 def cpu_ticks(pid):
@@ -354,8 +375,8 @@ def main():
     ap.add_argument("--json", help="also write the raw results here")
     a = ap.parse_args()
     need_root_and_tools("bench.py", "network namespaces, TUN devices", a.install,
-                        ["iproute2", "iperf3", "nginx-light", "wrk", "tayga", "nftables", "iputils-ping"],
-                        ["iperf3", "wrk", "nginx", "tayga", "nft"])
+                        ["iproute2", "iperf3", "nginx-light", "wrk", "tayga", "nftables", "iputils-ping", "ethtool"],
+                        ["iperf3", "wrk", "nginx", "tayga", "nft", "ethtool"])
     if any(m.startswith("nat64d") for m in a.modes.split(",")):
         subprocess.run(["cargo", "build", "--release", "--bin", "nat64d", "--bin", "nat64ctl"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="nat64d-bench-")
@@ -425,6 +446,9 @@ def print_table(results, a):
     for m in ("nat64d-log", "nat64d-blocks"):
         if m in results and "nat64d" in results:
             ratios.append((m, "nat64d"))
+    for y in ("tayga", "kernel6", "nat64d"):
+        if "nat64d-xdp" in results and y in results:
+            ratios.append(("nat64d-xdp", y))
     head += "".join(f" | {x}/{y}" for x, y in ratios) + " |"
     print(head)
     print("|" + "---|" * (1 + len(modes) + len(ratios)))

@@ -91,6 +91,8 @@ def udp_probe(a):
     # (Linux passes Host Unreachable to a plain socket only with it).
     s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
     s.settimeout(a.timeout)
+    if a.bind:
+        s.bind((a.bind, 0))
     s.connect((a.dest, a.port))
     s.send(b"anyone?")
     try:
@@ -352,7 +354,7 @@ def main():
         arg("--no-df", action="store_true"), timeout=15.0)
     cmd("udp-ask", udp_ask, *dest_port, *client, arg("--payload", required=True), arg("--tries", type=int, default=4),
         arg("--print-len", action="store_true"), timeout=3.0)
-    cmd("udp-probe", udp_probe, *dest_port, timeout=3.0)
+    cmd("udp-probe", udp_probe, *dest_port, arg("--bind"), timeout=3.0)
     cmd("udp-flood", udp_flood, *dest_port, arg("--bind", required=True), arg("--count", type=int, default=1000),
         arg("--hops", type=int, default=64), arg("--burst", type=int, default=0), arg("--gap", type=float, default=0.002))
     cmd("udp-rounds", udp_rounds, *dest_port, *client, arg("--count", type=int, default=20),

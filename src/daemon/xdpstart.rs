@@ -49,8 +49,7 @@ fn rx_queues(name: &str) -> usize {
         .max(1)
 }
 
-/// The largest MTU a UMEM frame holds with the headroom and room to grow.
-const MAX_MTU: u16 = 3500;
+use crate::dataplane::xdp::MAX_MTU;
 
 pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
     let x = &cfg.xdp;

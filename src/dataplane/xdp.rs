@@ -40,6 +40,8 @@ const BATCH: usize = 64;
 /// errors, held SYNs) so they do not wait for a completion.
 const RESERVE: usize = 256;
 const ETH: usize = 14;
+/// The largest MTU a frame holds, with the headroom and 20 bytes to grow.
+pub const MAX_MTU: u16 = 3500;
 
 crate::counters::counters! {
     /// The AF_XDP dataplane (all zero on TUN).
@@ -285,6 +287,7 @@ pub fn run(
             if hops.generation() != o.generation {
                 o.generation = hops.generation();
                 o.hops = hops.get();
+                follow_mtus(&mut c, &o);
             }
             let now = c.now();
             if c.due(now) {
@@ -322,6 +325,17 @@ pub fn run(
     c.ws.xdp = o.st;
     c.finish();
     result.map(|()| c.ws)
+}
+
+/// The interfaces' MTUs, as the last mirror saw them, are the translator's
+/// next-hop MTUs: a changed link MTU holds from the next batch (RFC 7915
+/// 4.1 and 5.1 size their Packet Too Big and Fragmentation Needed by it).
+fn follow_mtus(c: &mut Core, o: &Out) {
+    let mtu = |p: Option<&Port>| p.and_then(|p| o.hops.link(p.ifindex)).map(|l| l.mtu.min(MAX_MTU as u32) as u16);
+    let (Some(v6), Some(v4)) = (mtu(o.ports.first()), mtu(o.ports.last())) else { return };
+    if (v6, v4) != (c.x.config().ipv6_mtu, c.x.config().ipv4_mtu) {
+        c.x.set_mtus(v6, v4);
+    }
 }
 
 /// One received frame: translate in place, send on (or back), or drop.

@@ -313,6 +313,13 @@ impl Translator {
         &self.cfg
     }
 
+    /// New next-hop MTUs (an interface's MTU changed), held to the same
+    /// floors as at construction.
+    pub fn set_mtus(&mut self, ipv6_mtu: u16, ipv4_mtu: u16) {
+        self.cfg.ipv6_mtu = ipv6_mtu.max(1280);
+        self.cfg.ipv4_mtu = ipv4_mtu.max(68);
+    }
+
     /// The time now, milliseconds on the caller's monotonic clock: the ICMP
     /// error rate limit refills by it. The worker sets it once per batch.
     #[inline]
