@@ -25,6 +25,9 @@ Figures (each bounded in time, repeated --reps times, medians):
   udp64                iperf3 UDP, 64-byte payloads, unlimited rate: packets/s delivered, loss %
   cps                  wrk against nginx, `Connection: close`: new TCP connections per second
   cpu                  the translator process's CPU use during tcp1 (% of one core)
+  cpu_pp               64-byte UDP offered at a fixed 100k packets/s (iperf3 -b): the
+                       translator's CPU (user + system, kernel work done in its
+                       context included) per delivered packet, in microseconds
 Each mode first moves 16 MiB over TCP and compares SHA-256 at both ends.
 
 Run as root: scripts/bench.py [--modes ...] [--figures cps,...] [--reps 3] [--secs 5]
@@ -329,7 +332,7 @@ FIGURES = ("tcp1", "tcp4", "tcp1r", "udp64", "cps")
 
 
 def run_mode(gw, reps, secs, work, figures=FIGURES):
-    res = {k: [] for k in ("tcp1", "tcp4", "tcp1r", "udp_pps", "udp_loss", "cps", "cpu")}
+    res = {k: [] for k in ("tcp1", "tcp4", "tcp1r", "udp_pps", "udp_loss", "cps", "cpu", "cpu_pp", "fixed_loss")}
     res["hash_ok"] = hash_check(gw, work)
     hz = os.sysconf("SC_CLK_TCK")
     if figures == ("cps",):
@@ -349,6 +352,14 @@ def run_mode(gw, reps, secs, work, figures=FIGURES):
         u = iperf(gw, secs, ["-u", "-b", "0", "-l", "64"])["end"]["sum"]
         res["udp_pps"].append((u["packets"] - u["lost_packets"]) / u["seconds"])
         res["udp_loss"].append(u["lost_percent"])
+        # 100k packets/s of 64 bytes: iperf3's -b counts the payload's bits.
+        c0 = gw.cpu_ticks()
+        u = iperf(gw, secs, ["-u", "-b", str(100_000 * 64 * 8), "-l", "64"])["end"]["sum"]
+        c1 = gw.cpu_ticks()
+        delivered = u["packets"] - u["lost_packets"]
+        if c0 is not None and c1 is not None and delivered:
+            res["cpu_pp"].append((c1 - c0) / hz / delivered * 1e6)
+        res["fixed_loss"].append(u["lost_percent"])
         res["cps"].append(wrk_cps(gw, secs))
     return res
 
@@ -433,7 +444,8 @@ def main():
 def print_table(results, a):
     rows = [("tcp1", "TCP 1 stream, Gbit/s"), ("tcp4", "TCP 4 streams, Gbit/s"), ("tcp1r", "TCP 1 stream reverse, Gbit/s"),
             ("udp_pps", "UDP 64 B delivered, kpps"), ("udp_loss", "UDP 64 B loss, %"), ("cps", "new TCP conn/s (wrk+nginx)"),
-            ("cpu", "translator CPU in tcp1, % of a core")]
+            ("cpu", "translator CPU in tcp1, % of a core"),
+            ("cpu_pp", "CPU per packet at 100k pps, us"), ("fixed_loss", "loss at 100k pps, %")]
     modes = list(results)
     runs = max(len(results[m]["cps"]) for m in modes)
     print(f"\nmedians of {runs} runs of {a.secs} s; {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}\n")
@@ -460,7 +472,7 @@ def print_table(results, a):
         line = f"| {label} | " + " | ".join("-" if v != v else f"{v:.2f}" for v in vals)
         for x, y in ratios:
             vx, vy = med(results[x][key]), med(results[y][key])
-            line += " | " + ("-" if key in ("udp_loss", "cpu") or not vy else f"{vx / vy:.2f}x")
+            line += " | " + ("-" if key in ("udp_loss", "cpu", "fixed_loss") or not vy or vx != vx else f"{vx / vy:.2f}x")
         print(line + " |")
     print("| data hashes equal | " + " | ".join("yes" if results[m]["hash_ok"] else "NO" for m in modes)
           + " |" * (len(ratios) + 1))

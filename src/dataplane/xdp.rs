@@ -40,6 +40,8 @@ const BATCH: usize = 64;
 /// errors, held SYNs) so they do not wait for a completion.
 const RESERVE: usize = 256;
 const ETH: usize = 14;
+/// Kicks per socket per round at most (each sends up to 32 in copy mode).
+const KICKS: usize = 8;
 /// The largest MTU a frame holds, with the headroom and 20 bytes to grow.
 pub const MAX_MTU: u16 = 3500;
 
@@ -207,14 +209,28 @@ impl Out {
         }
     }
 
-    /// Publish what was queued on each socket: one kick per socket per round.
+    /// Publish what was queued on each socket and start it sending: one
+    /// kick per socket per round, more while copy mode's kernel stops at
+    /// its batch of 32 (reaping completions between), a bounded number of
+    /// times; what is still queued then is kicked again next round.
     fn kick(&mut self) -> io::Result<()> {
         for p in &mut self.ports {
-            if std::mem::take(&mut p.pending) {
-                p.socket.kick()?;
+            if !std::mem::take(&mut p.pending) {
+                continue;
             }
+            for _ in 0..KICKS {
+                if p.socket.kick()? == xsk::Kick::Done {
+                    break;
+                }
+                p.socket.complete(&mut self.free);
+            }
+            p.pending = p.socket.tx_pending() > 0;
         }
         Ok(())
+    }
+
+    fn any_pending(&self) -> bool {
+        self.ports.iter().any(|p| p.pending)
     }
 
     fn reclaim(&mut self) {
@@ -313,7 +329,7 @@ pub fn run(
             }
             o.st.rx_frames += got as u64;
             o.kick()?;
-            if got == 0 {
+            if got == 0 && !o.any_pending() {
                 c.ws.xdp = o.st;
                 c.quiet(now);
                 xsk::wait(&fds[..o.ports.len().min(2)], POLL_MS)?;

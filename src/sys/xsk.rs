@@ -211,6 +211,14 @@ impl Umem {
     }
 }
 
+/// What a [`Socket::kick`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    Done,
+    /// The kernel stopped at its batch limit or a full completion ring.
+    Again,
+}
+
 /// Ring sizes: powers of two.
 pub const RING: u32 = 2048;
 
@@ -365,26 +373,33 @@ impl Socket {
     }
 
     /// Publish what was queued and, when the kernel asks for it, start it
-    /// sending (one sendto(2) per batch).
-    pub fn kick(&mut self) -> io::Result<()> {
+    /// sending (one sendto(2)). In copy mode the kernel sends at most a
+    /// batch (32) per call and says EAGAIN when more wait, or when the
+    /// completion ring is full: [`Kick::Again`], call again (after reaping
+    /// completions).
+    pub fn kick(&mut self) -> io::Result<Kick> {
         self.tx.publish();
         if !self.tx.needs_wakeup() {
-            return Ok(());
+            return Ok(Kick::Done);
         }
         // SAFETY: a zero-length sendto with no address on our socket.
         let rc = unsafe { libc::sendto(self.raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            // Busy (the kernel is still sending) or no buffer: the frames stay queued.
-            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)) {
-                return Err(e);
-            }
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) => Ok(Kick::Again),
+                // Busy (the driver is still sending), no buffer, link down:
+                // the frames stay queued for the next kick.
+                Some(libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN | libc::ENXIO) => Ok(Kick::Done),
+                _ => Err(e),
+            };
         }
-        Ok(())
+        Ok(Kick::Done)
     }
 
     /// Frames queued for sending that the kernel has not taken yet.
-    pub fn tx_pending(&self) -> u32 {
+    pub fn tx_pending(&mut self) -> u32 {
+        self.tx.seen = self.tx.consumer().load(Ordering::Acquire);
         self.tx.local.wrapping_sub(self.tx.seen)
     }
 
