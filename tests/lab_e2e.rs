@@ -748,6 +748,24 @@ fn reload_keeps_sessions(lab: &Lab) {
     let sent = source.join().unwrap().expect("slow TCP source");
     let got = sink.join().unwrap().expect("TCP sink");
     assert_eq!(got.trim(), sent.trim(), "the connection survived the reloads intact");
+    // A reload that adds a pool4 network (RFC 6146 3.1 static entry on it):
+    // the IPv4 side reaches the IPv6 service at the new address at once,
+    // through the route the reload adds on TUN, or on AF_XDP through the
+    // program swapped in behind the link.
+    let grown = lab.config_text(
+        "\n[[static_bib]]\nproto = \"tcp\"\nipv6 = \"[2001:db8:1::10]:8081\"\nipv4 = \"203.0.113.33:8081\"\n",
+    );
+    let grown =
+        grown.replacen("pool4 = [\"203.0.113.0/28\", ", "pool4 = [\"203.0.113.0/28\", \"203.0.113.32/28\", ", 1);
+    std::fs::write(&config, &grown).unwrap();
+    assert!(lab.ctl(&["reload"]).expect("reload adding a pool4 network").contains("applied"));
+    let service = spawn_tool(lab, 0, &["tcp-greet", "2001:db8:1::10", "8081", "--message", "new pool4 network"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = lab.exec(2, &tool(&["tcp-fetch", "203.0.113.33", "8081"])).expect("IPv4 client to the new network");
+    assert_eq!(got.trim(), "new pool4 network");
+    let _ = service.join();
+    std::fs::write(&config, lab.config_text("")).unwrap();
+    assert!(lab.ctl(&["reload"]).expect("reload back").contains("applied"));
     // Static entries at run time.
     lab.ctl(&["bib", "add", "udp", "[2001:db8:1::10]:5353", "203.0.113.3:5353"]).expect("bib add");
     assert!(lab.ctl(&["bib", "--addr", "203.0.113.3"]).unwrap().contains("[2001:db8:1::10]:5353"));

@@ -69,10 +69,6 @@ impl Config {
         };
         let mut out = vec![];
         diff("", &a, &b, &mut out);
-        // The XDP program matches pool6 and pool4 as they were at start.
-        if self.dataplane == super::DataplaneMode::Xdp && self.pool4 != new.pool4 && !out.iter().any(|o| o == "pool4") {
-            out.push("pool4 (the xdp dataplane's program holds it)".into());
-        }
         out
     }
 }

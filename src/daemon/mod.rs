@@ -89,6 +89,8 @@ pub struct State {
     /// How packets reach the workers, for the report ("tun", or the AF_XDP
     /// interfaces, attach mode and copy mode).
     dataplane: String,
+    /// The AF_XDP dataplane's programs (a reload extends the pools they steer).
+    xdp: Option<Mutex<xdpstart::XdpControl>>,
     dns64: Option<Dns64Server>,
     /// The mapping log's counters and signals, when it is on.
     maplog: Option<std::sync::Arc<maplog::MapLogStats>>,
@@ -196,6 +198,16 @@ impl State {
             // until a restart: their BIB entries still serve live sessions.
             if let Some(d) = &self.device {
                 d.route_pool4(new.pool4.iter().filter(|e| !cur.pool4.contains(e)))?;
+            }
+        }
+        // AF_XDP: the programs steer the new pool4 networks too, before the
+        // NAT hands out their ports (a refusal here applies nothing; if a
+        // static entry below is then refused, the extra networks stay
+        // steered, which only means their frames reach the NAT to be dropped
+        // there rather than by the kernel).
+        if let Some(x) = &self.xdp {
+            if x.lock().unwrap_or_else(|e| e.into_inner()).steer(&new.pool4)? {
+                info!("xdp: the programs now steer {} pool4 network(s)", new.pool4.len());
             }
         }
         // Applied whole or refused whole: the static entries are the one
@@ -493,6 +505,7 @@ mod tests {
             notify: Notifier::default(),
             tun: "nat64".into(),
             dataplane: "tun".into(),
+            xdp: None,
             dns64: None,
             maplog: None,
             device: None,

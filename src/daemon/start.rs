@@ -300,14 +300,12 @@ fn spawn_xdp_workers(
     xcfg: &XlatConfig,
     stop: &Arc<AtomicBool>,
     hops: &Arc<crate::dataplane::hops::Shared>,
-    pool4: Vec<crate::addr::Net4>,
 ) -> Result<Vec<Worker>, StartError> {
     let mut workers = Vec::with_capacity(queues.len());
     for (i, q) in queues.into_iter().enumerate() {
-        let (st, stop, xcfg, hops, pool4) =
-            (Arc::clone(state), Arc::clone(stop), xcfg.clone(), Arc::clone(hops), pool4.clone());
+        let (st, stop, xcfg, hops) = (Arc::clone(state), Arc::clone(stop), xcfg.clone(), Arc::clone(hops));
         workers.push(spawn(format!("nat64d-w{i}"), &format!("worker {i}"), move || {
-            crate::dataplane::xdp::run(q, &st.nat, xcfg, &stop, &st.slots[i], i == 0, st.epoch, &hops, pool4)
+            crate::dataplane::xdp::run(q, &st.nat, xcfg, &stop, &st.slots[i], i == 0, st.epoch, &hops)
         })?);
     }
     Ok(workers)
@@ -395,6 +393,10 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     }
     let workers_n = dp.xdp.as_ref().map_or(dp.tuns.len(), |x| x.queues.len());
     let dataplane = dp.xdp.as_ref().map_or("tun".to_string(), |x| x.describe());
+    let (xdp_queues, xdp_control) = match dp.xdp {
+        Some(x) => (Some((x.queues, x.hops)), Some(Mutex::new(x.control))),
+        None => (None, None),
+    };
     let socket_path = cfg.control.socket.clone();
     let state = Arc::new(State {
         nat,
@@ -406,6 +408,7 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
         notify,
         tun: dp.name.clone(),
         dataplane,
+        xdp: xdp_control,
         dns64,
         maplog: log_sinks.as_ref().map(|_| Arc::new(maplog::MapLogStats::default())),
         device: dp.device,
@@ -414,17 +417,15 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     });
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(StartError::Signals)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (mut xdp_keep, mut hops_thread) = (vec![], None);
-    let workers = match dp.xdp {
-        Some(x) => {
-            let (stop2, hops) = (Arc::clone(&stop), Arc::clone(&x.hops));
+    let mut hops_thread = None;
+    let workers = match xdp_queues {
+        Some((queues, hops)) => {
+            let stop2 = Arc::clone(&stop);
+            let h = Arc::clone(&hops);
             hops_thread = Some(spawn("nat64d-hops".into(), "the next-hop thread", move || {
-                crate::dataplane::hops::mirror(hops, stop2)
+                crate::dataplane::hops::mirror(h, stop2)
             })?);
-            let pool4: Vec<crate::addr::Net4> = state.config().pool4.iter().map(|e| e.net.0).collect();
-            let w = spawn_xdp_workers(&state, x.queues, &xcfg, &stop, &x.hops, pool4)?;
-            xdp_keep = x.keep;
-            w
+            spawn_xdp_workers(&state, queues, &xcfg, &stop, &hops)?
         }
         None => spawn_workers(&state, dp.tuns, &xcfg, &stop, dp.io)?,
     };
@@ -465,8 +466,8 @@ fn start(cfg: Config, path: Option<PathBuf>, ov: Overrides, notify: Notifier) ->
     }
     stop.store(true, Ordering::Relaxed);
     let finals = join_workers(&state, workers, &mut failed);
-    // The programs detach with their links, after the workers are gone.
-    drop(xdp_keep);
+    // The programs detach with their links (dropped with the state) after
+    // the workers are gone.
     if let Some(t) = hops_thread {
         let _ = t.join();
     }

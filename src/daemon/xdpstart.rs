@@ -4,18 +4,81 @@
 //! and the first snapshot of the next hops. Every refusal names the
 //! interface, the step and the capability it needs.
 
-use crate::config::{Config, XdpAttach};
+use crate::addr::Net4;
+use crate::config::{Config, PoolEntry, XdpAttach};
 use crate::dataplane::hops::Shared;
 use crate::dataplane::xdp::Queue;
 use crate::sys::bpf::{self, AttachMode, Match, XDP_PASS};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+/// One interface's program: its link (dropped at the stop, which detaches
+/// it), its XSKMAP and the program now behind the link.
+pub struct Steering {
+    name: String,
+    link: OwnedFd,
+    map: OwnedFd,
+    prog: OwnedFd,
+}
+
+/// What a reload may change in the running dataplane: the pools the
+/// programs steer.
+pub struct XdpControl {
+    steering: Vec<Steering>,
+    pool6: Match<16>,
+    /// Every pool4 network steered since the start: a network a reload
+    /// removes stays steered until a restart (its BIB entries still serve
+    /// live sessions), as its route stays on TUN.
+    steered: Vec<Net4>,
+    hops: Arc<Shared>,
+}
+
+fn matches(nets: &[Net4]) -> Vec<Match<4>> {
+    nets.iter().map(|n| Match { addr: n.addr.octets(), len: n.len }).collect()
+}
+
+impl XdpControl {
+    /// Steer `pool4`'s networks too (a reload): a new program per
+    /// interface, loaded first (the verifier may refuse it), then swapped in
+    /// behind each link at once. False when nothing had to change.
+    pub fn steer(&mut self, pool4: &[PoolEntry]) -> Result<bool, String> {
+        let mut want = self.steered.clone();
+        for e in pool4 {
+            if !want.contains(&e.net.0) {
+                want.push(e.net.0);
+            }
+        }
+        if want == self.steered {
+            return Ok(false);
+        }
+        let m = matches(&want);
+        let mut progs = Vec::with_capacity(self.steering.len());
+        for st in &self.steering {
+            let insns = bpf::steering_program(st.map.as_raw_fd(), self.pool6, &m, XDP_PASS);
+            progs.push(bpf::load_xdp(&insns).map_err(|e| format!("xdp: {}: {e}", st.name))?);
+        }
+        for (i, (st, p)) in self.steering.iter().zip(&progs).enumerate() {
+            if let Err(e) = bpf::link_update(&st.link, p) {
+                // Put back the ones already swapped: all old or all new.
+                for back in &self.steering[..i] {
+                    let _ = bpf::link_update(&back.link, &back.prog);
+                }
+                return Err(format!("xdp: cannot swap the program on {}: {e}", st.name));
+            }
+        }
+        for (st, p) in self.steering.iter_mut().zip(progs) {
+            st.prog = p;
+        }
+        self.steered = want;
+        self.hops.set_pool4(self.steered.clone());
+        Ok(true)
+    }
+}
+
 /// The opened dataplane: the workers' queues and what keeps the programs attached.
 pub struct XdpPlane {
     pub queues: Vec<Queue>,
-    /// The BPF links, maps and programs: dropped at the stop, which detaches.
-    pub keep: Vec<OwnedFd>,
+    pub control: XdpControl,
     /// "native"/"generic", and zero copy or copy.
     pub attach: AttachMode,
     pub zero_copy: bool,
@@ -96,9 +159,14 @@ pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
     let zero_copy = qs.iter().all(|q| q.zero_copy());
     let p6 = cfg.pool6;
     let pool6 = Match { addr: p6.addr().octets(), len: p6.prefix_len() };
-    let pool4: Vec<Match<4>> =
-        cfg.pool4.iter().map(|e| Match { addr: e.net.0.addr.octets(), len: e.net.0.len }).collect();
-    let mut keep = vec![];
+    let mut steered: Vec<Net4> = vec![];
+    for e in &cfg.pool4 {
+        if !steered.contains(&e.net.0) {
+            steered.push(e.net.0);
+        }
+    }
+    let pool4 = matches(&steered);
+    let mut steering = vec![];
     let mut attach = AttachMode::Native;
     for (n, &ifindex) in names.iter().zip(&ifindexes) {
         let map = bpf::xsk_map(queues as u32)
@@ -144,14 +212,17 @@ pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
             };
             return Err(format!("xdp: cannot attach the program to {n} ({} mode): {e}{hint}", m.label()));
         };
-        keep.extend([link, prog, map]);
+        steering.push(Steering { name: n.clone(), link, map, prog });
     }
     let hops = crate::dataplane::hops::first()?;
+    hops.set_pool4(steered.clone());
     let (links, routes, neigh) = hops.get().sizes();
     tracing::info!(
         "next hops: {links} Ethernet link(s), {routes} route(s), {neigh} neighbour(s) mirrored from the kernel"
     );
     let mtu6 = mtus[0];
     let mtu4 = *mtus.last().unwrap_or(&mtu6);
-    Ok(XdpPlane { queues: qs, keep, attach, zero_copy, interfaces: names, mtus: (mtu6, mtu4), hops: Arc::new(hops) })
+    let hops = Arc::new(hops);
+    let control = XdpControl { steering, pool6, steered, hops: Arc::clone(&hops) };
+    Ok(XdpPlane { queues: qs, control, attach, zero_copy, interfaces: names, mtus: (mtu6, mtu4), hops })
 }

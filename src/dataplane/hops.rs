@@ -177,6 +177,9 @@ impl Hops {
 #[derive(Debug, Default)]
 pub struct Shared {
     current: Mutex<Arc<Hops>>,
+    /// The pool4 networks the program steers (for hairpinning), which a
+    /// reload may extend; published under the same generation.
+    pool4: Mutex<Arc<Vec<crate::addr::Net4>>>,
     generation: AtomicU64,
     pub dumps: AtomicU64,
     pub dump_errors: AtomicU64,
@@ -193,6 +196,15 @@ impl Shared {
 
     pub fn get(&self) -> Arc<Hops> {
         Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn pool4(&self) -> Arc<Vec<crate::addr::Net4>> {
+        Arc::clone(&self.pool4.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn set_pool4(&self, nets: Vec<crate::addr::Net4>) {
+        *self.pool4.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(nets);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     fn publish(&self, h: Hops) {

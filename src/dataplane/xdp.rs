@@ -110,7 +110,7 @@ struct Out {
     generation: u64,
     raw: RawIp,
     st: XdpStats,
-    pool4: Vec<Net4>,
+    pool4: Arc<Vec<Net4>>,
 }
 
 fn dst_of(p: &[u8]) -> Option<IpAddr> {
@@ -275,7 +275,6 @@ pub fn run(
     sweeper: bool,
     epoch: Instant,
     hops: &Shared,
-    pool4: Vec<Net4>,
 ) -> io::Result<WorkerStats> {
     let mut c = Core::new(cfg, nat, slot, sweeper, epoch);
     let Queue { mut umem, ports, .. } = q;
@@ -288,7 +287,7 @@ pub fn run(
         generation: hops.generation(),
         raw: RawIp::open()?,
         st: XdpStats { xdp_workers: 1, ..XdpStats::default() },
-        pool4,
+        pool4: hops.pool4(),
     };
     o.free.extend((0..frames as u64).rev().map(|i| i * FRAME as u64));
     o.reclaim();
@@ -303,6 +302,7 @@ pub fn run(
             if hops.generation() != o.generation {
                 o.generation = hops.generation();
                 o.hops = hops.get();
+                o.pool4 = hops.pool4();
                 follow_mtus(&mut c, &o);
             }
             let now = c.now();

@@ -22,6 +22,7 @@ const BPF_MAP_UPDATE_ELEM: u32 = 2;
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_PROG_TEST_RUN: u32 = 10;
 const BPF_LINK_CREATE: u32 = 28;
+const BPF_LINK_UPDATE: u32 = 29;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
@@ -144,6 +145,15 @@ pub fn attach_xdp(prog: &OwnedFd, ifindex: u32, mode: AttachMode) -> io::Result<
     put32(&mut a, 8, BPF_XDP);
     put32(&mut a, 12, mode.flags());
     bpf(BPF_LINK_CREATE, &mut a).map(fd_of)
+}
+
+/// Swap the program behind a link for `prog`, atomically: every frame
+/// meets either the old program or the new one.
+pub fn link_update(link: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, link.as_raw_fd() as u32);
+    put32(&mut a, 4, prog.as_raw_fd() as u32);
+    bpf(BPF_LINK_UPDATE, &mut a).map(|_| ())
 }
 
 /// Run the program once over `frame` (BPF_PROG_TEST_RUN): its verdict.

@@ -136,3 +136,31 @@ fn socket_on_veth_receives_picked_frames() {
     });
     t.join().expect("the namespace thread");
 }
+
+// A reload swaps a new program in behind the link (BPF_LINK_UPDATE), in
+// both attach modes; that the new program's pools then apply is the lab's
+// check (tests/lab_e2e.rs, a reload adding a pool4 network).
+#[test]
+fn program_swapped_behind_the_link() {
+    if !root() {
+        return;
+    }
+    let t = std::thread::spawn(|| {
+        // SAFETY: as above, this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        sh(&["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+        sh(&["ip", "link", "set", "va", "up"]);
+        sh(&["ip", "link", "set", "vb", "up"]);
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) };
+        let map = bpf::xsk_map(1).expect("XSKMAP");
+        let one = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4[..1], XDP_PASS)).expect("load");
+        let two = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4, XDP_PASS)).expect("load");
+        for mode in [AttachMode::Generic, AttachMode::Native] {
+            let link = bpf::attach_xdp(&one, ifindex, mode).expect("attach");
+            bpf::link_update(&link, &two).unwrap_or_else(|e| panic!("{} link update: {e}", mode.label()));
+            drop(link);
+        }
+    });
+    t.join().expect("the namespace thread");
+}
