@@ -49,6 +49,21 @@ mod mmsg;
 pub mod splice;
 #[cfg(test)]
 mod xdp_tests;
+
+/// For root-only tests elsewhere in the crate: whether this is root, and a
+/// fresh network namespace for the calling thread (and its children).
+#[cfg(test)]
+pub mod testns {
+    pub fn root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    pub fn unshare_net() {
+        // SAFETY: unshare affects the calling thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+    }
+}
 pub mod xsk;
 pub use mmsg::{RecvBatch, SendBatch};
 
