@@ -908,6 +908,27 @@ fn second_daemon_on_the_device_is_refused(lab: &Lab) {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("xdp: cannot open an AF_XDP socket") && err.contains("holds that queue"), "{err}");
         assert!(!sock.exists(), "the refused daemon removed its control socket");
+        // Without a capability it needs, the refusal names it (setpriv takes
+        // it out of the bounding set, so root's exec does not get it back).
+        // (CAP_IPC_LOCK only matters while RLIMIT_MEMLOCK is below the 32 MiB UMEM.)
+        let memlock_kb = run("sh", &["-c", "ulimit -l"]).unwrap_or_default().trim().parse::<u64>().ok();
+        let mut caps = vec![("net_raw", "needs CAP_NET_RAW")];
+        if memlock_kb.is_some_and(|kb| kb < 32 << 10) {
+            caps.push(("ipc_lock", "give CAP_IPC_LOCK"));
+        }
+        for (cap, says) in caps {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &lab.ns[1], "setpriv", "--inh-caps=-all", &format!("--bounding-set=-{cap}")])
+                .args([env!("CARGO_BIN_EXE_nat64d"), "--pool4", "203.0.113.64/28", "--pool6", "2001:db8:64::/96"])
+                .args(["--allow-non-global", "--dataplane", "xdp", "--xdp-ipv6", &g0, "--xdp-ipv4", &g1])
+                .arg("--control-socket")
+                .arg(&sock)
+                .output()
+                .expect("run nat64d without a capability");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "without {cap}: {err}");
+            assert!(err.contains(says), "without {cap}: {err}");
+        }
         let ping = lab.exec(0, &["ping", "-c", "1", "-W", "3", SERVER6]).expect("still translating");
         assert!(ping.contains("1 received"), "{ping}");
         return;

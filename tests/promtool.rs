@@ -40,6 +40,8 @@ fn promtool_finds_nothing_to_complain_about() {
     let r = StatsReport::example();
     let text = r.prometheus();
     assert!(text.contains("nat64d_build_info{version=\""), "{text}");
+    // Issue 20: the AF_XDP families are in the text promtool checks.
+    assert!(text.contains("nat64d_xdp_rx_frames_total 13") && text.contains("nat64d_dataplane_info{"), "{text}");
     let complaints = check_metrics(&text);
     assert!(complaints.is_empty(), "promtool check metrics:\n{complaints}");
 }

@@ -150,10 +150,15 @@ impl StatsReport {
         let mut w = WorkerStats::default();
         w.xlat.out_6to4.packets[0] = 10;
         w.xlat.in_4to6.packets[1] = 3;
+        // The AF_XDP dataplane's block too, so every metric family is shown.
+        w.xdp.xdp_workers = 1;
+        w.xdp.rx_frames = 13;
+        w.xdp.tx_frames = 13;
         let census = Census { sessions: [2, 1, 0], bibs: [2, 1, 0], ..Census::default() };
         let pool = [(Ipv4Addr::new(203, 0, 113, 1), [2, 1, 0])];
         let mut r = StatsReport::build(75, &[w], &census, &NatCounters::default(), 16, &pool);
         r.dns64 = Some(crate::dns64::server::Dns64Stats::default());
+        r.dataplane = "AF_XDP on eth0 (IPv6) and eth1 (IPv4), native XDP, copy mode".into();
         r.mapping_log = Some(MapLogReport { file: "/var/log/nat64d/mapping.jsonl".into(), ..MapLogReport::default() });
         r.proxy = Some(ProxyStats {
             listen: vec![std::net::SocketAddr::from(([192, 0, 2, 1], 443))],

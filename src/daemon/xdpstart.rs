@@ -146,14 +146,21 @@ pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
     let mut qs = Vec::with_capacity(queues);
     for q in 0..queues {
         qs.push(Queue::open(&ifindexes, q as u32, x.frames, x.copy).map_err(|e| {
+            let raw = e.to_string().starts_with("raw IP socket");
             let hint = match e.raw_os_error() {
+                _ if raw => "",
                 Some(libc::EPERM) | Some(libc::EACCES) => {
                     " (needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK)"
                 }
                 Some(libc::EBUSY) => " (another AF_XDP socket, another nat64d?, holds that queue)",
+                // UMEM registration counts against RLIMIT_MEMLOCK without CAP_IPC_LOCK.
+                Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+                    " (the UMEM is more than RLIMIT_MEMLOCK allows: give CAP_IPC_LOCK, raise LimitMEMLOCK, or lower xdp.frames)"
+                }
                 _ => "",
             };
-            format!("xdp: cannot open an AF_XDP socket on queue {q} of {}: {e}{hint}", names.join("/"))
+            let what = if raw { "the raw IP sockets for" } else { "an AF_XDP socket on" };
+            format!("xdp: cannot open {what} queue {q} of {}: {e}{hint}", names.join("/"))
         })?);
     }
     let zero_copy = qs.iter().all(|q| q.zero_copy());

@@ -76,12 +76,15 @@ pub struct Queue {
     pub queue: u32,
     pub umem: Umem,
     pub ports: Vec<Port>,
+    /// The way to the kernel for packets it must route.
+    raw: RawIp,
 }
 
 impl Queue {
     /// The UMEM and a socket on each interface's queue `queue` (the second
     /// sharing the first's UMEM).
     pub fn open(ifindexes: &[u32], queue: u32, frames: usize, copy: bool) -> io::Result<Queue> {
+        let raw = RawIp::open()?;
         let umem = Umem::new(frames)?;
         let mut ports: Vec<Port> = Vec::with_capacity(ifindexes.len());
         for &ifindex in ifindexes {
@@ -93,7 +96,7 @@ impl Queue {
             }
             ports.push(Port { ifindex, socket, pending: false });
         }
-        Ok(Queue { queue, umem, ports })
+        Ok(Queue { queue, umem, ports, raw })
     }
 
     pub fn zero_copy(&self) -> bool {
@@ -285,7 +288,7 @@ pub fn run(
     hops: &Shared,
 ) -> io::Result<WorkerStats> {
     let mut c = Core::new(cfg, nat, slot, sweeper, epoch);
-    let Queue { mut umem, ports, .. } = q;
+    let Queue { mut umem, ports, raw, .. } = q;
     let frames = umem.frames();
     let mut o = Out {
         ports,
@@ -293,7 +296,7 @@ pub fn run(
         free: Vec::with_capacity(frames),
         hops: hops.get(),
         generation: hops.generation(),
-        raw: RawIp::open()?,
+        raw,
         st: XdpStats { xdp_workers: 1, ..XdpStats::default() },
         pool4: hops.pool4(),
     };
@@ -477,7 +480,7 @@ mod tests {
         sh(&["ip", "link", "set", "vb", "up"]);
         let vb = crate::sys::ifindex("vb").expect("vb");
         let q = Queue::open(&[vb], 0, 1024, true).expect("AF_XDP socket on vb");
-        let Queue { mut umem, ports, .. } = q;
+        let Queue { mut umem, ports, raw, .. } = q;
         let mut h = Hops::new();
         h.add_link(vb, Link { mac: MAC_VB, mtu: 1500 });
         let r = |gw: &str| Route { gateway: Some(ip(gw)), oif: vb, local: false, metric: 0 };
@@ -491,7 +494,7 @@ mod tests {
             free: Vec::with_capacity(1024),
             hops: Arc::new(h),
             generation: 0,
-            raw: RawIp::open().expect("raw sockets"),
+            raw,
             st: XdpStats::default(),
             pool4: Arc::new(vec!["203.0.113.0/28".parse().unwrap()]),
         };
