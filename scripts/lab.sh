@@ -6,6 +6,8 @@
 #   pool6 2001:db8:64::/96 (the server is 2001:db8:64::c000:202), pool4 203.0.113.0/28
 #
 # Usage (as root): scripts/lab.sh demo | up | down
+#   DATAPLANE=xdp scripts/lab.sh demo: the same on the AF_XDP dataplane
+#   (sockets on the gateway's veths g0 and g1 instead of a TUN device)
 #   demo: build, bring the lab up, ping, resolve a name through DNS64 and
 #         fetch a page by that name through the gateway,
 #         show `nat64ctl stats`, tear down
@@ -59,11 +61,23 @@ up() {
   echo $! >"$RUN/dns.pid"
   mkdir -p "/etc/netns/$C"
   echo "nameserver 2001:db8:1::1" >"/etc/netns/$C/resolv.conf"
-  ip netns exec $G target/release/nat64d --pool6 2001:db8:64::/96 --pool4 203.0.113.0/28 --tun nat64 \
+  dp=(--tun nat64)
+  if [ "${DATAPLANE:-tun}" = xdp ]; then
+    need ethtool ethtool
+    # veth hands its peer the local stack's partial checksums, which an
+    # AF_XDP socket cannot see are partial: the end hosts send complete ones.
+    ip netns exec $C ethtool -K c0 tx off >/dev/null
+    ip netns exec $S ethtool -K s0 tx off >/dev/null
+    dp=(--dataplane xdp --xdp-ipv6 g0 --xdp-ipv4 g1)
+  fi
+  ip netns exec $G target/release/nat64d --pool6 2001:db8:64::/96 --pool4 203.0.113.0/28 "${dp[@]}" \
     --control-socket "$RUN/control.sock" --dns64-upstream 192.0.2.2:53 \
     --dns64-listen '[2001:db8:1::1]:53' --dns64-allow 2001:db8:1::/64 >"$RUN/nat64d.log" 2>&1 &
   echo $! >"$RUN/nat64d.pid"
-  for _ in $(seq 50); do ip -n $G link show nat64 2>/dev/null | grep -q UP && break; sleep 0.1; done
+  for _ in $(seq 50); do
+    target/release/nat64ctl --socket "$RUN/control.sock" stats >/dev/null 2>&1 && break
+    sleep 0.1
+  done
   echo "lab up: nat64d pid $(cat "$RUN/nat64d.pid"), log $RUN/nat64d.log"
 }
 

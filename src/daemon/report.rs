@@ -313,12 +313,15 @@ impl StatsReport {
         if self.icmp_errors_suppressed > 0 {
             let _ = writeln!(o, "  {:<20}{:>12}", "ICMP errors limited", self.icmp_errors_suppressed);
         }
-        let _ = writeln!(o, "  {:<20}{:>12}", "TUN write errors", self.tun_write_errors);
-        let _ = writeln!(
-            o,
-            "  {:<20}{:>12}  (dropped by the kernel before nat64d read them)",
-            "TUN queue drops", self.tun_queue_drops
-        );
+        if self.xdp.xdp_workers == 0 {
+            // (On AF_XDP the sockets' own counters are on the AF_XDP line.)
+            let _ = writeln!(o, "  {:<20}{:>12}", "TUN write errors", self.tun_write_errors);
+            let _ = writeln!(
+                o,
+                "  {:<20}{:>12}  (dropped by the kernel before nat64d read them)",
+                "TUN queue drops", self.tun_queue_drops
+            );
+        }
         let f = &self.offload;
         if f.gso_packets + f.software_segmented + f.checksums_completed + f.bad_vnet_header > 0 {
             let _ = writeln!(

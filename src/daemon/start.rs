@@ -587,6 +587,13 @@ fn summarise_stop(state: &State, finals: &[WorkerStats]) {
         total.merge(f);
     }
     let x = &total.xlat;
+    let d = &total.xdp;
+    if d.xdp_workers > 0 {
+        info!(
+            "AF_XDP: {} frames in, {} out, {} to the kernel ({} refused), {} lost to a full TX ring, {} for want of a free frame",
+            d.rx_frames, d.tx_frames, d.to_kernel, d.to_kernel_errors, d.tx_ring_full, d.no_free_frame
+        );
+    }
     info!(
         "stopped: {} packets IPv6->IPv4, {} IPv4->IPv6, {} dropped, {} ICMP errors sent, {} lost writing to the TUN device, {} sessions left",
         x.out_6to4.packets.iter().sum::<u64>(),
