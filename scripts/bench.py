@@ -15,6 +15,7 @@ Modes (--modes, comma-separated):
                 no TUN; the client's and server's veths send complete checksums
                 (ethtool tx off: veth hands a peer partial ones), which also
                 turns their TSO off for this mode
+  nat64d-xdp-generic  the same with the program in the generic (skb) path
   tayga         TAYGA (Debian) with nftables masquerade behind it: the classic
                 stateful NAT64; same network-specific prefix 2001:db8:64::/96
   kernel6       plain IPv6 forwarding, no translation (the path's limit)
@@ -186,6 +187,8 @@ class Gateway:
                     f.write("[nat.ports]\nmode = \"blocks\"\nblock_size = 512\nmax_blocks = 120\n")
                 if m in ("nat64d-log", "nat64d-blocks"):
                     f.write(f"[mapping_log]\nfile = \"{self.work}/{m}-mapping.jsonl\"\n")
+                if m == "nat64d-xdp-generic":
+                    f.write("[xdp]\nattach = \"generic\"\n")
             args = [os.path.join(ROOT, "target/release/nat64d"), "--config", conf, "--pool6", PREFIX, "--pool4", POOL4,
                     "--control-socket", os.path.join(self.work, "ctl.sock")]
             if m == "nat64d-nooff":
@@ -194,13 +197,13 @@ class Gateway:
                 args += ["--queues", "1"]
             if m == "nat64d-plain":
                 args += ["--no-io-uring"]
-            if m == "nat64d-xdp":
+            if m.startswith("nat64d-xdp"):
                 args += ["--dataplane", "xdp", "--xdp-ipv6", "g0", "--xdp-ipv4", "g1"]
                 xdp_checksums(True)
             sh("ip", "-n", S, "route", "replace", "203.0.113.0/24", "via", "192.0.2.1")
             log = os.path.join(self.work, f"{m}.log")
             self.proc = bg(*args, ns=G, log=log)
-            if m == "nat64d-xdp":
+            if m.startswith("nat64d-xdp"):
                 wait_for(lambda: "translating" in open(log).read())
             else:
                 wait_for(lambda: "UP" in sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False))
@@ -232,7 +235,7 @@ class Gateway:
         if self.mode == "tayga":
             subprocess.run(["ip", "netns", "exec", G, "nft", "delete", "table", "ip", "nb"], capture_output=True)
             subprocess.run(["ip", "-n", G, "link", "del", "nat64t"], capture_output=True)
-        if self.mode == "nat64d-xdp":
+        if self.mode.startswith("nat64d-xdp"):
             xdp_checksums(False)
         if self.mode.startswith("nat64d"):
             subprocess.run(["ip", "-n", S, "route", "del", "203.0.113.0/24"], capture_output=True)
@@ -468,6 +471,8 @@ def print_table(results, a):
     for y in ("tayga", "kernel6", "nat64d"):
         if "nat64d-xdp" in results and y in results:
             ratios.append(("nat64d-xdp", y))
+    if "nat64d-xdp-generic" in results and "nat64d-xdp" in results:
+        ratios.append(("nat64d-xdp-generic", "nat64d-xdp"))
     head += "".join(f" | {x}/{y}" for x, y in ratios) + " |"
     print(head)
     print("|" + "---|" * (1 + len(modes) + len(ratios)))
