@@ -417,11 +417,6 @@ mod tests {
     use crate::dataplane::hops::{Link, Route};
     use crate::testpkt::{udp, V4, V6};
     use crate::{Prefix6052, Rfc6052Mapper};
-    use std::process::Command;
-
-    fn sh(args: &[&str]) {
-        assert!(Command::new(args[0]).args(&args[1..]).status().expect(args[0]).success(), "{args:?}");
-    }
 
     const MAC_VB: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
     const MAC_GW4: [u8; 6] = [2, 0, 0, 0, 0, 4];
@@ -474,11 +469,7 @@ mod tests {
     }
 
     fn run_frames() {
-        crate::sys::testns::unshare_net();
-        sh(&["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"]);
-        sh(&["ip", "link", "set", "va", "up"]);
-        sh(&["ip", "link", "set", "vb", "up"]);
-        let vb = crate::sys::ifindex("vb").expect("vb");
+        let vb = crate::sys::testns::veth_pair();
         let q = Queue::open(&[vb], 0, 1024, true).expect("AF_XDP socket on vb");
         let Queue { mut umem, ports, raw, .. } = q;
         let mut h = Hops::new();

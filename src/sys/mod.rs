@@ -63,6 +63,22 @@ pub mod testns {
         // SAFETY: unshare affects the calling thread only.
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
     }
+
+    pub fn sh(args: &[&str]) {
+        let st = std::process::Command::new(args[0]).args(&args[1..]).status().expect(args[0]);
+        assert!(st.success(), "{args:?}");
+    }
+
+    /// A fresh network namespace for this thread with a veth pair va/vb,
+    /// both up; vb's ifindex (looked up in this namespace: not in /sys,
+    /// which shows the namespace it was mounted in).
+    pub fn veth_pair() -> u32 {
+        unshare_net();
+        sh(&["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+        sh(&["ip", "link", "set", "va", "up"]);
+        sh(&["ip", "link", "set", "vb", "up"]);
+        super::ifindex("vb").expect("vb's ifindex")
+    }
 }
 pub mod xsk;
 pub use mmsg::{RecvBatch, SendBatch};

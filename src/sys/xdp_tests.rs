@@ -10,8 +10,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 
 fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = super::testns::root();
     if !root {
         assert!(
             std::env::var_os("NAT64D_REQUIRE_ROOT_TESTS").is_none(),
@@ -77,10 +76,7 @@ fn verifier_accepts_program_and_it_picks_only_pool_traffic() {
     }
 }
 
-fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().expect(args[0]);
-    assert!(st.success(), "{args:?}");
-}
+use super::testns::sh;
 
 // A frame the program picks arrives on the AF_XDP socket of its queue,
 // whole, with its Ethernet header and the XDP headroom before it.
@@ -90,21 +86,13 @@ fn socket_on_veth_receives_picked_frames() {
         return;
     }
     let t = std::thread::spawn(|| {
-        // SAFETY: unshare affects this thread only (a fresh network namespace for it and its children).
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-        sh(&["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"]);
-        sh(&["ip", "link", "set", "va", "up"]);
-        sh(&["ip", "link", "set", "vb", "up"]);
+        let ifindex = super::testns::veth_pair();
         sh(&["ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", "va", "nodad"]);
         // Both ends are in this namespace: the gateway is a made-up address
         // whose neighbour entry is vb's MAC, so frames to pool6 cross to vb.
         sh(&["ip", "link", "set", "vb", "address", "02:00:00:00:00:0b"]);
         sh(&["ip", "-6", "neigh", "add", "2001:db8:1::99", "lladdr", "02:00:00:00:00:0b", "dev", "va"]);
         sh(&["ip", "-6", "route", "add", "64:ff9b::/96", "via", "2001:db8:1::99", "dev", "va"]);
-        // Not /sys: it shows the namespace it was mounted in, not this thread's.
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) };
-        assert_ne!(ifindex, 0, "vb's ifindex");
         let map = bpf::xsk_map(1).expect("XSKMAP");
         let prog = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4, XDP_PASS)).expect("load");
         let (_link, mode) = match bpf::attach_xdp(&prog, ifindex, AttachMode::Native) {
@@ -146,13 +134,7 @@ fn program_swapped_behind_the_link() {
         return;
     }
     let t = std::thread::spawn(|| {
-        // SAFETY: as above, this thread only.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-        sh(&["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"]);
-        sh(&["ip", "link", "set", "va", "up"]);
-        sh(&["ip", "link", "set", "vb", "up"]);
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) };
+        let ifindex = super::testns::veth_pair();
         let map = bpf::xsk_map(1).expect("XSKMAP");
         let one = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4[..1], XDP_PASS)).expect("load");
         let two = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4, XDP_PASS)).expect("load");
