@@ -634,10 +634,17 @@ fn time_exceeded_from_ipv4_side(lab: &Lab) {
     // RFC 7915 4.2: the IPv4 server's Port Unreachable (ICMPv4 3/3) for a
     // UDP port nobody listens on reaches the client as ICMPv6 1/4: its
     // connected socket sees ECONNREFUSED.
-    // (From the client address on the plain pool: the other one's pool has
-    // 100 UDP ports, which only some source ports' shards can hand out.)
-    let r = lab.exec(0, &tool(&["udp-probe", SERVER6, "7", "--bind", "2001:db8:1::10"])).expect("probe a closed port");
-    assert_eq!(r.trim(), "ECONNREFUSED", "Port Unreachable translated: {}", lab.ctl(&["stats"]).unwrap_or_default());
+    // From each client address: the second one has a customer pool of 100
+    // UDP ports, which every source port must be able to reach.
+    for from in ["2001:db8:1::10", "2001:db8:1::11"] {
+        let r = lab.exec(0, &tool(&["udp-probe", SERVER6, "7", "--bind", from])).expect("probe a closed port");
+        assert_eq!(
+            r.trim(),
+            "ECONNREFUSED",
+            "Port Unreachable translated for {from}: {}",
+            lab.ctl(&["stats"]).unwrap_or_default()
+        );
+    }
     if lab.xdp {
         // No kernel forwarding in front of the translator on AF_XDP: hop
         // limit 1 expires in the translator itself (RFC 7915 5.1), and its

@@ -44,6 +44,38 @@ pub struct Nat {
     /// A standby: sessions follow the active's word, not their own
     /// timers (no expiry sweep) until it takes over.
     standby: AtomicBool,
+    /// Session mode: pool4 groups (in the pool's order) whose port range
+    /// for a protocol lies in the blocks of only some shards, with that
+    /// range. A flow of such a group's client is homed by its source port
+    /// folded into the range, so it lands on a shard that has ports for it.
+    /// Empty (the usual case) when every group's ranges reach every shard.
+    narrow: Vec<NarrowGroup>,
+}
+
+/// A pool4 group's clients and, per protocol, its range when only some
+/// shards' blocks reach it.
+type NarrowGroup = (Option<crate::addr::Net6>, [Option<(u16, u16)>; 3]);
+
+/// Groups whose ranges (the first address's, per protocol) reach only some
+/// of the `n` shards' blocks of `unit` ports.
+fn narrow_groups(groups: &[super::PoolGroup], unit: u16, n: usize) -> Vec<NarrowGroup> {
+    let mut out = vec![];
+    for g in groups {
+        let mut r = [None; 3];
+        if let Some(a) = g.addrs.first() {
+            for (i, pr) in a.ports.iter().enumerate() {
+                let blocks = (pr.hi / unit.max(1)) as usize - (pr.lo / unit.max(1)) as usize + 1;
+                if pr.lo <= pr.hi && blocks < n {
+                    r[i] = Some((pr.lo, pr.hi));
+                }
+            }
+        }
+        out.push((g.clients, r));
+    }
+    if out.iter().all(|(_, r)| r.iter().all(Option::is_none)) {
+        out.clear();
+    }
+    out
 }
 
 impl Nat {
@@ -64,6 +96,10 @@ impl Nat {
             has_homes: AtomicBool::new(false),
             frags: Mutex::new(FragTable::new(FRAG_CAP * n)),
             standby: AtomicBool::new(false),
+            narrow: match cfg.ports.mode {
+                PortMode::Session => narrow_groups(&cfg.pool4, cfg.ports.unit(), n),
+                _ => vec![],
+            },
         }
     }
 
@@ -98,13 +134,31 @@ impl Nat {
             }
         }
         match self.ports.mode {
-            PortMode::Session => self.by_port(port),
+            PortMode::Session => self.by_port(self.fold(proto, a, port)),
             PortMode::Blocks => self.subscriber_shard(a),
             PortMode::Deterministic => self
                 .det
                 .iter()
                 .find_map(|m| m.map(a))
                 .map_or_else(|| self.subscriber_shard(a), |(_, b)| self.by_port(self.ports.block_range(b).0)),
+        }
+    }
+
+    /// Session mode: the port a flow is homed by. Its own, unless its
+    /// client's group has a range for `proto` that only some shards' blocks
+    /// reach and the port lies outside it: then the port folded into the
+    /// range (the same port every time, so every packet of the flow finds
+    /// its shard, and the shard it finds owns ports of the range, in
+    /// proportion to its share of the range).
+    #[inline]
+    fn fold(&self, proto: Proto, a: Ipv6Addr, port: u16) -> u16 {
+        if self.narrow.is_empty() {
+            return port;
+        }
+        let group = self.narrow.iter().find(|(clients, _)| clients.is_none_or(|c| c.contains(a)));
+        match group.and_then(|(_, r)| r[proto as usize]) {
+            Some((lo, hi)) if !(lo..=hi).contains(&port) => lo + ((port as u32) % (hi as u32 - lo as u32 + 1)) as u16,
+            _ => port,
         }
     }
 

@@ -1284,3 +1284,39 @@ fn a_standby_does_not_log_what_the_active_logged() {
     nat_flow(&standby, &mut x, &mut out, &udp6(A, 5001, SERVER, 53), 7 * MIN).unwrap();
     assert!(logged(&standby) >= 2, "promoted, it logs its own flow");
 }
+
+// RFC 6146 3.5.1.1 with a customer pool of 100 UDP ports (20000-20099 on
+// one address, as `{ net = ..., udp = "20000-20099", clients = ... }`) in a
+// 16-shard NAT: every one of the client's flows gets a port of the range
+// whatever its source port, and the replies come back to it. (Before, a
+// flow was homed by its source port's 64-port block and only the three
+// shards owning 20000-20099 had ports to give: most flows were refused as
+// pool_exhausted, found by the AF_XDP lab's port-unreachable probe.)
+#[test]
+fn a_narrow_customer_range_serves_every_source_port() {
+    let mut c = cfg();
+    let own = Ipv4Addr::new(203, 0, 113, 17);
+    let mut addr = PoolAddr::new(own);
+    addr.ports[Proto::Udp as usize] = super::pool4::PortRange { lo: 20000, hi: 20099 };
+    c.pool4.insert(0, PoolGroup { clients: Some("2001:db8:2::30/128".parse().unwrap()), addrs: vec![addr] });
+    let nat = Nat::new(c, 16);
+    let mut x = Translator::new(XlatConfig::default());
+    let mut out = vec![0u8; OUT_BUF_LEN];
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..100u16 {
+        let sport = 40000 + i * 7;
+        let p = nat_flow(&nat, &mut x, &mut out, &udp6(C, sport, SERVER, 53), 0)
+            .unwrap_or_else(|| panic!("flow {i} from port {sport} refused: {:?}", nat.counters()));
+        let (src, port) = (a4(&p, 12), p16(&p, 20));
+        assert_eq!(src, own);
+        assert!((20000..=20099).contains(&port), "{port}");
+        assert!(ports.insert(port), "port {port} given twice");
+        let back = nat_flow(&nat, &mut x, &mut out, &udp4(SERVER, 53, own, port), 1).expect("the reply");
+        assert_eq!((a6(&back, 24), p16(&back, 42)), (C, sport), "the reply reaches the flow");
+        // The flow's next packet finds the same mapping.
+        let again = nat_flow(&nat, &mut x, &mut out, &udp6(C, sport, SERVER, 53), 2).unwrap();
+        assert_eq!(p16(&again, 20), port);
+    }
+    // The range holds 100: the 101st flow is refused, not given a port twice.
+    assert!(nat_flow(&nat, &mut x, &mut out, &udp6(C, 39999, SERVER, 53), 3).is_none());
+}
