@@ -193,16 +193,27 @@ pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
         };
         let mut err = None;
         let mut link = None;
-        for &m in tries {
-            match bpf::attach_xdp(&prog, ifindex, m) {
-                Ok(l) => {
-                    if m == AttachMode::Generic {
-                        attach = AttachMode::Generic;
+        'modes: for &m in tries {
+            // A program a stopped nat64d left is detached shortly after
+            // its process ends (the kernel defers it): a restart that comes
+            // at once waits up to a second for it rather than failing.
+            for attempt in 0..10 {
+                match bpf::attach_xdp(&prog, ifindex, m) {
+                    Ok(l) => {
+                        if m == AttachMode::Generic {
+                            attach = AttachMode::Generic;
+                        }
+                        link = Some(l);
+                        break 'modes;
                     }
-                    link = Some(l);
-                    break;
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) && attempt < 9 => {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        err = Some((m, e));
+                        break;
+                    }
                 }
-                Err(e) => err = Some((m, e)),
             }
         }
         let Some(link) = link else {

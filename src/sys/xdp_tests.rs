@@ -133,16 +133,18 @@ fn program_swapped_behind_the_link() {
     if !root() {
         return;
     }
-    let t = std::thread::spawn(|| {
-        let ifindex = super::testns::veth_pair();
-        let map = bpf::xsk_map(1).expect("XSKMAP");
-        let one = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4[..1], XDP_PASS)).expect("load");
-        let two = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4, XDP_PASS)).expect("load");
-        for mode in [AttachMode::Generic, AttachMode::Native] {
+    // Each mode on its own veth pair: a link's detach after its last
+    // descriptor closes is deferred, so the next attach must not meet it.
+    for mode in [AttachMode::Native, AttachMode::Generic] {
+        let t = std::thread::spawn(move || {
+            let ifindex = super::testns::veth_pair();
+            let map = bpf::xsk_map(1).expect("XSKMAP");
+            let one =
+                bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4[..1], XDP_PASS)).expect("load");
+            let two = bpf::load_xdp(&bpf::steering_program(map.as_raw_fd(), POOL6, &POOL4, XDP_PASS)).expect("load");
             let link = bpf::attach_xdp(&one, ifindex, mode).expect("attach");
             bpf::link_update(&link, &two).unwrap_or_else(|e| panic!("{} link update: {e}", mode.label()));
-            drop(link);
-        }
-    });
-    t.join().expect("the namespace thread");
+        });
+        t.join().expect("the namespace thread");
+    }
 }
