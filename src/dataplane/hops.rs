@@ -181,8 +181,6 @@ pub struct Shared {
     /// reload may extend; published under the same generation.
     pool4: Mutex<Arc<Vec<crate::addr::Net4>>>,
     generation: AtomicU64,
-    pub dumps: AtomicU64,
-    pub dump_errors: AtomicU64,
 }
 
 impl Shared {
@@ -210,7 +208,6 @@ impl Shared {
     fn publish(&self, h: Hops) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(h);
         self.generation.fetch_add(1, Ordering::Release);
-        self.dumps.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -370,7 +367,6 @@ pub fn mirror(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             match dump(&h).await {
                 Ok(hops) => shared.publish(hops),
                 Err(e) => {
-                    shared.dump_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("next hops: netlink dump failed: {e}");
                 }
             }

@@ -420,11 +420,6 @@ impl Socket {
         };
         (rc == 0).then_some(s)
     }
-
-    /// Whether the fill ring wants a wake-up (poll or recvfrom) to receive.
-    pub fn fill_needs_wakeup(&self) -> bool {
-        self.fill.needs_wakeup()
-    }
 }
 
 /// Wait up to `ms` for any of the sockets (at most two: the rest are not
