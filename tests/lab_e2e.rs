@@ -871,6 +871,8 @@ fn edges_real_clients_touch(lab: &Lab) {
         // No TUN device: the kernel's own drops are the sockets' (XDP_STATISTICS).
         let table = lab.ctl(&["stats"]).expect("nat64ctl stats");
         assert!(table.contains("AF_XDP:") && table.contains("fill ring empty"), "{table}");
+        // Why copy mode: the kernel's refusal of zero copy on veth, named.
+        assert!(table.contains("copy mode: zero copy refused: "), "{table}");
         return;
     }
     // Issue 18: what the kernel dropped at the TUN queue before nat64d read

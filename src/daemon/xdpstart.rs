@@ -82,6 +82,8 @@ pub struct XdpPlane {
     /// "native"/"generic", and zero copy or copy.
     pub attach: AttachMode,
     pub zero_copy: bool,
+    /// Why not zero copy: "asked for" (xdp.copy) or the kernel's refusal.
+    pub copy_why: String,
     /// The interfaces as named, IPv6 side first.
     pub interfaces: Vec<String>,
     /// (IPv6 side, IPv4 side) MTUs: the translator's next-hop MTUs.
@@ -95,7 +97,7 @@ impl XdpPlane {
             "AF_XDP on {}, {} XDP, {}",
             self.interfaces.join(" (IPv6) and ") + if self.interfaces.len() > 1 { " (IPv4)" } else { "" },
             self.attach.label(),
-            if self.zero_copy { "zero copy" } else { "copy mode" }
+            if self.zero_copy { "zero copy".to_string() } else { format!("copy mode: {}", self.copy_why) }
         )
     }
 }
@@ -164,6 +166,11 @@ pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
         })?);
     }
     let zero_copy = qs.iter().all(|q| q.zero_copy());
+    let copy_why = match qs.first().and_then(|q| q.zero_copy_refused()) {
+        _ if x.copy => "xdp.copy".to_string(),
+        Some(e) => format!("zero copy refused: {e}"),
+        None => "zero copy not kept on every queue".to_string(),
+    };
     let p6 = cfg.pool6;
     let pool6 = Match { addr: p6.addr().octets(), len: p6.prefix_len() };
     let mut steered: Vec<Net4> = vec![];
@@ -242,5 +249,5 @@ pub fn open(cfg: &Config) -> Result<XdpPlane, String> {
     let mtu4 = *mtus.last().unwrap_or(&mtu6);
     let hops = Arc::new(hops);
     let control = XdpControl { steering, pool6, steered, hops: Arc::clone(&hops) };
-    Ok(XdpPlane { queues: qs, control, attach, zero_copy, interfaces: names, mtus: (mtu6, mtu4), hops })
+    Ok(XdpPlane { queues: qs, control, attach, zero_copy, copy_why, interfaces: names, mtus: (mtu6, mtu4), hops })
 }

@@ -102,6 +102,11 @@ impl Queue {
     pub fn zero_copy(&self) -> bool {
         self.ports.iter().all(|p| p.socket.zero_copy)
     }
+
+    /// The kernel's refusal of zero copy on the first interface, if it refused.
+    pub fn zero_copy_refused(&self) -> Option<&io::Error> {
+        self.ports.first().and_then(|p| p.socket.zero_copy_refused.as_ref())
+    }
 }
 
 /// Everything but the UMEM, so a frame can be borrowed from it while

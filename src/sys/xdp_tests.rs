@@ -101,6 +101,11 @@ fn socket_on_veth_receives_picked_frames() {
         };
         let mut umem = Umem::new(64).expect("UMEM");
         let mut s = Socket::open(&umem, Bind { ifindex, queue: 0, shared_with: None, copy: false }).expect("socket");
+        // veth has no XSK buffer pool: zero copy is tried, refused, and
+        // the refusal kept for the start line (copy mode instead).
+        assert!(!s.zero_copy);
+        let refused = s.zero_copy_refused.as_ref().and_then(|e| e.raw_os_error());
+        assert_eq!(refused, Some(libc::EOPNOTSUPP), "{:?}", s.zero_copy_refused);
         bpf::xsk_map_set(&map, 0, s.raw_fd()).expect("map");
         let mut free: Vec<u64> = (0..64).map(|i| (i * xsk::FRAME) as u64).collect();
         assert!(s.fill(&mut free, 64) > 0);

@@ -232,6 +232,9 @@ pub struct Socket {
     comp: Ring,
     /// Bound in zero-copy mode (the driver's own DMA into the UMEM).
     pub zero_copy: bool,
+    /// Why the kernel refused zero copy, when it was tried and refused
+    /// (veth: EOPNOTSUPP, the driver has no XSK buffer pool support).
+    pub zero_copy_refused: Option<io::Error>,
 }
 
 /// How a socket binds.
@@ -275,7 +278,7 @@ impl Socket {
         let tx = Ring::map(raw, &o.tx, RING, d, libc::XDP_PGOFF_TX_RING as u64)?;
         let fill = Ring::map(raw, &o.fr, RING, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
         let comp = Ring::map(raw, &o.cr, RING, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
-        let mut s = Socket { fd, rx, tx, fill, comp, zero_copy: false };
+        let mut s = Socket { fd, rx, tx, fill, comp, zero_copy: false, zero_copy_refused: None };
         let shared = b.shared_with.map_or(0, |f| f as u32);
         // A socket sharing another's UMEM takes no mode flags (the kernel
         // refuses them): it inherits copy or zero copy and need-wakeup.
@@ -306,6 +309,9 @@ impl Socket {
                 return Ok(s);
             }
             last = io::Error::last_os_error();
+            if m == libc::XDP_ZEROCOPY {
+                s.zero_copy_refused = Some(io::Error::from_raw_os_error(last.raw_os_error().unwrap_or(libc::EINVAL)));
+            }
         }
         Err(last)
     }
