@@ -16,6 +16,9 @@ Modes (--modes, comma-separated):
                 (ethtool tx off: veth hands a peer partial ones), which also
                 turns their TSO off for this mode
   nat64d-xdp-generic  the same with the program in the generic (skb) path
+  nat64d-xdp-threaded nat64d-xdp with the gateway veths' NAPI threaded (their
+                receive, XDP program and copy into the UMEM, in a kernel thread
+                instead of the sender's softirq)
   tayga         TAYGA (Debian) with nftables masquerade behind it: the classic
                 stateful NAT64; same network-specific prefix 2001:db8:64::/96
   kernel6       plain IPv6 forwarding, no translation (the path's limit)
@@ -205,6 +208,7 @@ class Gateway:
             self.proc = bg(*args, ns=G, log=log)
             if m.startswith("nat64d-xdp"):
                 wait_for(lambda: "translating" in open(log).read())
+                napi_threaded(m == "nat64d-xdp-threaded")
             else:
                 wait_for(lambda: "UP" in sh("ip", "-n", G, "link", "show", "nat64", capture=True, check=False))
         elif m == "tayga":
@@ -249,6 +253,13 @@ class Gateway:
             return cpu_ticks(self.proc.pid)
         except OSError:
             return None
+
+
+def napi_threaded(on):
+    """nat64d-xdp-threaded: the gateway's veth receive (the XDP program and
+    the copy into the UMEM) in a kernel thread, not in the sender's softirq."""
+    for dev in ("g0", "g1"):
+        sh("sh", "-c", f"echo {1 if on else 0} > /sys/class/net/{dev}/threaded", ns=G)
 
 
 def xdp_checksums(complete):
@@ -348,26 +359,31 @@ def run_mode(gw, reps, secs, work, figures=FIGURES):
             res["cps"].append(wrk_cps(gw, secs))
         return res
     for _ in range(reps):
-        t0, c0 = time.time(), gw.cpu_ticks()
-        j = iperf(gw, secs, [])
-        c1, t1 = gw.cpu_ticks(), time.time()
-        res["tcp1"].append(j["end"]["sum_received"]["bits_per_second"] / 1e9)
-        if c0 is not None and c1 is not None:
-            res["cpu"].append(100.0 * (c1 - c0) / hz / (t1 - t0))
-        res["tcp4"].append(iperf(gw, secs, ["-P", "4"])["end"]["sum_received"]["bits_per_second"] / 1e9)
-        res["tcp1r"].append(iperf(gw, secs, ["-R"])["end"]["sum_received"]["bits_per_second"] / 1e9)
-        u = iperf(gw, secs, ["-u", "-b", "0", "-l", "64"])["end"]["sum"]
-        res["udp_pps"].append((u["packets"] - u["lost_packets"]) / u["seconds"])
-        res["udp_loss"].append(u["lost_percent"])
-        # A fixed rate of 64-byte packets: iperf3's -b counts the payload's bits.
-        c0 = gw.cpu_ticks()
-        u = iperf(gw, secs, ["-u", "-b", str(FIXED_PPS[0] * 64 * 8), "-l", "64"])["end"]["sum"]
-        c1 = gw.cpu_ticks()
-        delivered = u["packets"] - u["lost_packets"]
-        if c0 is not None and c1 is not None and delivered:
-            res["cpu_pp"].append((c1 - c0) / hz / delivered * 1e6)
-        res["fixed_loss"].append(u["lost_percent"])
-        res["cps"].append(wrk_cps(gw, secs))
+        if "tcp1" in figures:
+            t0, c0 = time.time(), gw.cpu_ticks()
+            j = iperf(gw, secs, [])
+            c1, t1 = gw.cpu_ticks(), time.time()
+            res["tcp1"].append(j["end"]["sum_received"]["bits_per_second"] / 1e9)
+            if c0 is not None and c1 is not None:
+                res["cpu"].append(100.0 * (c1 - c0) / hz / (t1 - t0))
+        if "tcp4" in figures:
+            res["tcp4"].append(iperf(gw, secs, ["-P", "4"])["end"]["sum_received"]["bits_per_second"] / 1e9)
+        if "tcp1r" in figures:
+            res["tcp1r"].append(iperf(gw, secs, ["-R"])["end"]["sum_received"]["bits_per_second"] / 1e9)
+        if "udp64" in figures:
+            u = iperf(gw, secs, ["-u", "-b", "0", "-l", "64"])["end"]["sum"]
+            res["udp_pps"].append((u["packets"] - u["lost_packets"]) / u["seconds"])
+            res["udp_loss"].append(u["lost_percent"])
+            # A fixed rate of 64-byte packets: iperf3's -b counts the payload's bits.
+            c0 = gw.cpu_ticks()
+            u = iperf(gw, secs, ["-u", "-b", str(FIXED_PPS[0] * 64 * 8), "-l", "64"])["end"]["sum"]
+            c1 = gw.cpu_ticks()
+            delivered = u["packets"] - u["lost_packets"]
+            if c0 is not None and c1 is not None and delivered:
+                res["cpu_pp"].append((c1 - c0) / hz / delivered * 1e6)
+            res["fixed_loss"].append(u["lost_percent"])
+        if "cps" in figures:
+            res["cps"].append(wrk_cps(gw, secs))
     return res
 
 
@@ -388,7 +404,7 @@ def main():
     ap.add_argument("--modes", default="nat64d,tayga,kernel6,kernel4")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--secs", type=int, default=5)
-    ap.add_argument("--figures", default="all", help="'cps' for new connections only")
+    ap.add_argument("--figures", default="all", help="comma-separated subset of tcp1,tcp4,tcp1r,udp64 (with cpu_pp),cps; 'all' (default)")
     ap.add_argument("--install", action="store_true", help="apt-get install the tools first")
     ap.add_argument("--fixed-pps", type=int, default=100_000, help="offered rate for the CPU-per-packet figure")
     ap.add_argument("--json", help="also write the raw results here")
@@ -409,7 +425,7 @@ def main():
             print(f"== {m}", file=sys.stderr, flush=True)
             try:
                 gw.start()
-                figs = ("cps",) if a.figures == "cps" else FIGURES
+                figs = FIGURES if a.figures == "all" else tuple(f for f in FIGURES if f in a.figures.split(","))
                 r = run_mode(gw, a.reps, a.secs, work, figs)
                 # A mode listed twice (alternating runs on a noisy machine) pools its runs.
                 if m in results:
@@ -468,9 +484,12 @@ def print_table(results, a):
     for m in ("nat64d-log", "nat64d-blocks"):
         if m in results and "nat64d" in results:
             ratios.append((m, "nat64d"))
-    for y in ("tayga", "kernel6", "nat64d"):
-        if "nat64d-xdp" in results and y in results:
-            ratios.append(("nat64d-xdp", y))
+    for x in ("nat64d-xdp", "nat64d-xdp-threaded"):
+        for y in ("tayga", "kernel6", "nat64d"):
+            if x in results and y in results:
+                ratios.append((x, y))
+    if "nat64d-xdp-threaded" in results and "nat64d-xdp" in results:
+        ratios.append(("nat64d-xdp-threaded", "nat64d-xdp"))
     if "nat64d-xdp-generic" in results and "nat64d-xdp" in results:
         ratios.append(("nat64d-xdp-generic", "nat64d-xdp"))
     head += "".join(f" | {x}/{y}" for x, y in ratios) + " |"
