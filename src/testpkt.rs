@@ -752,9 +752,15 @@ pub fn run_config_fuzz_input(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     // The loader's fast path (static entries parsed one at a time) and the
     // whole-document parse agree on every text: same configuration, or both refuse.
-    let whole = crate::config::Config::parse_whole(text, "fuzz.toml");
-    let fast = crate::config::Config::parse(text, "fuzz.toml");
-    assert_eq!(fast.as_ref().ok(), whole.as_ref().ok(), "the loader's two paths disagree on: {text}");
+    // Where the fast path declines, the loader parses whole: nothing to compare.
+    let fast = match crate::config::Config::parse_fast(text, "fuzz.toml") {
+        Some(fast) => {
+            let whole = crate::config::Config::parse_whole(text, "fuzz.toml");
+            assert_eq!(fast.as_ref().ok(), whole.as_ref().ok(), "the loader's two paths disagree on: {text}");
+            fast
+        }
+        None => crate::config::Config::parse_whole(text, "fuzz.toml"),
+    };
     match fast {
         Ok(c) => {
             let shown = c.to_toml();

@@ -807,15 +807,20 @@ fn parse_static_apart(src: &str) -> Option<Config> {
 impl Config {
     /// Parse and validate TOML text; `source` names it in errors.
     pub fn parse(src: &str, source: &str) -> Result<Config, ConfigError> {
-        match parse_static_apart(src) {
-            Some(cfg) => cfg.validate().map(|_| cfg).map_err(|(key, message)| ConfigError {
-                source: source.to_string(),
-                line: KeyIndex::new(src).line_of(&key),
-                key: Some(key),
-                message,
-            }),
-            None => Config::parse_whole(src, source),
-        }
+        Config::parse_fast(src, source).unwrap_or_else(|| Config::parse_whole(src, source))
+    }
+
+    /// The fast path alone (static entries parsed one at a time): None when
+    /// the text is not one it takes, and [`Config::parse`] parses it whole.
+    #[doc(hidden)]
+    pub fn parse_fast(src: &str, source: &str) -> Option<Result<Config, ConfigError>> {
+        let cfg = parse_static_apart(src)?;
+        Some(cfg.validate().map(|_| cfg).map_err(|(key, message)| ConfigError {
+            source: source.to_string(),
+            line: KeyIndex::new(src).line_of(&key),
+            key: Some(key),
+            message,
+        }))
     }
 
     /// Parse the text as one TOML document (the reference the fast path in
